@@ -1,0 +1,241 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trailstack/trailstack/record"
+)
+
+// Instance is one [OUTPUT] section: its sink, and the bookkeeping that lets Fluent Bit's
+// workers flush into it concurrently and shut it down without losing a flush in flight.
+type Instance struct {
+	Name string
+	log  *Logger
+	sink Sink
+
+	shutdownTimeout time.Duration
+	ctx             context.Context // cancelled when shutdown can wait no longer
+	cancel          context.CancelFunc
+
+	mu       sync.Mutex // guards closing, so that no flush starts once Close waits on inflight
+	closing  bool
+	inflight sync.WaitGroup
+
+	batches sync.Pool // *[]record.Record, reused across flushes
+
+	flushes, delivered, retries, failures atomic.Int64
+}
+
+// NewInstance reads the instance's keys through get and builds its sink. An error names the
+// key at fault.
+func NewInstance(name string, get Getter) (*Instance, error) {
+	return newInstance(name, get, NewLogger(name))
+}
+
+func newInstance(name string, get Getter, log *Logger) (*Instance, error) {
+	p := NewParser(get)
+	names := SinkNames()
+	sinkName := p.Enum("sink", "", names...)
+	if get.Get("sink") == "" {
+		return nil, fmt.Errorf("config key \"sink\" is required: one of %v", names)
+	}
+	timeout := p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	sink, err := lookupSink(sinkName)(p, Env{Log: log})
+	if err == nil {
+		err = p.Err()
+	}
+	if err != nil {
+		if sink != nil {
+			_ = sink.Close()
+		}
+		return nil, err
+	}
+	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: timeout}
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	in.batches.New = func() any { s := make([]record.Record, 0, 1024); return &s }
+	log.Infof("initialised: %s", p.Effective())
+	return in, nil
+}
+
+// Flush decodes one chunk and delivers its records, answering Delivered only when the sink
+// confirmed every one of them. It never panics.
+func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
+	if !in.enter() {
+		in.log.Warnf("flush arrived after shutdown began; chunk kept for retry")
+		return Retry
+	}
+	defer in.inflight.Done()
+	in.flushes.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			in.log.Errorf("panic while flushing chunk (tag %s), kept for retry: %v\n%s", tag, r, debug.Stack())
+			st = Retry
+		}
+		switch st {
+		case Retry:
+			in.retries.Add(1)
+		case Failed:
+			in.failures.Add(1)
+		}
+	}()
+
+	bp := in.batches.Get().(*[]record.Record)
+	defer func() {
+		clear(*bp) // nothing that points into the chunk may outlive the flush
+		in.batches.Put(bp)
+	}()
+	var dec record.Decoder
+	dec.Reset(chunk)
+	recs := (*bp)[:0]
+	for dec.Next() {
+		recs = append(recs, *dec.Record())
+	}
+	*bp = recs
+	if n, first := dec.Skipped(); n > 0 {
+		in.log.Errorf("dropped %d events of a chunk (tag %s) that are not log records; first: %v", n, tag, first)
+	}
+	corrupt := dec.Err()
+	if len(recs) == 0 {
+		if corrupt != nil {
+			in.log.Errorf("dropping chunk (tag %s): %v", tag, corrupt)
+			return Failed
+		}
+		return Delivered
+	}
+
+	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs})
+	switch res.Status {
+	case Delivered:
+		in.delivered.Add(int64(len(recs)))
+		if corrupt != nil {
+			// What could be read is delivered; what follows the corruption cannot be.
+			in.log.Errorf("delivered the %d records before the corruption, dropping the rest of the chunk (tag %s): %v", len(recs), tag, corrupt)
+			return Failed
+		}
+		return Delivered
+	case Failed:
+		in.log.Errorf("dropping chunk of %d records (tag %s): %v", len(recs), tag, res.Err)
+		return Failed
+	default:
+		in.log.Warnf("chunk of %d records (tag %s) kept for retry: %v", len(recs), tag, res.Err)
+		return Retry
+	}
+}
+
+func (in *Instance) enter() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closing {
+		return false
+	}
+	in.inflight.Add(1)
+	return true
+}
+
+// Close refuses new flushes, waits up to shutdown_timeout for those in flight, then cancels
+// them (they answer Retry, so their chunks stay with Fluent Bit) and closes the sink.
+func (in *Instance) Close() {
+	in.mu.Lock()
+	already := in.closing
+	in.closing = true
+	in.mu.Unlock()
+	if already {
+		return
+	}
+	done := make(chan struct{})
+	go func() { in.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(in.shutdownTimeout):
+		in.log.Warnf("flushes still running after shutdown_timeout %v: cancelling them; their chunks are retried", in.shutdownTimeout)
+		in.cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			in.log.Errorf("flushes still running after cancellation; closing anyway")
+		}
+	}
+	in.cancel()
+	if err := in.sink.Close(); err != nil {
+		in.log.Warnf("closing sink: %v", err)
+	}
+	in.log.Infof("exited after %d flushes: %d records delivered, %d retries, %d chunks dropped",
+		in.flushes.Load(), in.delivered.Load(), in.retries.Load(), in.failures.Load())
+}
+
+// Registry maps the opaque contexts Fluent Bit hands back on every flush to instances.
+// IDs are never reused, so a stale context finds nothing rather than another instance.
+type Registry struct {
+	mu     sync.RWMutex // guards byID, lastID and index
+	byID   map[uintptr]*Instance
+	lastID uintptr
+	index  int // instances created since the registry was last empty, for their names
+}
+
+// New builds an instance from its keys and registers it, returning its ID.
+func (r *Registry) New(get Getter) (uintptr, *Instance, error) {
+	r.mu.Lock()
+	if len(r.byID) == 0 {
+		r.index = 0 // a hot reload starts naming from zero again, as Fluent Bit does
+	}
+	name := fmt.Sprintf("trailstack.%d", r.index)
+	r.index++
+	r.mu.Unlock()
+
+	in, err := NewInstance(name, get)
+	if err != nil {
+		NewLogger(name).Errorf("init failed: %v", err)
+		return 0, nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID == nil {
+		r.byID = map[uintptr]*Instance{}
+	}
+	r.lastID++
+	r.byID[r.lastID] = in
+	return r.lastID, in, nil
+}
+
+// Get finds an instance by ID; nil if it has exited.
+func (r *Registry) Get(id uintptr) *Instance {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byID[id]
+}
+
+// Remove unregisters an instance and returns it for closing.
+func (r *Registry) Remove(id uintptr) *Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in := r.byID[id]
+	delete(r.byID, id)
+	return in
+}
+
+// RemoveAll unregisters every instance and returns them for closing.
+func (r *Registry) RemoveAll() []*Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var all []*Instance
+	for id, in := range r.byID {
+		all = append(all, in)
+		delete(r.byID, id)
+	}
+	return all
+}
+
+// Len counts the live instances.
+func (r *Registry) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byID)
+}

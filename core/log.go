@@ -1,0 +1,52 @@
+package core
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Logger writes lines in Fluent Bit's own format, so that they interleave readably with the
+// engine's: "[2026/11/26 12:00:00] [ info] [output:trailstack:trailstack.0] message".
+// Fluent Bit does not pass an instance's alias to Go plugins, so the instance is named by
+// plugin name and index, as the engine names instances that have no alias.
+type Logger struct {
+	prefix string
+	out    *lockedWriter
+}
+
+// lockedWriter serialises whole lines from concurrent workers.
+type lockedWriter struct {
+	mu sync.Mutex // guards w: one line is one Write
+	w  io.Writer
+}
+
+var stderr = &lockedWriter{w: os.Stderr}
+
+// timeNow is the clock of log lines; tests replace it.
+var timeNow = time.Now
+
+// NewLogger logs for the instance named name to standard error, where Fluent Bit logs.
+func NewLogger(name string) *Logger { return newLogger(name, stderr) }
+
+func newLogger(name string, w *lockedWriter) *Logger {
+	return &Logger{prefix: "] [output:trailstack:" + name + "] ", out: w}
+}
+
+func (l *Logger) logf(level, format string, args ...any) {
+	line := timeNow().UTC().Format("[2006/01/02 15:04:05] [") + level + l.prefix + fmt.Sprintf(format, args...) + "\n"
+	l.out.mu.Lock()
+	defer l.out.mu.Unlock()
+	_, _ = io.WriteString(l.out.w, line)
+}
+
+// Errorf logs a failure that loses or holds back data.
+func (l *Logger) Errorf(format string, args ...any) { l.logf("error", format, args...) }
+
+// Warnf logs something an operator should look at.
+func (l *Logger) Warnf(format string, args ...any) { l.logf(" warn", format, args...) }
+
+// Infof logs a normal event.
+func (l *Logger) Infof(format string, args ...any) { l.logf(" info", format, args...) }

@@ -1,0 +1,144 @@
+package record
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// fixtureDir holds real chunks that Fluent Bit 5.1.1 passed to a Go plugin.
+const fixtureDir = "../../shared/fixtures/fluent-bit-5.1.1"
+
+func readFixture(tb testing.TB, set, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(fixtureDir, set, name))
+	if err != nil {
+		tb.Skipf("fixture not available (%v): the fixtures live in ../shared beside the repo", err)
+	}
+	return b
+}
+
+func decodeAll(t *testing.T, chunk []byte) []Record {
+	t.Helper()
+	var out []Record
+	d := NewDecoder(chunk)
+	for d.Next() {
+		out = append(out, *d.Record())
+	}
+	if err := d.Err(); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	if n, err := d.Skipped(); n != 0 {
+		t.Fatalf("skipped %d events: %v", n, err)
+	}
+	return out
+}
+
+func str(t *testing.T, r *Record, path ...string) string {
+	t.Helper()
+	v, ok := r.Lookup(path...)
+	if !ok {
+		t.Fatalf("no %v in record", path)
+	}
+	b, ok := v.Bytes()
+	if !ok {
+		t.Fatalf("%v is %v, not a string", path, v.Type())
+	}
+	return string(b)
+}
+
+func TestFixtureCounts(t *testing.T) {
+	want := map[string][]int{
+		"kube-merged": {80, 60, 66},
+		"kube-raw":    {80, 60, 66},
+		"plain":       {83, 60, 66},
+		"kube-20k":    {2779, 2766, 2765, 2758, 2736, 2742, 2737, 717},
+	}
+	for set, counts := range want {
+		for i, n := range counts {
+			name := "chunk-00" + strconv.Itoa(i+1) + ".msgpack"
+			if got := len(decodeAll(t, readFixture(t, set, name))); got != n {
+				t.Errorf("%s/%s: %d records, want %d", set, name, got, n)
+			}
+		}
+	}
+}
+
+func TestFixtureMergedValues(t *testing.T) {
+	recs := decodeAll(t, readFixture(t, "kube-merged", "chunk-001.msgpack"))
+	r := &recs[0]
+	if r.Sec != 1795694400 || r.Nsec != 4110123 {
+		t.Errorf("time = %d.%09d", r.Sec, r.Nsec)
+	}
+	if !bytes.Equal(r.Meta, []byte{0xdf, 0, 0, 0, 0}) {
+		t.Errorf("meta = %x, want an empty map32", r.Meta)
+	}
+	for _, c := range []struct {
+		path []string
+		want string
+	}{
+		{[]string{"stream"}, "stdout"},
+		{[]string{"severity"}, "INFO"},
+		{[]string{"message"}, "handled order 0"},
+		{[]string{"httpRequest", "requestUrl"}, "/orders/0"},
+		{[]string{"logging.googleapis.com/labels", "tenant"}, "acme"},
+		{[]string{"kubernetes", "pod_name"}, "api-5d9b8c7f6-abcde"},
+		{[]string{"kubernetes", "namespace_name"}, "blog"},
+		{[]string{"kubernetes", "container_name"}, "api"},
+		{[]string{"kubernetes", "host"}, "gke-blog-cluster-default-pool-1a2b3c4d-xyz1"},
+		{[]string{"kubernetes", "labels", "app"}, "api"},
+	} {
+		if got := str(t, r, c.path...); got != c.want {
+			t.Errorf("%v = %q, want %q", c.path, got, c.want)
+		}
+	}
+	if _, ok := r.Lookup("log"); ok {
+		t.Error("merged record still has log")
+	}
+	if _, ok := r.Lookup("kubernetes", "nope"); ok {
+		t.Error("found a key that is not there")
+	}
+	// The second record is the first line of the Java stack trace, on stderr.
+	if got := str(t, &recs[1], "log"); got != `Exception in thread "main" java.lang.IllegalStateException: order 0 failed` {
+		t.Errorf("log = %q", got)
+	}
+	// Raw invalid UTF-8 reaches us untouched; repairing it is the sinks' job.
+	var sawInvalid bool
+	for i := range recs {
+		if v, ok := recs[i].Lookup("log"); ok {
+			b, _ := v.Bytes()
+			sawInvalid = sawInvalid || bytes.Contains(b, []byte("invalid utf8: \xff\xfe end"))
+		}
+	}
+	if !sawInvalid {
+		t.Error("did not find the invalid UTF-8 record")
+	}
+}
+
+func TestFixtureRawKeepsLogString(t *testing.T) {
+	recs := decodeAll(t, readFixture(t, "kube-raw", "chunk-001.msgpack"))
+	if got := str(t, &recs[0], "log"); !bytes.HasPrefix([]byte(got), []byte(`{"severity"`)) {
+		t.Errorf("log = %q, want the JSON line as a string", got)
+	}
+}
+
+// Every kube-20k line carries seq=N: all 20,000 must come out once, in order.
+func TestFixture20kSequence(t *testing.T) {
+	seqRe := regexp.MustCompile(`seq=(\d+)$`)
+	next := 0
+	for i := 1; i <= 8; i++ {
+		for _, r := range decodeAll(t, readFixture(t, "kube-20k", "chunk-00"+strconv.Itoa(i)+".msgpack")) {
+			m := seqRe.FindStringSubmatch(str(t, &r, "log"))
+			if m == nil || m[1] != strconv.Itoa(next) {
+				t.Fatalf("record %d: log %q, want seq=%d", next, str(t, &r, "log"), next)
+			}
+			next++
+		}
+	}
+	if next != 20000 {
+		t.Fatalf("%d records, want 20000", next)
+	}
+}

@@ -1,0 +1,62 @@
+package record
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"unsafe"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// FuzzDecoder checks that no input makes the decoder panic, read outside the chunk or
+// allocate: every Record it returns must lie inside the input.
+func FuzzDecoder(f *testing.F) {
+	f.Add(v2(nil, et(1, 2), "seed"))
+	f.Add(legacy(v2(nil, intTime(-1), "group"), floatTime(3.5), "legacy"))
+	f.Add([]byte{0x92, 0x92, 0xd7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xdf, 0, 0, 0, 0, 0x80})
+	if b, err := os.ReadFile(filepath.Join(fixtureDir, "kube-merged", "chunk-002.msgpack")); err == nil {
+		f.Add(b[:4096])
+	}
+	f.Fuzz(func(t *testing.T, chunk []byte) {
+		d := NewDecoder(chunk)
+		base := uintptr(unsafe.Pointer(unsafe.SliceData(chunk)))
+		within := func(b []byte) {
+			p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+			if len(b) > 0 && (p < base || p+uintptr(len(b)) > base+uintptr(len(chunk))) {
+				t.Fatalf("a record slice of %d bytes lies outside the chunk", len(b))
+			}
+		}
+		n := 0
+		allocs := testing.AllocsPerRun(1, func() {
+			d.Reset(chunk)
+			for d.Next() {
+				r := d.Record()
+				within(r.Meta)
+				within(r.Body)
+				_, _ = r.Lookup("kubernetes", "pod_name")
+				n++
+			}
+		})
+		if allocs > 8 { // error values on a bad chunk, nothing per record
+			t.Fatalf("%v allocations decoding %d bytes", allocs, len(chunk))
+		}
+	})
+}
+
+// FuzzObjectLen holds our skipper to msgp.Skip's answers.
+func FuzzObjectLen(f *testing.F) {
+	f.Add(v2(nil, et(1, 2), "seed"))
+	f.Add([]byte{0xdf, 0, 0, 0, 1, 0xc7, 1, 5, 0, 0xc0})
+	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := objectLen(b)
+		rest, merr := msgp.Skip(b)
+		if (err == nil) != (merr == nil) {
+			t.Fatalf("objectLen err %v, msgp.Skip err %v", err, merr)
+		}
+		if err == nil && n != len(b)-len(rest) {
+			t.Fatalf("objectLen %d, msgp.Skip %d", n, len(b)-len(rest))
+		}
+	})
+}
