@@ -46,7 +46,8 @@ type Decoder struct {
 	rec       Record
 	records   int
 	skipped   int
-	firstSkip error
+	skipAt    int   // offset of the first skipped event
+	skipWhy   error // why it was skipped
 	err       error
 }
 
@@ -77,8 +78,8 @@ func (d *Decoder) Next() bool {
 		switch {
 		case err != nil:
 			d.skipped++
-			if d.firstSkip == nil {
-				d.firstSkip = fmt.Errorf("event at byte %d: %w", len(d.chunk)-len(d.rest)-len(event), err)
+			if d.skipWhy == nil {
+				d.skipAt, d.skipWhy = len(d.chunk)-len(d.rest)-len(event), err
 			}
 		case isGroup:
 		default:
@@ -99,7 +100,12 @@ func (d *Decoder) Err() error { return d.err }
 func (d *Decoder) Records() int { return d.records }
 
 // Skipped counts the events that were valid msgpack but not log events, with the first reason.
-func (d *Decoder) Skipped() (int, error) { return d.skipped, d.firstSkip }
+func (d *Decoder) Skipped() (int, error) {
+	if d.skipWhy == nil {
+		return 0, nil
+	}
+	return d.skipped, fmt.Errorf("event at byte %d: %w", d.skipAt, d.skipWhy)
+}
 
 var (
 	errShape    = errors.New("event is not [[time, metadata], body] or [time, body]")

@@ -1,0 +1,50 @@
+# trailstack: `make` builds the plugin and the C host; `make test` is what CI runs.
+GO      ?= go
+CC      ?= gcc
+BUILD   := build
+SO      := $(BUILD)/out_trailstack.so
+TEST_SO := $(BUILD)/out_trailstack_test.so
+HOST    := $(BUILD)/flbhost
+GOFILES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
+FIXTURES ?= ../shared/fixtures/fluent-bit-5.1.1
+
+.PHONY: all test bench demo lint clean
+
+all: $(SO) $(HOST)
+
+$(SO): $(GOFILES)
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -o $@ ./plugin
+
+# The same plugin with a destination the tests can inspect (package internal/testsink).
+$(TEST_SO): $(GOFILES)
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -tags trailstack_testsink -o $@ ./plugin
+
+$(HOST): host/flbhost.c
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -Wall -Wextra -o $@ host/flbhost.c -ldl -lpthread
+
+lint:
+	@test -z "$$(gofmt -l $$(find . -name '*.go' -not -path './build/*'))" || { gofmt -l . ; echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags trailstack_testsink ./plugin
+	# every package but plugin/ builds without cgo
+	CGO_ENABLED=0 $(GO) build $$($(GO) list ./... | grep -v /plugin$$)
+
+test: all $(TEST_SO) lint
+	TRAILSTACK_TEST_SO=$(abspath $(TEST_SO)) FLBHOST=$(abspath $(HOST)) \
+		$(GO) test -race -count=1 -timeout 30m ./...
+
+# Benchmarks: decoding in Go, then the whole .so through the C host with the null sink.
+bench: all
+	$(GO) test -run XXX -bench . -benchmem -benchtime 200000x ./record
+	@echo "--- FlushCtx cost: 200,000 flushes of a one-record chunk, null sink"
+	$(HOST) -q -n 200000 $(SO) -i -o sink=null -- testdata/one-record.msgpack | tail -1
+	@echo "--- 1,000,000 kube-20k records (8 chunks x 50), null sink, 1 thread"
+	$(HOST) -q -n 50 $(SO) -i -o sink=null -- $(FIXTURES)/kube-20k/*.msgpack | tail -1
+
+# Runs sample Kubernetes chunks (testdata/) through the real .so with the C host.
+demo: all
+	$(HOST) $(SO) -i -o sink=null -- testdata/grafana.msgpack testdata/nginx.msgpack
+
+clean:
+	rm -rf $(BUILD)

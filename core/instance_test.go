@@ -1,0 +1,297 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+)
+
+// fakeSink records what it was given and answers as told.
+type fakeSink struct {
+	mu      sync.Mutex // guards logs
+	logs    []string
+	answer  func(ctx context.Context, b *Batch) Result
+	closed  atomic.Bool
+	running atomic.Int32
+}
+
+func (f *fakeSink) Deliver(ctx context.Context, b *Batch) Result {
+	f.running.Add(1)
+	defer f.running.Add(-1)
+	var lines []string
+	for i := range b.Records {
+		v, _ := b.Records[i].Lookup("log")
+		s, _ := v.Bytes()
+		lines = append(lines, string(s)) // copied: the chunk is not ours after Deliver
+	}
+	if f.answer != nil {
+		if r := f.answer(ctx, b); r.Status != Delivered {
+			return r
+		}
+	}
+	f.mu.Lock()
+	f.logs = append(f.logs, lines...)
+	f.mu.Unlock()
+	return Result{Status: Delivered}
+}
+
+func (f *fakeSink) Close() error { f.closed.Store(true); return nil }
+
+var registerFake sync.Once
+
+// newTestInstance builds an instance around sink, logging into buf.
+func newTestInstance(t *testing.T, sink *fakeSink, keys MapGetter) (*Instance, *bytes.Buffer) {
+	t.Helper()
+	registerFake.Do(func() {
+		RegisterSink("fake", func(p *Parser, env Env) (Sink, error) {
+			return currentFake.Load(), nil
+		})
+	})
+	currentFake.Store(sink)
+	buf := &bytes.Buffer{}
+	keys["sink"] = "fake"
+	in, err := newInstance("trailstack.0", keys, newLogger("trailstack.0", &lockedWriter{w: buf}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, buf
+}
+
+var currentFake atomic.Pointer[fakeSink]
+
+func chunkOf(logs ...string) []byte {
+	var b []byte
+	for i, l := range logs {
+		b = msgp.AppendArrayHeader(b, 2)
+		b = msgp.AppendArrayHeader(b, 2)
+		b = msgp.AppendInt64(b, int64(1700000000+i))
+		b = msgp.AppendMapHeader(b, 0)
+		b = msgp.AppendMapHeader(b, 1)
+		b = msgp.AppendString(b, "log")
+		b = msgp.AppendString(b, l)
+	}
+	return b
+}
+
+func TestFlushDelivers(t *testing.T) {
+	s := &fakeSink{}
+	in, logs := newTestInstance(t, s, MapGetter{})
+	if st := in.Flush(chunkOf("a", "b"), "tag"); st != Delivered {
+		t.Fatalf("status %v", st)
+	}
+	if st := in.Flush(nil, "tag"); st != Delivered {
+		t.Fatalf("empty chunk: status %v", st)
+	}
+	in.Close()
+	if strings.Join(s.logs, ",") != "a,b" || !s.closed.Load() {
+		t.Fatalf("arrived %v, closed %v", s.logs, s.closed.Load())
+	}
+	if !strings.Contains(logs.String(), "exited after 2 flushes: 2 records delivered, 0 retries, 0 chunks dropped") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+func TestZeroStatusIsRetry(t *testing.T) {
+	s := &fakeSink{answer: func(context.Context, *Batch) Result { return Result{} }}
+	in, _ := newTestInstance(t, s, MapGetter{})
+	if st := in.Flush(chunkOf("a"), "tag"); st != Retry {
+		t.Fatalf("status %v, want retry", st)
+	}
+}
+
+func TestFlushFailedAndRetryAreLogged(t *testing.T) {
+	var answer atomic.Int32
+	s := &fakeSink{answer: func(context.Context, *Batch) Result {
+		return Result{Status: Status(answer.Load()), Err: errors.New("because")}
+	}}
+	in, logs := newTestInstance(t, s, MapGetter{})
+	answer.Store(int32(Failed))
+	if st := in.Flush(chunkOf("a"), "t1"); st != Failed {
+		t.Fatalf("status %v", st)
+	}
+	answer.Store(int32(Retry))
+	if st := in.Flush(chunkOf("a"), "t2"); st != Retry {
+		t.Fatalf("status %v", st)
+	}
+	if !strings.Contains(logs.String(), "dropping chunk of 1 records (tag t1): because") ||
+		!strings.Contains(logs.String(), "chunk of 1 records (tag t2) kept for retry: because") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+func TestCorruptChunkDeliversWhatCanBeReadThenFails(t *testing.T) {
+	s := &fakeSink{}
+	in, logs := newTestInstance(t, s, MapGetter{})
+	c := chunkOf("a", "b")
+	if st := in.Flush(c[:len(c)-1], "tag"); st != Failed {
+		t.Fatalf("status %v", st)
+	}
+	if strings.Join(s.logs, ",") != "a" {
+		t.Fatalf("arrived %v", s.logs)
+	}
+	if !strings.Contains(logs.String(), "delivered the 1 records before the corruption") {
+		t.Errorf("log:\n%s", logs)
+	}
+	// Corrupt from the first byte: nothing to deliver, the chunk is dropped with the reason.
+	if st := in.Flush([]byte{0xc1}, "tag"); st != Failed {
+		t.Fatalf("status %v", st)
+	}
+	if !strings.Contains(logs.String(), "dropping chunk (tag tag): corrupt chunk: event at byte 0 of 1") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+func TestCorruptChunkRetriedWhenPrefixNotDelivered(t *testing.T) {
+	s := &fakeSink{answer: func(context.Context, *Batch) Result { return Result{Status: Retry} }}
+	in, _ := newTestInstance(t, s, MapGetter{})
+	c := chunkOf("a", "b")
+	if st := in.Flush(c[:len(c)-1], "tag"); st != Retry {
+		t.Fatalf("status %v: a chunk whose readable records are not yet delivered must be kept", st)
+	}
+}
+
+func TestInvalidEventsAreLoggedAndTheRestDelivered(t *testing.T) {
+	s := &fakeSink{}
+	in, logs := newTestInstance(t, s, MapGetter{})
+	c := append(chunkOf("a"), msgp.AppendString(nil, "stray")...)
+	c = append(c, chunkOf("b")...)
+	if st := in.Flush(c, "tag"); st != Delivered {
+		t.Fatalf("status %v", st)
+	}
+	if strings.Join(s.logs, ",") != "a,b" || !strings.Contains(logs.String(), "dropped 1 events of a chunk (tag tag) that are not log records") {
+		t.Fatalf("arrived %v; log:\n%s", s.logs, logs)
+	}
+}
+
+func TestPanicBecomesRetry(t *testing.T) {
+	s := &fakeSink{answer: func(context.Context, *Batch) Result { panic("boom") }}
+	in, logs := newTestInstance(t, s, MapGetter{})
+	if st := in.Flush(chunkOf("a"), "tag"); st != Retry {
+		t.Fatalf("status %v", st)
+	}
+	if !strings.Contains(logs.String(), "panic while flushing chunk (tag tag), kept for retry: boom") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+func TestCloseWaitsForFlushInFlight(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{})
+	s := &fakeSink{answer: func(context.Context, *Batch) Result {
+		close(started)
+		<-release
+		return Result{Status: Delivered}
+	}}
+	in, _ := newTestInstance(t, s, MapGetter{"shutdown_timeout": "1m"})
+	result := make(chan Status)
+	go func() { result <- in.Flush(chunkOf("a"), "tag") }()
+	<-started
+	closed := make(chan struct{})
+	go func() { in.Close(); close(closed) }()
+	// Once Close has begun, new flushes are refused (kept for retry).
+	for in.Flush(chunkOf("late"), "tag") != Retry {
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a flush was in flight")
+	default:
+	}
+	close(release)
+	if st := <-result; st != Delivered {
+		t.Fatalf("in-flight flush: %v", st)
+	}
+	<-closed
+	if !s.closed.Load() || strings.Join(s.logs, ",") != "a" {
+		t.Fatalf("closed %v, arrived %v", s.closed.Load(), s.logs)
+	}
+}
+
+func TestCloseCancelsFlushAfterTimeout(t *testing.T) {
+	started := make(chan struct{})
+	s := &fakeSink{answer: func(ctx context.Context, _ *Batch) Result {
+		close(started)
+		<-ctx.Done()
+		return Result{Status: Retry, Err: ctx.Err()}
+	}}
+	in, logs := newTestInstance(t, s, MapGetter{"shutdown_timeout": "10ms"})
+	result := make(chan Status)
+	go func() { result <- in.Flush(chunkOf("a"), "tag") }()
+	<-started
+	in.Close()
+	if st := <-result; st != Retry {
+		t.Fatalf("cancelled flush: %v", st)
+	}
+	if !strings.Contains(logs.String(), "cancelling them; their chunks are retried") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+func TestConcurrentFlushes(t *testing.T) {
+	s := &fakeSink{}
+	in, _ := newTestInstance(t, s, MapGetter{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if st := in.Flush(chunkOf("x", "y", "z"), "tag"); st != Delivered {
+					t.Errorf("status %v", st)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	in.Close()
+	if len(s.logs) != 8*50*3 {
+		t.Fatalf("%d records arrived, want %d", len(s.logs), 8*50*3)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	var r Registry
+	id1, in1, err := r.New(MapGetter{"sink": "null"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, in2, _ := r.New(MapGetter{"sink": "null"})
+	if in1.Name != "trailstack.0" || in2.Name != "trailstack.1" || id1 == id2 {
+		t.Fatalf("names %s %s ids %d %d", in1.Name, in2.Name, id1, id2)
+	}
+	if _, _, err := r.New(MapGetter{"sink": "nope"}); err == nil {
+		t.Fatal("bad sink accepted")
+	}
+	if r.Get(id1) != in1 || r.Remove(id1) != in1 || r.Get(id1) != nil {
+		t.Fatal("remove")
+	}
+	in1.Close()
+	for _, in := range r.RemoveAll() {
+		in.Close()
+	}
+	if r.Len() != 0 {
+		t.Fatal("RemoveAll left instances")
+	}
+	// After every instance exited (a hot reload), names start from zero again and IDs go on.
+	id3, in3, _ := r.New(MapGetter{"sink": "null"})
+	if in3.Name != "trailstack.0" || id3 <= id2 {
+		t.Fatalf("after reload: %s id %d", in3.Name, id3)
+	}
+	in3.Close()
+}
+
+func TestLogFormat(t *testing.T) {
+	defer func(f func() time.Time) { timeNow = f }(timeNow)
+	timeNow = func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) }
+	var buf bytes.Buffer
+	newLogger("trailstack.3", &lockedWriter{w: &buf}).Warnf("x=%d", 1)
+	if got := buf.String(); got != "[2026/11/26 12:00:00] [ warn] [output:trailstack:trailstack.3] x=1\n" {
+		t.Errorf("line %q", got)
+	}
+}
