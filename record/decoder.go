@@ -41,14 +41,14 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // An event that is valid msgpack but not a log event (wrong shape, bad timestamp, a body that
 // is not a map) is skipped and counted, so one bad event costs only itself; see Skipped.
 type Decoder struct {
-	chunk     []byte
-	rest      []byte
-	rec       Record
-	records   int
-	skipped   int
-	skipAt    int   // offset of the first skipped event
-	skipWhy   error // why it was skipped
-	err       error
+	chunk   []byte
+	rest    []byte
+	rec     Record
+	records int
+	skipped int
+	skipAt  int   // offset of the first skipped event
+	skipWhy error // why it was skipped
+	err     error
 }
 
 // NewDecoder returns a decoder over chunk.
