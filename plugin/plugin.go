@@ -30,6 +30,7 @@ import (
 	"github.com/fluent/fluent-bit-go/output"
 
 	"github.com/trailstack/trailstack/core"
+	_ "github.com/trailstack/trailstack/syslog" // registers the syslog sink
 )
 
 // registry is the plugin's one piece of state: Fluent Bit gives the plugin no other place

@@ -62,74 +62,91 @@ func (v Value) Lookup(path ...string) (Value, bool) {
 }
 
 func (v Value) get(key string) (Value, bool) {
-	n, b, err := msgp.ReadMapHeaderBytes(v)
+	it, err := v.Iter()
 	if err != nil {
 		return nil, false
 	}
-	for i := uint32(0); i < n; i++ {
-		kn, err := objectLen(b)
-		if err != nil {
+	for {
+		k, val, ok := it.Next()
+		if !ok {
 			return nil, false
 		}
-		k := b[:kn]
-		b = b[kn:]
-		vn, err := objectLen(b)
-		if err != nil {
-			return nil, false
+		if string(k) == key {
+			return val, true
 		}
-		if keyEqual(k, key) {
-			return Value(b[:vn]), true
-		}
-		b = b[vn:]
 	}
-	return nil, false
 }
 
-// keyEqual compares a raw str or bin key with key without decoding it.
-func keyEqual(raw []byte, key string) bool {
+// MapIter walks the entries of a map value in place.
+type MapIter struct {
+	rest []byte
+	n    uint32
+	err  error
+}
+
+// Iter starts a walk over a map value.
+func (v Value) Iter() (MapIter, error) {
+	n, b, err := msgp.ReadMapHeaderBytes(v)
+	return MapIter{rest: b, n: n}, err
+}
+
+// Next returns the next entry: the key's contents if it is a str or bin (else nil) and the
+// raw value. It returns false at the end of the map or at a malformed entry (see Err).
+func (it *MapIter) Next() (key []byte, val Value, ok bool) {
+	if it.n == 0 || it.err != nil {
+		return nil, nil, false
+	}
+	kn, err := objectLen(it.rest)
+	if err != nil {
+		it.err = err
+		return nil, nil, false
+	}
+	vn, err := objectLen(it.rest[kn:])
+	if err != nil {
+		it.err = err
+		return nil, nil, false
+	}
+	key = keyContents(it.rest[:kn])
+	val = Value(it.rest[kn : kn+vn])
+	it.rest = it.rest[kn+vn:]
+	it.n--
+	return key, val, true
+}
+
+// Err is the error that ended the walk early, if any.
+func (it *MapIter) Err() error { return it.err }
+
+// keyContents returns the bytes of a raw str or bin object, nil for other types.
+func keyContents(raw []byte) []byte {
 	switch c := raw[0]; {
 	case c >= 0xa0 && c <= 0xbf:
-		return string(raw[1:]) == key
+		return raw[1:]
 	case c == 0xd9 || c == 0xc4:
-		return string(raw[2:]) == key
+		return raw[2:]
 	case c == 0xda || c == 0xc5:
-		return string(raw[3:]) == key
+		return raw[3:]
 	case c == 0xdb || c == 0xc6:
-		return string(raw[5:]) == key
+		return raw[5:]
 	}
-	return false
+	return nil
 }
 
 // Range calls fn for each entry of a map value, in chunk order, until fn returns false.
 // Keys that are neither str nor bin are passed as nil.
 func (v Value) Range(fn func(key []byte, val Value) bool) error {
-	n, b, err := msgp.ReadMapHeaderBytes(v)
+	it, err := v.Iter()
 	if err != nil {
 		return err
 	}
-	for i := uint32(0); i < n; i++ {
-		var key []byte
-		switch msgp.NextType(b) {
-		case msgp.StrType, msgp.BinType:
-			key, b, err = msgp.ReadMapKeyZC(b)
-		default:
-			var n int
-			n, err = objectLen(b)
-			b = b[min(n, len(b)):]
+	for {
+		k, val, ok := it.Next()
+		if !ok {
+			return it.Err()
 		}
-		if err != nil {
-			return err
-		}
-		n, err := objectLen(b)
-		if err != nil {
-			return err
-		}
-		if !fn(key, Value(b[:n])) {
+		if !fn(k, val) {
 			return nil
 		}
-		b = b[n:]
 	}
-	return nil
 }
 
 // Equal reports whether a str or bin value holds s.

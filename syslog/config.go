@@ -1,0 +1,178 @@
+package syslog
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trailstack/trailstack/core"
+)
+
+// Defaults chosen for Papertrail on a Kubernetes node: the "system" (HOSTNAME) is the node,
+// the "program" (APP-NAME) is namespace/container, PROCID is the pod and MSGID the stream,
+// so that Papertrail's system and program filters follow the cluster's own names.
+const (
+	defaultHostname = `$kubernetes['host']||${NODE_NAME}`
+	defaultAppname  = `$kubernetes['namespace_name']/$kubernetes['container_name']||$TAG[0]`
+	defaultProcid   = `$kubernetes['pod_name']`
+	defaultMsgid    = `$stream`
+	defaultSDID     = "k8s@32473" // 32473 is the enterprise number RFC 5612 reserves for examples
+)
+
+// config is the syslog sink's part of an instance's keys.
+type config struct {
+	network string // tcp or udp
+	useTLS  bool
+	addr    string // host:port
+	host    string
+
+	caFile             string
+	serverName         string
+	insecureSkipVerify bool
+
+	dialTimeout, writeTimeout, ackTimeout, keepalive time.Duration
+}
+
+func parseConfig(p *core.Parser) (config, *formatter) {
+	var c config
+	address := p.String("address", "")
+	mode, addr, err := splitAddress(address)
+	if address == "" {
+		p.Fail("address", "required: the syslog destination, e.g. logs3.papertrailapp.com:12345 (TLS), tcp://host:514 or udp://host:514")
+	} else if err != nil {
+		p.Fail("address", "%v", err)
+	}
+	c.addr = addr
+	c.host, _, _ = net.SplitHostPort(addr)
+	c.network, c.useTLS = "tcp", mode == "tls"
+	if mode == "udp" {
+		c.network = "udp"
+	}
+	c.caFile = p.String("ca_file", "")
+	c.serverName = p.String("server_name", c.host)
+	c.insecureSkipVerify = p.Bool("insecure_skip_verify", false)
+	c.dialTimeout = p.Duration("dial_timeout", 10*time.Second, time.Millisecond, 10*time.Minute)
+	c.writeTimeout = p.Duration("write_timeout", 30*time.Second, time.Millisecond, 10*time.Minute)
+	c.ackTimeout = p.Duration("ack_timeout", 30*time.Second, time.Millisecond, 10*time.Minute)
+	c.keepalive = p.Duration("keepalive", 30*time.Second, 0, time.Hour)
+
+	f := &formatter{ex: newExtractor()}
+	defFraming, defMax := "lf", int64(100000)
+	if mode == "udp" {
+		defFraming, defMax = "none", 1024
+	}
+	switch p.Enum("framing", defFraming, "lf", "octet", "none") {
+	case "octet":
+		f.framing = framingOctet
+	case "none":
+		f.framing = framingNone
+	}
+	if (f.framing == framingNone) != (mode == "udp") {
+		p.Fail("framing", "%q does not go with %s (UDP takes none; TCP and TLS take lf or octet)", f.framing.String(), mode)
+	}
+	f.maxSize = int(p.Size("max_size", defMax, 480, 16<<20))
+
+	fac := p.String("facility", "user")
+	if n, ok := facilities[strings.ToLower(fac)]; ok {
+		f.facility = n
+	} else if n, err := strconv.Atoi(fac); err == nil && n >= 0 && n <= 23 {
+		f.facility = n
+	} else {
+		p.Fail("facility", "invalid value %q: want a facility name (user, daemon, local0...) or 0-23", fac)
+	}
+
+	tmpl := func(key, def string) *template {
+		src := p.String(key, def)
+		t, err := compileTemplate(src, f.ex)
+		if err != nil {
+			p.Fail(key, "%v", err)
+			t, _ = compileTemplate("", f.ex)
+		}
+		return t
+	}
+	f.hostname = tmpl("hostname", defaultHostname)
+	f.appname = tmpl("appname", defaultAppname)
+	f.procid = tmpl("procid", defaultProcid)
+	f.msgid = tmpl("msgid", defaultMsgid)
+
+	f.sdID = p.String("sd_id", defaultSDID)
+	if !validSDName(f.sdID) {
+		p.Fail("sd_id", "invalid SD-ID %q: printable ASCII without '=', ' ', ']' or '\"', at most 32 bytes", f.sdID)
+	}
+	for _, item := range strings.Fields(p.String("sd_params", "")) {
+		name, src, ok := strings.Cut(item, "=")
+		if !ok || !validSDName(name) {
+			p.Fail("sd_params", "invalid item %q: want name=template, the name printable ASCII without '=', ' ', ']' or '\"'", item)
+			continue
+		}
+		t, err := compileTemplate(src, f.ex)
+		if err != nil {
+			p.Fail("sd_params", "%v", err)
+			continue
+		}
+		param := sdParam{name: name, tmpl: t, slot: -1}
+		if len(t.alts) == 1 && len(t.alts[0]) == 1 && t.alts[0][0].kind == field {
+			param.slot = t.alts[0][0].slot
+		}
+		f.sd = append(f.sd, param)
+	}
+
+	f.messageSlot = f.ex.add([]string{p.String("message_key", "log")})
+	f.excludeFromJSON = "kubernetes"
+	f.streamSlot = f.ex.add([]string{"stream"})
+	for _, k := range strings.Split(p.String("severity_key", "severity,level"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			f.severitySlots = append(f.severitySlots, f.ex.add([]string{k}))
+		}
+	}
+	sevKey := func(key, def string) int {
+		v := p.String(key, def)
+		n, ok := severityByName(v)
+		if !ok {
+			p.Fail(key, "invalid value %q: want a severity 0-7 or a name (err, warning, info...)", v)
+		}
+		return n
+	}
+	f.stdoutSev = sevKey("severity_stdout", "info")
+	f.stderrSev = sevKey("severity_stderr", "err")
+	f.fallbackSev = sevKey("severity_default", "info")
+	return c, f
+}
+
+func (f framing) String() string {
+	return [...]string{"lf", "octet", "none"}[f]
+}
+
+// splitAddress reads "host:port" (TLS, as Papertrail gives it) or "tls://", "tcp://",
+// "udp://" with host:port.
+func splitAddress(a string) (mode, hostport string, err error) {
+	mode, hostport = "tls", a
+	if scheme, rest, ok := strings.Cut(a, "://"); ok {
+		mode, hostport = strings.ToLower(scheme), rest
+	}
+	if mode != "tls" && mode != "tcp" && mode != "udp" {
+		return "", "", fmt.Errorf("invalid value %q: scheme must be tls, tcp or udp", a)
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || host == "" {
+		return "", "", fmt.Errorf("invalid value %q: want host:port, e.g. logs3.papertrailapp.com:12345", a)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Errorf("invalid value %q: bad port", a)
+	}
+	return mode, hostport, nil
+}
+
+func validSDName(s string) bool {
+	if s == "" || len(s) > maxSDName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 33 || c > 126 || c == '=' || c == ']' || c == '"' || c == ' ' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,405 @@
+package syslog
+
+import (
+	"bytes"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/trailstack/trailstack/record"
+)
+
+// RFC 5424 limits (section 6).
+const (
+	maxHostname = 255
+	maxAppName  = 48
+	maxProcID   = 128
+	maxMsgID    = 32
+	maxSDName   = 32
+)
+
+// truncMark ends a MSG that was cut to fit max_size.
+const truncMark = " [truncated]"
+
+// framing is how messages are separated on a stream.
+type framing int
+
+const (
+	framingLF    framing = iota // one message per line (RFC 6587 non-transparent)
+	framingOctet                // "LEN SP MSG" (RFC 6587 octet counting, RFC 5425)
+	framingNone                 // one message per datagram (UDP)
+)
+
+// formatter turns records into RFC 5424 frames. It is built once per instance and shared by
+// its workers; per-call state lives in a scratch.
+type formatter struct {
+	facility                          int
+	hostname, appname, procid, msgid  *template
+	sdID                              string
+	sd                                []sdParam
+	messageSlot, streamSlot           int
+	severitySlots                     []int
+	stdoutSev, stderrSev, fallbackSev int
+	excludeFromJSON                   string
+	framing                           framing
+	maxSize                           int
+	ex                                *extractor
+}
+
+type sdParam struct {
+	name string
+	tmpl *template
+	slot int // >= 0 when the template is one value, which may be a map to expand
+}
+
+// scratch is one worker's reusable state.
+type scratch struct {
+	vals []record.Value
+	msg  []byte
+	json sliceWriter
+}
+
+func (f *formatter) newScratch() *scratch {
+	return &scratch{vals: make([]record.Value, f.ex.slots), msg: make([]byte, 0, 4096)}
+}
+
+// appendFrame appends one framed message for r to dst.
+func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scratch) []byte {
+	f.ex.extract(record.Value(r.Body), s.vals)
+	switch f.framing {
+	case framingOctet:
+		s.msg = f.appendMessage(s.msg[:0], r, tag, s)
+		dst = appendInt(dst, len(s.msg))
+		dst = append(dst, ' ')
+		return append(dst, s.msg...)
+	case framingLF:
+		dst = f.appendMessage(dst, r, tag, s)
+		return append(dst, '\n')
+	}
+	return f.appendMessage(dst, r, tag, s)
+}
+
+// appendMessage appends the RFC 5424 message itself, at most maxSize bytes.
+func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *scratch) []byte {
+	start := len(dst)
+	dst = append(dst, '<')
+	dst = appendInt(dst, f.facility*8+f.severity(s.vals))
+	dst = append(dst, ">1 "...)
+	dst = appendTimestamp(dst, r.Sec, r.Nsec)
+	dst = append(dst, ' ')
+	dst = appendHeader(dst, f.hostname, s.vals, tag, maxHostname)
+	dst = append(dst, ' ')
+	dst = appendHeader(dst, f.appname, s.vals, tag, maxAppName)
+	dst = append(dst, ' ')
+	dst = appendHeader(dst, f.procid, s.vals, tag, maxProcID)
+	dst = append(dst, ' ')
+	dst = appendHeader(dst, f.msgid, s.vals, tag, maxMsgID)
+	dst = append(dst, ' ')
+	dst = f.appendSD(dst, s.vals, tag)
+
+	hdr := len(dst)
+	dst = append(dst, ' ')
+	msgStart := len(dst)
+	if v := s.vals[f.messageSlot]; v != nil {
+		switch v.Type() {
+		case msgp.StrType, msgp.BinType:
+			b, _ := v.Bytes()
+			dst = appendMsgText(dst, b, f.framing == framingLF)
+		case msgp.MapType, msgp.ArrayType:
+			dst = appendJSON(dst, v, "", &s.json)
+		default:
+			dst = appendScalar(dst, v)
+		}
+	} else {
+		// No message key: the kubernetes filter merged a JSON log into the body.
+		dst = appendJSON(dst, record.Value(r.Body), f.excludeFromJSON, &s.json)
+	}
+	if len(dst) == msgStart {
+		return dst[:hdr] // no MSG at all rather than an empty one
+	}
+	if len(dst)-start > f.maxSize {
+		dst = truncate(dst, start, msgStart, f.maxSize)
+	}
+	return dst
+}
+
+// truncate cuts the MSG so the message is at most max bytes, on a UTF-8 boundary, marked.
+func truncate(dst []byte, start, msgStart, max int) []byte {
+	keep := start + max - len(truncMark)
+	if keep < msgStart {
+		return dst[:msgStart-1] // the header alone fills max_size: send no MSG
+	}
+	for keep > msgStart && !utf8.RuneStart(dst[keep]) {
+		keep--
+	}
+	return append(dst[:keep], truncMark...)
+}
+
+func (f *formatter) severity(vals []record.Value) int {
+	for _, slot := range f.severitySlots {
+		if sev, ok := parseSeverity(vals[slot]); ok {
+			return sev
+		}
+	}
+	if v := vals[f.streamSlot]; v != nil {
+		switch {
+		case v.Equal("stderr"):
+			return f.stderrSev
+		case v.Equal("stdout"):
+			return f.stdoutSev
+		}
+	}
+	return f.fallbackSev
+}
+
+// appendHeader renders a header field: printable US-ASCII only (others become '_'), at most
+// max bytes, NILVALUE when empty.
+func appendHeader(dst []byte, t *template, vals []record.Value, tag string, max int) []byte {
+	start := len(dst)
+	dst, _ = t.render(dst, vals, tag)
+	if len(dst)-start > max {
+		dst = dst[:start+max]
+	}
+	for i := start; i < len(dst); i++ {
+		if c := dst[i]; c < 33 || c > 126 {
+			dst[i] = '_'
+		}
+	}
+	if len(dst) == start {
+		dst = append(dst, '-')
+	}
+	return dst
+}
+
+func (f *formatter) appendSD(dst []byte, vals []record.Value, tag string) []byte {
+	start := len(dst)
+	dst = append(dst, '[')
+	dst = append(dst, f.sdID...)
+	open := len(dst)
+	for i := range f.sd {
+		p := &f.sd[i]
+		if p.slot >= 0 && vals[p.slot].Type() == msgp.MapType {
+			_ = vals[p.slot].Range(func(k []byte, v record.Value) bool {
+				mark := len(dst)
+				dst = append(dst, ' ')
+				dst = append(dst, p.name...)
+				dst = append(dst, '.')
+				dst = appendSDName(dst, k, mark+1)
+				dst = append(dst, `="`...)
+				valStart := len(dst)
+				dst = appendScalar(dst, v)
+				dst = escapeSDValue(dst, valStart)
+				dst = append(dst, '"')
+				return true
+			})
+			continue
+		}
+		mark := len(dst)
+		dst = append(dst, ' ')
+		dst = append(dst, p.name...)
+		dst = append(dst, `="`...)
+		valStart := len(dst)
+		var ok bool
+		if dst, ok = p.tmpl.render(dst, vals, tag); !ok {
+			dst = dst[:mark] // a missing value leaves the parameter out
+			continue
+		}
+		dst = escapeSDValue(dst, valStart)
+		dst = append(dst, '"')
+	}
+	if len(dst) == open {
+		return append(dst[:start], '-')
+	}
+	return append(dst, ']')
+}
+
+// appendSDName appends a PARAM-NAME piece: printable US-ASCII but '=', ' ', ']', '"',
+// the whole name (from nameStart) at most 32 bytes.
+func appendSDName(dst, k []byte, nameStart int) []byte {
+	for _, c := range k {
+		if len(dst)-nameStart >= maxSDName {
+			break
+		}
+		if c < 33 || c > 126 || c == '=' || c == ']' || c == '"' {
+			c = '_'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// escapeSDValue escapes '"', '\' and ']' in dst[from:] (RFC 5424 section 6.3.3) and repairs
+// invalid UTF-8.
+func escapeSDValue(dst []byte, from int) []byte {
+	needs := false
+	for _, c := range dst[from:] {
+		if c == '"' || c == '\\' || c == ']' || c >= utf8.RuneSelf {
+			needs = true
+			break
+		}
+	}
+	if !needs {
+		return dst
+	}
+	// Rare: copy the value aside and write it back escaped.
+	val := strings.Clone(string(dst[from:]))
+	dst = dst[:from]
+	for i := 0; i < len(val); {
+		c := val[i]
+		if c < utf8.RuneSelf {
+			if c == '"' || c == '\\' || c == ']' {
+				dst = append(dst, '\\')
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(val[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		} else {
+			dst = append(dst, val[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
+// appendMsgText appends a log line as MSG: the trailing newline trimmed, invalid UTF-8
+// replaced by U+FFFD, and with line framing, CR, LF and NUL replaced by spaces so that a
+// multi-line message stays one message (as Papertrail's own remote_syslog2 does).
+func appendMsgText(dst, b []byte, oneLine bool) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	// Nearly every line needs nothing done: these scans are vectorised.
+	if utf8.Valid(b) && (!oneLine || (bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 && bytes.IndexByte(b, 0) < 0)) {
+		return append(dst, b...)
+	}
+	start := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if oneLine && (c == '\n' || c == '\r' || c == 0) {
+				dst = append(dst, b[start:i]...)
+				dst = append(dst, ' ')
+				start = i + 1
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, b[start:i]...)
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+			start = i + 1
+		}
+		i += size
+	}
+	return append(dst, b[start:]...)
+}
+
+// appendJSON appends v as compact JSON; at the top level of a map, the key exclude is left
+// out. Strings are repaired to valid UTF-8 by msgp's JSON writer.
+func appendJSON(dst []byte, v record.Value, exclude string, w *sliceWriter) []byte {
+	w.b = dst
+	if exclude == "" || v.Type() != msgp.MapType {
+		_, _ = msgp.UnmarshalAsJSON(w, v)
+		return w.b
+	}
+	w.b = append(w.b, '{')
+	first := true
+	n, b, err := msgp.ReadMapHeaderBytes(v)
+	for i := uint32(0); err == nil && i < n; i++ {
+		var key []byte
+		if msgp.NextType(b) != msgp.StrType && msgp.NextType(b) != msgp.BinType {
+			break
+		}
+		keyRaw := b
+		key, b, err = msgp.ReadMapKeyZC(b)
+		if err != nil {
+			break
+		}
+		keyRaw = keyRaw[:len(keyRaw)-len(b)]
+		val := b
+		if b, err = msgp.Skip(b); err != nil {
+			break
+		}
+		val = val[:len(val)-len(b)]
+		if string(key) == exclude {
+			continue
+		}
+		if !first {
+			w.b = append(w.b, ',')
+		}
+		first = false
+		if keyRaw[0] >= 0xc4 && keyRaw[0] <= 0xc6 { // a bin key: write it as a string
+			w.b = appendJSONKey(w.b, key)
+		} else {
+			_, _ = msgp.UnmarshalAsJSON(w, keyRaw)
+		}
+		w.b = append(w.b, ':')
+		_, _ = msgp.UnmarshalAsJSON(w, val)
+	}
+	w.b = append(w.b, '}')
+	return w.b
+}
+
+func appendJSONKey(dst, key []byte) []byte {
+	var w sliceWriter
+	_, _ = msgp.UnmarshalAsJSON(&w, msgp.AppendString(nil, string(key)))
+	return append(dst, w.b...)
+}
+
+// sliceWriter lets msgp's JSON writer append to a slice without a bufio.Writer.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error)       { w.b = append(w.b, p...); return len(p), nil }
+func (w *sliceWriter) WriteByte(c byte) error            { w.b = append(w.b, c); return nil }
+func (w *sliceWriter) WriteString(s string) (int, error) { w.b = append(w.b, s...); return len(s), nil }
+
+func appendInt(dst []byte, n int) []byte {
+	if n < 10 {
+		return append(dst, byte('0'+n))
+	}
+	var buf [20]byte
+	i := len(buf)
+	for n > 0 {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(dst, buf[i:]...)
+}
+
+// appendTimestamp writes the time in UTC with microseconds: 2026-11-26T12:00:00.004110Z.
+func appendTimestamp(dst []byte, sec, nsec int64) []byte {
+	t := time.Unix(sec, nsec).UTC()
+	year, month, day := t.Date()
+	hour, min, s := t.Clock()
+	dst = appendPad(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendPad(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendPad(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendPad(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendPad(dst, min, 2)
+	dst = append(dst, ':')
+	dst = appendPad(dst, s, 2)
+	dst = append(dst, '.')
+	dst = appendPad(dst, t.Nanosecond()/1000, 6)
+	return append(dst, 'Z')
+}
+
+func appendPad(dst []byte, n, width int) []byte {
+	var buf [8]byte
+	for i := width - 1; i >= 0; i-- {
+		buf[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(dst, buf[:width]...)
+}

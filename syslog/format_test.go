@@ -1,0 +1,386 @@
+package syslog
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/leodido/go-syslog/v4/rfc5424"
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/record"
+)
+
+const fixtureDir = "../../shared/fixtures/fluent-bit-5.1.1"
+
+func newFormatter(t testing.TB, keys core.MapGetter) *formatter {
+	t.Helper()
+	if keys["address"] == "" {
+		keys["address"] = "127.0.0.1:6514"
+	}
+	p := core.NewParser(keys)
+	_, f := parseConfig(p)
+	if p.Err() != nil {
+		t.Fatal(p.Err())
+	}
+	return f
+}
+
+type fixtureRecord struct {
+	tag string
+	rec record.Record
+}
+
+func loadFixtures(t testing.TB, sets ...string) []fixtureRecord {
+	t.Helper()
+	var out []fixtureRecord
+	for _, set := range sets {
+		files, _ := filepath.Glob(filepath.Join(fixtureDir, set, "*.msgpack"))
+		if len(files) == 0 {
+			t.Skipf("no fixtures in %s", fixtureDir)
+		}
+		for _, f := range files {
+			chunk, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tag, _ := os.ReadFile(strings.TrimSuffix(f, ".msgpack") + ".tag")
+			d := record.NewDecoder(chunk)
+			for d.Next() {
+				out = append(out, fixtureRecord{string(tag), *d.Record()})
+			}
+		}
+	}
+	return out
+}
+
+func str(r *record.Record, path ...string) string {
+	v, ok := r.Lookup(path...)
+	if !ok {
+		return ""
+	}
+	b, _ := v.Bytes()
+	return string(b)
+}
+
+// wantMessage computes MSG independently of the formatter: the log line trimmed, each
+// invalid byte replaced, line breaks flattened; or, with no log key, the body as JSON
+// without the Kubernetes metadata.
+func wantMessage(t *testing.T, r *record.Record, oneLine bool) (text string, isJSON bool) {
+	if v, ok := r.Lookup("log"); ok {
+		b, _ := v.Bytes()
+		s := strings.TrimRight(string(b), "\r\n")
+		s = strings.Map(func(r rune) rune { return r }, s) // one U+FFFD per invalid byte
+		if oneLine {
+			s = strings.NewReplacer("\n", " ", "\r", " ", "\x00", " ").Replace(s)
+		}
+		return s, false
+	}
+	var buf bytes.Buffer
+	if _, err := msgp.UnmarshalAsJSON(&buf, r.Body); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String(), true
+}
+
+func sameJSON(t *testing.T, got, bodyJSON string) bool {
+	var g, w map[string]any
+	if err := json.Unmarshal([]byte(got), &g); err != nil {
+		t.Fatalf("MSG is not JSON: %v: %q", err, got)
+	}
+	if err := json.Unmarshal([]byte(bodyJSON), &w); err != nil {
+		t.Fatal(err)
+	}
+	delete(w, "kubernetes")
+	return reflect.DeepEqual(g, w)
+}
+
+// splitFrames undoes the framing.
+func splitFrames(t *testing.T, b []byte, fr framing) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		switch fr {
+		case framingLF:
+			i := bytes.IndexByte(b, '\n')
+			out, b = append(out, b[:i]), b[i+1:]
+		case framingOctet:
+			sp := bytes.IndexByte(b, ' ')
+			n, err := strconv.Atoi(string(b[:sp]))
+			if err != nil {
+				t.Fatalf("bad octet count %q", b[:sp])
+			}
+			out, b = append(out, b[sp+1:sp+1+n]), b[sp+1+n:]
+		}
+	}
+	return out
+}
+
+// Every fixture record, in both framings, parses with go-syslog's strict RFC 5424 parser
+// and gives back the fields that went in.
+func TestRoundTripEveryFixtureRecord(t *testing.T) {
+	recs := loadFixtures(t, "kube-merged", "kube-raw", "plain")
+	parser := rfc5424.NewParser()
+	for _, fr := range []framing{framingLF, framingOctet} {
+		f := newFormatter(t, core.MapGetter{
+			"framing":   fr.String(),
+			"sd_params": "ns=$kubernetes['namespace_name'] pod=$kubernetes['pod_name'] label=$kubernetes['labels']",
+		})
+		s := f.newScratch()
+		var stream []byte
+		for i := range recs {
+			stream = f.appendFrame(stream, &recs[i].rec, recs[i].tag, s)
+		}
+		frames := splitFrames(t, stream, fr)
+		if len(frames) != len(recs) {
+			t.Fatalf("%v: %d frames for %d records", fr, len(frames), len(recs))
+		}
+		for i, frame := range frames {
+			r := &recs[i].rec
+			m, err := parser.Parse(frame)
+			if err != nil {
+				t.Fatalf("%v record %d: %v\n%q", fr, i, err, frame)
+			}
+			msg := m.(*rfc5424.SyslogMessage)
+			check := func(what string, got *string, want string) {
+				t.Helper()
+				if want == "" {
+					want = "-"
+				}
+				g := "-"
+				if got != nil {
+					g = *got
+				}
+				if g != want {
+					t.Fatalf("%v record %d: %s = %q, want %q", fr, i, what, g, want)
+				}
+			}
+			check("hostname", msg.Hostname, str(r, "kubernetes", "host"))
+			app := recs[i].tag[:strings.IndexByte(recs[i].tag, '.')]
+			if ns := str(r, "kubernetes", "namespace_name"); ns != "" {
+				app = ns + "/" + str(r, "kubernetes", "container_name")
+			}
+			check("appname", msg.Appname, app)
+			check("procid", msg.ProcID, str(r, "kubernetes", "pod_name"))
+			check("msgid", msg.MsgID, str(r, "stream"))
+			if !msg.Timestamp.Equal(r.Time().Truncate(time.Microsecond)) {
+				t.Fatalf("record %d: timestamp %v, want %v", i, msg.Timestamp, r.Time())
+			}
+			if *msg.Facility != 1 {
+				t.Fatalf("record %d: facility %d", i, *msg.Facility)
+			}
+			wantSev := 6
+			if str(r, "stream") == "stderr" {
+				wantSev = 3
+			}
+			for _, k := range []string{"severity", "level"} {
+				if n, ok := severityName([]byte(str(r, k))); ok {
+					wantSev = n
+					break
+				}
+			}
+			if int(*msg.Severity) != wantSev {
+				t.Fatalf("record %d: severity %d, want %d", i, *msg.Severity, wantSev)
+			}
+			if ns := str(r, "kubernetes", "namespace_name"); ns != "" {
+				sd := (*msg.StructuredData)[defaultSDID]
+				if sd["ns"] != ns || sd["pod"] != str(r, "kubernetes", "pod_name") || sd["label.app"] != str(r, "kubernetes", "labels", "app") {
+					t.Fatalf("record %d: structured data %v", i, sd)
+				}
+			} else if msg.StructuredData != nil {
+				t.Fatalf("record %d: structured data %v for a record without metadata", i, *msg.StructuredData)
+			}
+			want, isJSON := wantMessage(t, r, fr == framingLF)
+			got := ""
+			if msg.Message != nil {
+				got = *msg.Message
+			}
+			if len(frame) > f.maxSize {
+				t.Fatalf("record %d: %d bytes, over max_size", i, len(frame))
+			}
+			switch {
+			case strings.HasSuffix(got, truncMark):
+				if !strings.HasPrefix(want, strings.TrimSuffix(got, truncMark)) || len(frame) < f.maxSize-utf8.UTFMax {
+					t.Fatalf("record %d: badly truncated", i)
+				}
+			case isJSON:
+				if !sameJSON(t, got, want) {
+					t.Fatalf("record %d: MSG %q, want the body %q", i, got, want)
+				}
+			case got != want:
+				t.Fatalf("record %d: MSG %q, want %q", i, got, want)
+			}
+			if !utf8.ValidString(got) {
+				t.Fatalf("record %d: invalid UTF-8 passed on", i)
+			}
+		}
+	}
+}
+
+func frame(t *testing.T, f *formatter, tag string, body map[string]any) string {
+	t.Helper()
+	b, err := msgp.AppendIntf(nil, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record.Record{Sec: 1795694400, Nsec: 123456789, Body: b}
+	return string(f.appendFrame(nil, &r, tag, f.newScratch()))
+}
+
+func TestTemplatesAndFallbacks(t *testing.T) {
+	t.Setenv("NODE_NAME", "node-7")
+	f := newFormatter(t, core.MapGetter{
+		"hostname": "$kubernetes['host']||${NODE_NAME}",
+		"appname":  "${tag[1]}-$TAG[2]",
+		"procid":   `$kubernetes["pod_name"]||$missing||pid-$TAG`,
+		"msgid":    "fixed id with spaces",
+	})
+	got := frame(t, f, "kube.var.log", map[string]any{"log": "x", "stream": "stdout"})
+	want := "<14>1 2026-11-26T12:00:00.123456Z node-7 var-log pid-kube.var.log fixed_id_with_spaces - x\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	got = frame(t, f, "a", map[string]any{"log": "y", "kubernetes": map[string]any{"host": "n1", "pod_name": "p"}})
+	if !strings.HasPrefix(got, "<14>1 2026-11-26T12:00:00.123456Z n1 - p fixed_id_with_spaces - y") {
+		t.Errorf("got %q", got)
+	}
+	// An unset environment variable makes its alternative fail.
+	os.Unsetenv("NODE_NAME")
+	f = newFormatter(t, core.MapGetter{"hostname": "${NODE_NAME}||fallback"})
+	if got := frame(t, f, "a", map[string]any{"log": "z"}); !strings.Contains(got, " fallback ") {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestHeaderLimits(t *testing.T) {
+	long := strings.Repeat("h", 300)
+	f := newFormatter(t, core.MapGetter{"hostname": "$h", "appname": "$h", "procid": "$h", "msgid": "$h"})
+	got := frame(t, f, "a", map[string]any{"h": long + "é", "log": "m"})
+	fields := strings.Fields(got)
+	for i, max := range map[int]int{2: 255, 3: 48, 4: 128, 5: 32} {
+		if len(fields[i]) != max {
+			t.Errorf("field %d: %d bytes, want %d", i, len(fields[i]), max)
+		}
+	}
+	got = frame(t, f, "a", map[string]any{"h": "é t", "log": "m"})
+	if !strings.Contains(got, " ___t ___t ___t ___t ") {
+		t.Errorf("non-printable bytes not replaced: %q", got)
+	}
+}
+
+func TestStructuredDataEscaping(t *testing.T) {
+	f := newFormatter(t, core.MapGetter{"sd_params": "v=$v num=$n missing=$nope m=$m", "sd_id": "my@1"})
+	got := frame(t, f, "a", map[string]any{
+		"v": `a"b\c]d` + "\xff", "n": 42, "log": "x",
+		"m": map[string]any{"k=1 x": "v", strings.Repeat("k", 40): "w"},
+	})
+	for _, want := range []string{`[my@1 v="a\"b\\c\]d` + "\uFFFD" + `" num="42" m.`, ` m.k_1_x="v"`, ` m.` + strings.Repeat("k", 30) + `="w"`, `"] x`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("got %q, want it to contain %q", got, want)
+		}
+	}
+	m, err := rfc5424.NewParser().Parse([]byte(strings.TrimSuffix(got, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd := (*m.(*rfc5424.SyslogMessage).StructuredData)["my@1"]; sd["v"] != `a"b\c]d`+"\uFFFD" {
+		t.Errorf("parsed back %q", sd["v"])
+	}
+	p := core.NewParser(core.MapGetter{"address": "h:1", "sd_params": "bad name=$x"})
+	parseConfig(p)
+	if p.Err() == nil || !strings.Contains(p.Err().Error(), `"sd_params"`) {
+		t.Errorf("bad sd_params accepted: %v", p.Err())
+	}
+}
+
+func TestSeverity(t *testing.T) {
+	f := newFormatter(t, core.MapGetter{"severity_stderr": "warning", "facility": "local0"})
+	for _, c := range []struct {
+		body map[string]any
+		pri  int
+	}{
+		{map[string]any{"log": "x", "stream": "stderr"}, 16*8 + 4},
+		{map[string]any{"log": "x", "stream": "stdout"}, 16*8 + 6},
+		{map[string]any{"log": "x"}, 16*8 + 6},
+		{map[string]any{"log": "x", "severity": "FATAL", "stream": "stdout"}, 16*8 + 2},
+		{map[string]any{"log": "x", "level": "warn"}, 16*8 + 4},
+		{map[string]any{"log": "x", "level": 7}, 16*8 + 7},
+		{map[string]any{"log": "x", "level": "3"}, 16*8 + 3},
+		{map[string]any{"log": "x", "level": "Informational"}, 16*8 + 6},
+		{map[string]any{"log": "x", "level": "bogus", "stream": "stderr"}, 16*8 + 4},
+		{map[string]any{"log": "x", "severity": 9, "level": "debug"}, 16*8 + 7},
+	} {
+		if got := frame(t, f, "a", c.body); !strings.HasPrefix(got, fmt.Sprintf("<%d>1 ", c.pri)) {
+			t.Errorf("%v: %q, want PRI %d", c.body, got, c.pri)
+		}
+	}
+	for key, val := range map[string]string{"facility": "local9", "severity_stdout": "loud", "framing": "crlf", "max_size": "1"} {
+		keys := core.MapGetter{"address": "h:514", key: val}
+		p := core.NewParser(keys)
+		parseConfig(p)
+		if p.Err() == nil || !strings.Contains(p.Err().Error(), fmt.Sprintf("%q", key)) {
+			t.Errorf("%s=%s: error %v", key, val, p.Err())
+		}
+	}
+}
+
+func TestMessageHandling(t *testing.T) {
+	lf := newFormatter(t, core.MapGetter{})
+	oc := newFormatter(t, core.MapGetter{"framing": "octet"})
+	trace := "Exception\n\tat a.b(C.java:1)\r\n\tat d.e(F.java:2)\n"
+	if got := frame(t, lf, "a", map[string]any{"log": trace}); !strings.HasSuffix(got, " - Exception \tat a.b(C.java:1)  \tat d.e(F.java:2)\n") {
+		t.Errorf("lf: %q", got)
+	}
+	got := frame(t, oc, "a", map[string]any{"log": trace})
+	if !strings.HasSuffix(got, " - Exception\n\tat a.b(C.java:1)\r\n\tat d.e(F.java:2)") {
+		t.Errorf("octet: %q", got)
+	}
+	if n, _ := strconv.Atoi(got[:strings.IndexByte(got, ' ')]); n != len(got)-strings.IndexByte(got, ' ')-1 {
+		t.Errorf("octet count %d for %d bytes", n, len(got))
+	}
+	// Empty log line: no MSG at all.
+	if got := frame(t, lf, "a", map[string]any{"log": "\n"}); !strings.HasSuffix(got, " - a - - -\n") {
+		t.Errorf("empty: %q", got)
+	}
+	// Merged JSON: the body without kubernetes.
+	got = frame(t, lf, "a", map[string]any{"msg": "hi", "kubernetes": map[string]any{"pod_name": "p"}})
+	if !strings.HasSuffix(got, ` {"msg":"hi"}`+"\n") {
+		t.Errorf("json: %q", got)
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	f := newFormatter(t, core.MapGetter{"max_size": "600"})
+	for pad := 0; pad < 4; pad++ {
+		log := strings.Repeat("a", pad) + strings.Repeat("日本語", 400)
+		got := frame(t, f, "a", map[string]any{"log": log})
+		msg := strings.TrimSuffix(got, "\n")
+		if len(msg) > 600 || len(msg) < 600-3 || !strings.HasSuffix(msg, truncMark) || !utf8.ValidString(msg) {
+			t.Fatalf("pad %d: %d bytes, valid %v: %q", pad, len(msg), utf8.ValidString(msg), msg[len(msg)-30:])
+		}
+		if _, err := rfc5424.NewParser().Parse([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := frame(t, f, "a", map[string]any{"log": strings.Repeat("b", 100)}); strings.Contains(got, truncMark) {
+		t.Error("short message marked truncated")
+	}
+}
+
+func TestDefaultsRenderedForPapertrail(t *testing.T) {
+	recs := loadFixtures(t, "kube-merged")
+	f := newFormatter(t, core.MapGetter{})
+	got := string(f.appendFrame(nil, &recs[1].rec, recs[1].tag, f.newScratch()))
+	want := `<11>1 2026-11-26T12:00:00.005480Z gke-blog-cluster-default-pool-1a2b3c4d-xyz1 blog/api api-5d9b8c7f6-abcde stderr - Exception in thread "main" java.lang.IllegalStateException: order 0 failed` + "\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}

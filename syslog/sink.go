@@ -1,0 +1,317 @@
+// Package syslog is trailstack's syslog destination: RFC 5424 messages over TLS (Papertrail's
+// default), TCP or UDP, with a flush confirmed only once the peer's TCP has acknowledged
+// every byte of it.
+package syslog
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/trailstack/trailstack/core"
+)
+
+func init() { core.RegisterSink("syslog", New) }
+
+// timeNow is the clock of reconnection backoff and acknowledgement deadlines; tests replace it.
+var timeNow = time.Now
+
+// Reconnection policy: after n failed dials in a row, wait reconnectWait(n) before the next.
+const (
+	reconnectMin = 500 * time.Millisecond
+	reconnectMax = 30 * time.Second
+)
+
+func reconnectWait(failures int) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	d := reconnectMin
+	for i := 1; i < failures && d < reconnectMax; i++ {
+		d *= 2
+	}
+	return min(d, reconnectMax)
+}
+
+// Acknowledgement polling: start fine (loopback and LAN acknowledge in microseconds), back
+// off to a few milliseconds for slow links.
+const (
+	ackPollMin = 50 * time.Microsecond
+	ackPollMax = 5 * time.Millisecond
+)
+
+func nextAckPoll(d time.Duration) time.Duration { return min(2*d, ackPollMax) }
+
+type sink struct {
+	cfg     config
+	f       *formatter
+	log     *core.Logger
+	tlsConf *tls.Config
+	bufs    sync.Pool // *buffer
+
+	mu          sync.Mutex // guards idle, closed, failures, nextDial and lastDialErr
+	idle        []*conn
+	closed      bool
+	failures    int
+	nextDial    time.Time
+	lastDialErr error
+}
+
+type buffer struct {
+	b []byte
+	s *scratch
+}
+
+// conn is one connection with the raw socket beside it, for the acknowledgement checks.
+type conn struct {
+	net.Conn
+	nc  net.Conn // the socket under TLS
+	raw syscall.RawConn
+	tls bool
+}
+
+// abort closes a failed connection at once: no TLS close_notify, which could block on a
+// peer that no longer reads.
+func (c *conn) abort() { _ = c.nc.Close() }
+
+// New builds a syslog sink from an instance's keys.
+func New(p *core.Parser, env core.Env) (core.Sink, error) {
+	cfg, f := parseConfig(p)
+	if p.Err() != nil {
+		return nil, nil
+	}
+	s := &sink{cfg: cfg, f: f, log: env.Log}
+	s.bufs.New = func() any { return &buffer{b: make([]byte, 0, 64<<10), s: f.newScratch()} }
+	if cfg.useTLS {
+		s.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.serverName, InsecureSkipVerify: cfg.insecureSkipVerify}
+		if cfg.caFile != "" {
+			pem, err := os.ReadFile(cfg.caFile)
+			if err != nil {
+				p.Fail("ca_file", "%v", err)
+				return nil, nil
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				p.Fail("ca_file", "no PEM certificates in %s", cfg.caFile)
+				return nil, nil
+			}
+			s.tlsConf.RootCAs = pool
+		}
+		if cfg.insecureSkipVerify {
+			env.Log.Warnf("insecure_skip_verify is on: the server's certificate is not checked, so anyone on the path can read and drop these logs")
+		}
+	}
+	if cfg.network == "udp" {
+		env.Log.Warnf("UDP is best effort: a datagram lost on the way is lost for good, and a flush answers OK once its datagrams are sent")
+	}
+	return s, nil
+}
+
+// Deliver formats the batch into one buffer, writes it in one go, and answers Delivered once
+// the peer's TCP has acknowledged every byte.
+func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
+	buf := s.bufs.Get().(*buffer)
+	defer s.bufs.Put(buf)
+	if s.cfg.network == "udp" {
+		return s.deliverUDP(ctx, b, buf)
+	}
+	out := buf.b[:0]
+	for i := range b.Records {
+		out = s.f.appendFrame(out, &b.Records[i], b.Tag, buf.s)
+	}
+	buf.b = out
+
+	c, err := s.get(ctx)
+	if err != nil {
+		return retry(err)
+	}
+	// A cancelled flush (shutdown) unblocks the write at once.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := c.SetWriteDeadline(timeNow().Add(s.cfg.writeTimeout)); err != nil {
+		c.abort()
+		return retry(err)
+	}
+	if _, err := c.Write(out); err != nil {
+		c.abort()
+		return retry(fmt.Errorf("write to %s: %w", s.cfg.addr, err))
+	}
+	if err := s.waitAcked(ctx, c, len(out)); err != nil {
+		c.abort()
+		return retry(err)
+	}
+	s.put(c)
+	return core.Result{Status: core.Delivered}
+}
+
+func retry(err error) core.Result { return core.Result{Status: core.Retry, Err: err} }
+
+func (s *sink) deliverUDP(ctx context.Context, b *core.Batch, buf *buffer) core.Result {
+	c, err := s.get(ctx)
+	if err != nil {
+		return retry(err)
+	}
+	for i := range b.Records {
+		// One message per datagram, as RFC 5426 requires.
+		buf.b = s.f.appendFrame(buf.b[:0], &b.Records[i], b.Tag, buf.s)
+		if _, err := c.Write(buf.b); err != nil {
+			c.abort()
+			return retry(fmt.Errorf("send to %s: %w", s.cfg.addr, err))
+		}
+	}
+	s.put(c)
+	return core.Result{Status: core.Delivered}
+}
+
+// waitAcked polls the socket's unacknowledged byte count down to zero.
+func (s *sink) waitAcked(ctx context.Context, c *conn, wrote int) error {
+	deadline := timeNow().Add(s.cfg.ackTimeout)
+	poll := ackPollMin
+	for {
+		n, usable, err := unacked(c.raw)
+		if err != nil {
+			return fmt.Errorf("connection to %s failed before acknowledging %d bytes: %w", s.cfg.addr, wrote, err)
+		}
+		if !usable {
+			return fmt.Errorf("connection to %s was reset or closed before acknowledging %d bytes", s.cfg.addr, wrote)
+		}
+		if n == 0 {
+			return nil
+		}
+		if timeNow().After(deadline) {
+			return fmt.Errorf("%d of %d bytes not acknowledged by %s within ack_timeout %v", n, wrote, s.cfg.addr, s.cfg.ackTimeout)
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for %s to acknowledge: %w", s.cfg.addr, ctx.Err())
+		case <-t.C:
+		}
+		poll = nextAckPoll(poll)
+	}
+}
+
+// get returns an idle connection that the peer has not closed, or dials a new one.
+func (s *sink) get(ctx context.Context) (*conn, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, errors.New("sink is closed")
+	}
+	for len(s.idle) > 0 {
+		c := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		s.mu.Unlock()
+		if s.usable(c) {
+			return c, nil
+		}
+		c.abort()
+		s.mu.Lock()
+	}
+	if wait := s.nextDial.Sub(timeNow()); wait > 0 {
+		err := fmt.Errorf("not reconnecting to %s for %v after %d failed attempts; last: %w", s.cfg.addr, wait.Round(time.Millisecond), s.failures, s.lastDialErr)
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.mu.Unlock()
+
+	c, err := s.dial(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.failures++
+		s.lastDialErr = err
+		s.nextDial = timeNow().Add(reconnectWait(s.failures))
+		return nil, err
+	}
+	s.failures, s.nextDial, s.lastDialErr = 0, time.Time{}, nil
+	return c, nil
+}
+
+// usable checks, before reuse, that the peer has not closed the connection while it was idle.
+func (s *sink) usable(c *conn) bool {
+	if c.raw == nil {
+		return true // UDP
+	}
+	closed, pending, err := peerState(c.raw)
+	if closed || err != nil {
+		return false
+	}
+	if pending && c.tls {
+		// Let TLS consume what arrived (a session ticket is harmless; an alert or EOF is not).
+		var b [256]byte
+		_ = c.SetReadDeadline(timeNow().Add(time.Millisecond))
+		n, err := c.Read(b[:])
+		_ = c.SetReadDeadline(time.Time{})
+		var ne net.Error
+		return n == 0 && errors.As(err, &ne) && ne.Timeout()
+	}
+	return !pending
+}
+
+func (s *sink) put(c *conn) {
+	if c.raw != nil && peerClosedInOrder(c.raw) {
+		c.abort()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.abort()
+		return
+	}
+	s.idle = append(s.idle, c)
+}
+
+func (s *sink) dial(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.dialTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: s.cfg.keepalive}
+	if s.cfg.keepalive == 0 {
+		d.KeepAlive = -1
+	}
+	nc, err := d.DialContext(ctx, s.cfg.network, s.cfg.addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", s.cfg.addr, err)
+	}
+	c := &conn{Conn: nc, nc: nc}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if c.raw, err = tc.SyscallConn(); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	if s.tlsConf != nil {
+		tc := tls.Client(nc, s.tlsConf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", s.cfg.addr, err)
+		}
+		c.Conn, c.tls = tc, true
+	}
+	return c, nil
+}
+
+// Close closes the idle connections; those in use are closed by their flush.
+func (s *sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, c := range s.idle {
+		// A TLS close_notify tells the receiver the stream ended cleanly; bounded, since
+		// the peer acknowledged everything before the connection went idle.
+		_ = c.SetDeadline(timeNow().Add(time.Second))
+		_ = c.Close()
+	}
+	s.idle = nil
+	return nil
+}
