@@ -1,6 +1,3 @@
-// Package hosttest drives the real out_trailstack.so through flbhost, the C program that
-// loads it with dlopen as Fluent Bit's Go proxy does. A Go test binary cannot load the .so
-// itself: two Go runtimes in one process are unsupported.
 package hosttest
 
 import (

@@ -135,7 +135,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	// A cancelled flush (shutdown) unblocks the write at once.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := c.SetWriteDeadline(timeNow().Add(s.cfg.writeTimeout)); err != nil {
+	if err := c.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout)); err != nil {
 		c.abort()
 		return retry(err)
 	}
@@ -248,7 +248,7 @@ func (s *sink) usable(c *conn) bool {
 	if pending && c.tls {
 		// Let TLS consume what arrived (a session ticket is harmless; an alert or EOF is not).
 		var b [256]byte
-		_ = c.SetReadDeadline(timeNow().Add(time.Millisecond))
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
 		n, err := c.Read(b[:])
 		_ = c.SetReadDeadline(time.Time{})
 		var ne net.Error
@@ -309,7 +309,7 @@ func (s *sink) Close() error {
 	for _, c := range s.idle {
 		// A TLS close_notify tells the receiver the stream ended cleanly; bounded, since
 		// the peer acknowledged everything before the connection went idle.
-		_ = c.SetDeadline(timeNow().Add(time.Second))
+		_ = c.SetDeadline(time.Now().Add(time.Second))
 		_ = c.Close()
 	}
 	s.idle = nil

@@ -1,0 +1,215 @@
+package syslog
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testPKI is a CA and a server certificate for 127.0.0.1 and "localhost", made per test.
+type testPKI struct {
+	caFile    string
+	serverCfg *tls.Config
+	certFile  string
+	keyFile   string
+}
+
+func newPKI(t testing.TB, dnsName string) *testPKI {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "trailstack test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: dnsName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{dnsName}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := &testPKI{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "server.pem"), keyFile: filepath.Join(dir, "server-key.pem")}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	write := func(path, typ string, b []byte) {
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(p.caFile, "CERTIFICATE", caDER)
+	write(p.certFile, "CERTIFICATE", der)
+	write(p.keyFile, "EC PRIVATE KEY", keyDER)
+	cert, err := tls.LoadX509KeyPair(p.certFile, p.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.serverCfg = &tls.Config{Certificates: []tls.Certificate{cert}}
+	return p
+}
+
+// receiver is a syslog server that counts what it really read, frame by frame.
+type receiver struct {
+	t        testing.TB
+	ln       net.Listener
+	framing  framing
+	tlsCfg   *tls.Config
+	readStop int  // after this many bytes on a connection, reset it (0: never)
+	noRead   bool // accept and never read
+	idleKill bool // close each connection after its first frame has been read
+
+	mu     sync.Mutex // guards frames, conns
+	frames [][]byte
+	conns  []net.Conn
+	wg     sync.WaitGroup
+	done   chan struct{} // closed by stop
+	once   sync.Once
+}
+
+func startReceiver(t testing.TB, r *receiver) *receiver {
+	t.Helper()
+	r.t = t
+	r.done = make(chan struct{})
+	if r.ln == nil {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.ln = ln
+	}
+	r.wg.Add(1)
+	go r.accept()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *receiver) addr() string { return r.ln.Addr().String() }
+
+func (r *receiver) stop() {
+	r.once.Do(func() { close(r.done) })
+	r.ln.Close()
+	r.mu.Lock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *receiver) accept() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		if r.tlsCfg != nil {
+			c = tls.Server(c, r.tlsCfg)
+		}
+		r.mu.Lock()
+		r.conns = append(r.conns, c)
+		r.mu.Unlock()
+		r.wg.Add(1)
+		go r.serve(c)
+	}
+}
+
+func (r *receiver) serve(c net.Conn) {
+	defer r.wg.Done()
+	defer c.Close()
+	if r.noRead {
+		if tc, ok := c.(*tls.Conn); ok {
+			_ = tc.Handshake() // a TLS peer must at least finish the handshake
+		}
+		<-r.done
+		return
+	}
+	var src io.Reader = c
+	if r.readStop > 0 {
+		src = io.LimitReader(c, int64(r.readStop))
+	}
+	br := bufio.NewReaderSize(src, 1<<20)
+	for {
+		frame, err := readFrame(br, r.framing)
+		if err != nil {
+			if r.readStop > 0 {
+				// Die with unread data: the kernel answers with a reset.
+				if tc, ok := c.(*tls.Conn); ok {
+					c = tc.NetConn()
+				}
+				_ = c.(*net.TCPConn).SetLinger(0)
+			}
+			return
+		}
+		r.mu.Lock()
+		r.frames = append(r.frames, frame)
+		r.mu.Unlock()
+		if r.idleKill {
+			return
+		}
+	}
+}
+
+func readFrame(br *bufio.Reader, fr framing) ([]byte, error) {
+	if fr == framingOctet {
+		lenStr, err := br.ReadString(' ')
+		if err != nil {
+			return nil, err
+		}
+		n, err := strconv.Atoi(lenStr[:len(lenStr)-1])
+		if err != nil {
+			return nil, err
+		}
+		b := make([]byte, n)
+		_, err = io.ReadFull(br, b)
+		return b, err
+	}
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(line, []byte("\n")), nil
+}
+
+func (r *receiver) received() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.frames...)
+}
+
+// waitFrames waits until n frames arrived: the receiver runs in this process, but reading
+// lags the sender's acknowledgement (the kernel acknowledges before the application reads).
+func (r *receiver) waitFrames(n int) [][]byte {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f := r.received()
+		if len(f) >= n || time.Now().After(deadline) {
+			return f
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

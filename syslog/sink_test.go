@@ -1,0 +1,368 @@
+package syslog
+
+import (
+	"context"
+	"net"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leodido/go-syslog/v4/rfc5424"
+
+	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/record"
+)
+
+type logBuf struct {
+	mu sync.Mutex // guards b
+	b  strings.Builder
+}
+
+func newSink(t testing.TB, keys core.MapGetter) *sink {
+	t.Helper()
+	p := core.NewParser(keys)
+	s, err := New(p, core.Env{Log: core.NewLogger("test")})
+	if err == nil {
+		err = p.Err()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s.(*sink)
+}
+
+// chunkBatch is one fixture chunk as the core would hand it to the sink.
+func chunkBatch(t testing.TB, set, name string) *core.Batch {
+	t.Helper()
+	path := filepath.Join(fixtureDir, set, name)
+	chunk, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("fixture: %v", err)
+	}
+	tag, _ := os.ReadFile(strings.TrimSuffix(path, ".msgpack") + ".tag")
+	b := &core.Batch{Tag: string(tag)}
+	d := record.NewDecoder(chunk)
+	for d.Next() {
+		b.Records = append(b.Records, *d.Record())
+	}
+	return b
+}
+
+// checkFrames parses every frame strictly and checks it carries the batch's records in order.
+func checkFrames(t *testing.T, frames [][]byte, b *core.Batch) {
+	t.Helper()
+	if len(frames) != len(b.Records) {
+		t.Fatalf("%d frames arrived, want %d", len(frames), len(b.Records))
+	}
+	p := rfc5424.NewParser()
+	for i, f := range frames {
+		m, err := p.Parse(f)
+		if err != nil {
+			t.Fatalf("frame %d: %v: %q", i, err, f)
+		}
+		if ts := m.(*rfc5424.SyslogMessage).Timestamp; !ts.Equal(b.Records[i].Time().Truncate(time.Microsecond)) {
+			t.Fatalf("frame %d: timestamp %v, want record %d's %v", i, ts, i, b.Records[i].Time())
+		}
+	}
+}
+
+func TestDeliverOverTLSBothFramings(t *testing.T) {
+	pki := newPKI(t, "localhost")
+	b := chunkBatch(t, "kube-merged", "chunk-001.msgpack")
+	for _, fr := range []framing{framingLF, framingOctet} {
+		r := startReceiver(t, &receiver{tlsCfg: pki.serverCfg, framing: fr})
+		s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.caFile, "framing": fr.String()})
+		if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+			t.Fatalf("%v: %v %v", fr, res.Status, res.Err)
+		}
+		// A second flush reuses the connection.
+		if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+			t.Fatalf("%v: %v %v", fr, res.Status, res.Err)
+		}
+		frames := r.waitFrames(2 * len(b.Records))
+		checkFrames(t, frames[:len(b.Records)], b)
+		checkFrames(t, frames[len(b.Records):], b)
+		if r.mu.Lock(); len(r.conns) != 1 {
+			t.Errorf("%d connections, want 1 reused", len(r.conns))
+		}
+		r.mu.Unlock()
+	}
+}
+
+func TestDeliverOverPlainTCPAndUDP(t *testing.T) {
+	b := chunkBatch(t, "kube-merged", "chunk-002.msgpack")
+	r := startReceiver(t, &receiver{})
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr()})
+	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+		t.Fatalf("%v %v", res.Status, res.Err)
+	}
+	checkFrames(t, r.waitFrames(len(b.Records)), b)
+
+	pc, err := newUDPReceiver(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = newSink(t, core.MapGetter{"address": "udp://" + pc.LocalAddr().String()})
+	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+		t.Fatalf("udp: %v %v", res.Status, res.Err)
+	}
+	var frames [][]byte
+	buf := make([]byte, 2048)
+	for len(frames) < len(b.Records) {
+		_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", len(frames), err)
+		}
+		if n > 1024 {
+			t.Fatalf("datagram of %d bytes, over the 1024 default", n)
+		}
+		frames = append(frames, append([]byte(nil), buf[:n]...))
+	}
+	checkFrames(t, frames, b)
+}
+
+// The receiver dies in the middle of a chunk: RETRY; the re-flush to a live receiver
+// delivers everything; duplicates are at most the one chunk.
+func TestReceiverKilledMidChunk(t *testing.T) {
+	pki := newPKI(t, "localhost")
+	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
+	dying := startReceiver(t, &receiver{tlsCfg: pki.serverCfg, readStop: 300 << 10})
+	s := newSink(t, core.MapGetter{"address": dying.addr(), "ca_file": pki.caFile, "ack_timeout": "5s", "write_timeout": "5s"})
+	res := s.Deliver(context.Background(), b)
+	if res.Status != core.Retry {
+		t.Fatalf("status %v, want retry", res.Status)
+	}
+	t.Logf("first attempt: %v", res.Err)
+	partial := len(dying.received())
+	if partial == 0 || partial >= len(b.Records) {
+		t.Fatalf("%d records reached the dying receiver, want some but not all", partial)
+	}
+	addr := dying.addr()
+	dying.stop()
+	ln := listenAgain(t, addr)
+	alive := startReceiver(t, &receiver{ln: ln, tlsCfg: pki.serverCfg})
+	s.nextDial = time.Time{} // the sink backs off after a failure; skip the wait
+	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+		t.Fatalf("re-flush: %v %v", res.Status, res.Err)
+	}
+	checkFrames(t, alive.waitFrames(len(b.Records)), b)
+	t.Logf("%d records arrived twice (the first attempt's), none lost", partial)
+}
+
+func listenAgain(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	for i := 0; ; i++ {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			return ln
+		}
+		if i == 50 {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The receiver closes a connection while it is idle: the next flush notices before writing
+// and reconnects; nothing is lost.
+func TestIdleCloseReconnects(t *testing.T) {
+	b := chunkBatch(t, "kube-merged", "chunk-003.msgpack")
+	pki := newPKI(t, "localhost")
+	r := startReceiver(t, &receiver{tlsCfg: pki.serverCfg, idleKill: true})
+	s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.caFile})
+	one := &core.Batch{Tag: b.Tag, Records: b.Records[:1]}
+	for i := 0; i < 3; i++ {
+		if res := s.Deliver(context.Background(), one); res.Status != core.Delivered {
+			t.Fatalf("flush %d: %v %v", i, res.Status, res.Err)
+		}
+		r.waitFrames(i + 1)
+		// Wait for the receiver's close to reach us, so the next flush meets a closed peer.
+		waitClosed(t, r, i+1)
+	}
+	if n := len(r.received()); n != 3 {
+		t.Fatalf("%d records arrived, want 3", n)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.conns) != 3 {
+		t.Fatalf("%d connections, want a new one per flush", len(r.conns))
+	}
+}
+
+func waitClosed(t *testing.T, r *receiver, n int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		c := len(r.conns)
+		r.mu.Unlock()
+		if c >= n {
+			time.Sleep(20 * time.Millisecond) // the FIN crosses loopback
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A receiver that accepts and never reads: RETRY within the configured timeouts, and no
+// goroutine of ours is left behind.
+func TestReceiverNeverReads(t *testing.T) {
+	before := runtime.NumGoroutine()
+	lc := net.ListenConfig{Control: smallRcvBuf}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startReceiver(t, &receiver{ln: ln, noRead: true})
+	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "300ms", "ack_timeout": "300ms"})
+	start := time.Now()
+	res := s.Deliver(context.Background(), b)
+	if res.Status != core.Retry || time.Since(start) > 5*time.Second {
+		t.Fatalf("status %v after %v: %v", res.Status, time.Since(start), res.Err)
+	}
+	t.Logf("answered retry after %v: %v", time.Since(start).Round(time.Millisecond), res.Err)
+	s.Close()
+	r.stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines left, %d before", n, before)
+	}
+}
+
+// A cancelled flush (shutdown) returns RETRY at once instead of waiting out the timeouts.
+func TestCancelledFlushReturnsAtOnce(t *testing.T) {
+	lc := net.ListenConfig{Control: smallRcvBuf}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startReceiver(t, &receiver{ln: ln, noRead: true})
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "1m", "ack_timeout": "1m"})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	if res := s.Deliver(ctx, chunkBatch(t, "kube-20k", "chunk-001.msgpack")); res.Status != core.Retry || time.Since(start) > 10*time.Second {
+		t.Fatalf("status %v after %v", res.Status, time.Since(start))
+	}
+}
+
+func TestTLSVerificationFailuresRetry(t *testing.T) {
+	pki := newPKI(t, "syslog.example")
+	r := startReceiver(t, &receiver{tlsCfg: pki.serverCfg})
+	b := chunkBatch(t, "kube-merged", "chunk-002.msgpack")
+	_, port, _ := net.SplitHostPort(r.addr())
+	for _, c := range []struct {
+		keys core.MapGetter
+		want string
+	}{
+		{core.MapGetter{"address": r.addr()}, "certificate signed by unknown authority"},
+		{core.MapGetter{"address": "localhost:" + port, "ca_file": pki.caFile}, "certificate is valid for syslog.example, not localhost"},
+		{core.MapGetter{"address": "no-such-host.invalid:" + port, "dial_timeout": "3s"}, "no-such-host.invalid"},
+	} {
+		s := newSink(t, c.keys)
+		res := s.Deliver(context.Background(), b)
+		if res.Status != core.Retry || res.Err == nil || !strings.Contains(res.Err.Error(), c.want) {
+			t.Errorf("%v: %v %v, want retry with %q", c.keys, res.Status, res.Err, c.want)
+		}
+	}
+	// With the right CA and name, the same receiver takes the records.
+	s := newSink(t, core.MapGetter{"address": "localhost:" + port, "ca_file": pki.caFile, "server_name": "syslog.example"})
+	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+		t.Fatalf("%v %v", res.Status, res.Err)
+	}
+	if n := len(r.waitFrames(len(b.Records))); n != len(b.Records) {
+		t.Fatalf("%d arrived", n)
+	}
+}
+
+func TestReconnectBackoff(t *testing.T) {
+	defer func(f func() time.Time) { timeNow = f }(timeNow)
+	now := time.Unix(1000, 0)
+	timeNow = func() time.Time { return now }
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every dial is refused
+	s := newSink(t, core.MapGetter{"address": "tcp://" + addr})
+	b := &core.Batch{Tag: "t", Records: chunkBatch(t, "kube-merged", "chunk-002.msgpack").Records[:1]}
+	res := s.Deliver(context.Background(), b)
+	if res.Status != core.Retry || !strings.Contains(res.Err.Error(), "connection refused") {
+		t.Fatalf("%v %v", res.Status, res.Err)
+	}
+	res = s.Deliver(context.Background(), b)
+	if res.Status != core.Retry || !strings.Contains(res.Err.Error(), "not reconnecting") {
+		t.Fatalf("within backoff: %v %v", res.Status, res.Err)
+	}
+	now = now.Add(reconnectWait(1))
+	r := startReceiver(t, &receiver{ln: listenAgain(t, addr)})
+	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+		t.Fatalf("after backoff: %v %v", res.Status, res.Err)
+	}
+	r.waitFrames(1)
+	for n, want := range map[int]time.Duration{0: 0, 1: 500 * time.Millisecond, 2: time.Second, 4: 4 * time.Second, 20: 30 * time.Second} {
+		if got := reconnectWait(n); got != want {
+			t.Errorf("reconnectWait(%d) = %v, want %v", n, got, want)
+		}
+	}
+}
+
+// Several workers flush into one sink at once.
+func TestConcurrentDeliveries(t *testing.T) {
+	pki := newPKI(t, "localhost")
+	r := startReceiver(t, &receiver{tlsCfg: pki.serverCfg})
+	s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.caFile})
+	b := chunkBatch(t, "kube-merged", "chunk-003.msgpack")
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+					t.Errorf("%v %v", res.Status, res.Err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(r.waitFrames(20 * len(b.Records))); n != 20*len(b.Records) {
+		t.Fatalf("%d frames, want %d", n, 20*len(b.Records))
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		keys core.MapGetter
+		want string
+	}{
+		{core.MapGetter{}, `config key "address": required`},
+		{core.MapGetter{"address": "http://h:1"}, `config key "address": invalid value "http://h:1"`},
+		{core.MapGetter{"address": "h"}, `want host:port`},
+		{core.MapGetter{"address": "h:1", "ca_file": "/nonexistent"}, `config key "ca_file"`},
+		{core.MapGetter{"address": "udp://h:1", "framing": "lf"}, `config key "framing"`},
+		{core.MapGetter{"address": "h:1", "ack_timeout": "soon"}, `config key "ack_timeout": invalid value "soon"`},
+		{core.MapGetter{"address": "h:1", "hostname": "$x['unclosed"}, `config key "hostname"`},
+	} {
+		p := core.NewParser(c.keys)
+		_, err := New(p, core.Env{Log: core.NewLogger("test")})
+		if err == nil {
+			err = p.Err()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want %q", c.keys, err, c.want)
+		}
+	}
+}
+
+var _ = fmt.Sprintf
+var _ = exec.Command
