@@ -2,8 +2,8 @@ package syslog
 
 import (
 	"context"
-	"net"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
