@@ -78,8 +78,14 @@ type conn struct {
 }
 
 // abort closes a failed connection at once: no TLS close_notify, which could block on a
-// peer that no longer reads.
-func (c *conn) abort() { _ = c.nc.Close() }
+// peer that no longer reads, and a reset rather than a FIN, so that the kernel drops what is
+// still queued instead of delivering a stale half of the chunk later.
+func (c *conn) abort() {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.nc.Close()
+}
 
 // New builds a syslog sink from an instance's keys.
 func New(p *core.Parser, env core.Env) (core.Sink, error) {

@@ -1,0 +1,155 @@
+package syslog
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/trailstack/trailstack/core"
+)
+
+// A peer that vanishes after the connection is up, its packets dropped: the writes go into
+// the kernel, yet the flush must answer RETRY once ack_timeout passes, and nothing counts as
+// delivered. The receiver lives in a network namespace of its own behind a veth pair; the
+// test drops its packets with netem loss 100% where the kernel has netem, else by taking the
+// peer's link down (this project's machines have no netem), which drops them the same way.
+func TestPeerVanishesPacketsDropped(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: needs root to make a network namespace")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("skipped: needs ip from iproute2")
+	}
+	ns := fmt.Sprintf("ts%d", os.Getpid()%100000)
+	hostIf, nsIf := ns+"a", ns+"b"
+	run := func(args ...string) error {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %v: %s", args, err, out)
+		}
+		return nil
+	}
+	must := func(args ...string) {
+		t.Helper()
+		if err := run(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Addresses inside this test's own namespace and veth pair only.
+	must("ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = run("ip", "link", "del", hostIf); _ = run("ip", "netns", "del", ns) })
+	must("ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", ns)
+	must("ip", "addr", "add", "10.213.9.1/30", "dev", hostIf)
+	must("ip", "link", "set", hostIf, "up")
+	must("ip", "-n", ns, "addr", "add", "10.213.9.2/30", "dev", nsIf)
+	must("ip", "-n", ns, "link", "set", nsIf, "up")
+	must("ip", "-n", ns, "link", "set", "lo", "up")
+
+	r := startReceiver(t, &receiver{ln: listenInNetns(t, ns, "10.213.9.2:0")})
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "ack_timeout": "1s", "dial_timeout": "2s"})
+	b := chunkBatch(t, "kube-merged", "chunk-002.msgpack")
+	var res core.Result
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		// The veth link takes a moment to come up.
+		if res = s.Deliver(context.Background(), b); res.Status == core.Delivered {
+			break
+		}
+		s.nextDial = time.Time{}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if res.Status != core.Delivered {
+		t.Fatalf("first flush: %v %v", res.Status, res.Err)
+	}
+	r.waitFrames(len(b.Records))
+
+	how := "netem loss 100%"
+	if err := run("tc", "qdisc", "add", "dev", hostIf, "root", "netem", "loss", "100%"); err != nil {
+		how = "peer link down (no netem in this kernel)"
+		must("ip", "-n", ns, "link", "set", nsIf, "down")
+	}
+	start := time.Now()
+	res = s.Deliver(context.Background(), b)
+	took := time.Since(start)
+	if res.Status != core.Retry || !strings.Contains(res.Err.Error(), "not acknowledged") || took < time.Second || took > 5*time.Second {
+		t.Fatalf("with packets dropped (%s): %v after %v: %v", how, res.Status, took, res.Err)
+	}
+	t.Logf("packets dropped by %s: RETRY after %v: %v", how, took.Round(time.Millisecond), res.Err)
+	if n := len(r.received()); n != len(b.Records) {
+		t.Fatalf("%d records at the receiver, want only the first flush's %d", n, len(b.Records))
+	}
+
+	if how == "netem loss 100%" {
+		must("tc", "qdisc", "del", "dev", hostIf, "root")
+	} else {
+		must("ip", "-n", ns, "link", "set", nsIf, "up")
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if res = s.Deliver(context.Background(), b); res.Status == core.Delivered {
+			break
+		}
+		s.nextDial = time.Time{}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if res.Status != core.Delivered {
+		t.Fatalf("after the network came back: %v %v", res.Status, res.Err)
+	}
+	// The retried flush arrives whole on its new connection. Packets of the abandoned
+	// attempt that the kernel had parked (waiting for the neighbour to resolve) may still
+	// arrive once the link is back: duplicates of that one chunk, never a loss.
+	frames := r.waitFrames(2 * len(b.Records))
+	if n := len(frames); n < 2*len(b.Records) || n > 3*len(b.Records) {
+		t.Fatalf("%d records at the receiver, want %d to %d", n, 2*len(b.Records), 3*len(b.Records))
+	}
+	seen := map[string]int{}
+	for _, f := range frames {
+		seen[string(f)]++
+	}
+	sc := s.f.newScratch()
+	for i := range b.Records {
+		want := string(s.f.appendMessage(nil, &b.Records[i], b.Tag, sc))
+		if seen[want] < 2 {
+			t.Fatalf("record %d arrived %d times, want the first flush and the retry: %q", i, seen[want], want)
+		}
+	}
+	r.mu.Lock()
+	t.Logf("after recovery: %d records on %d connections (%d duplicates of the dropped attempt)",
+		len(r.frames), len(r.conns), len(r.frames)-2*len(b.Records))
+	r.mu.Unlock()
+}
+
+// listenInNetns opens a listener inside network namespace ns: a socket belongs to the
+// namespace of the thread that made it.
+func listenInNetns(t *testing.T, ns, addr string) net.Listener {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	ln, lerr := net.Listen("tcp", addr)
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		panic("cannot return to the original network namespace: " + err.Error())
+	}
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	return ln
+}
