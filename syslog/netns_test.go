@@ -114,7 +114,7 @@ func TestPeerVanishesPacketsDropped(t *testing.T) {
 	}
 	sc := s.f.newScratch()
 	for i := range b.Records {
-		want := string(s.f.appendMessage(nil, &b.Records[i], b.Tag, sc))
+		want := strings.TrimSuffix(string(s.f.appendFrame(nil, &b.Records[i], b.Tag, sc)), "\n")
 		if seen[want] < 2 {
 			t.Fatalf("record %d arrived %d times, want the first flush and the retry: %q", i, seen[want], want)
 		}
