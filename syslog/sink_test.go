@@ -77,8 +77,8 @@ func TestDeliverOverTLSBothFramings(t *testing.T) {
 	pki := newPKI(t, "localhost")
 	b := chunkBatch(t, "kube-merged", "chunk-001.msgpack")
 	for _, fr := range []framing{framingLF, framingOctet} {
-		r := startReceiver(t, &receiver{tlsCfg: pki.serverCfg, framing: fr})
-		s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.caFile, "framing": fr.String()})
+		r := startReceiver(t, &receiver{tlsCfg: pki.Server, framing: fr})
+		s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.CAFile, "framing": fr.String()})
 		if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
 			t.Fatalf("%v: %v %v", fr, res.Status, res.Err)
 		}
@@ -134,8 +134,8 @@ func TestDeliverOverPlainTCPAndUDP(t *testing.T) {
 func TestReceiverKilledMidChunk(t *testing.T) {
 	pki := newPKI(t, "localhost")
 	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
-	dying := startReceiver(t, &receiver{tlsCfg: pki.serverCfg, readStop: 300 << 10})
-	s := newSink(t, core.MapGetter{"address": dying.addr(), "ca_file": pki.caFile, "ack_timeout": "5s", "write_timeout": "5s"})
+	dying := startReceiver(t, &receiver{tlsCfg: pki.Server, readStop: 300 << 10})
+	s := newSink(t, core.MapGetter{"address": dying.addr(), "ca_file": pki.CAFile, "ack_timeout": "5s", "write_timeout": "5s"})
 	res := s.Deliver(context.Background(), b)
 	if res.Status != core.Retry {
 		t.Fatalf("status %v, want retry", res.Status)
@@ -148,7 +148,7 @@ func TestReceiverKilledMidChunk(t *testing.T) {
 	addr := dying.addr()
 	dying.stop()
 	ln := listenAgain(t, addr)
-	alive := startReceiver(t, &receiver{ln: ln, tlsCfg: pki.serverCfg})
+	alive := startReceiver(t, &receiver{ln: ln, tlsCfg: pki.Server})
 	s.nextDial = time.Time{} // the sink backs off after a failure; skip the wait
 	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
 		t.Fatalf("re-flush: %v %v", res.Status, res.Err)
@@ -176,8 +176,8 @@ func listenAgain(t *testing.T, addr string) net.Listener {
 func TestIdleCloseReconnects(t *testing.T) {
 	b := chunkBatch(t, "kube-merged", "chunk-003.msgpack")
 	pki := newPKI(t, "localhost")
-	r := startReceiver(t, &receiver{tlsCfg: pki.serverCfg, idleKill: true})
-	s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.caFile})
+	r := startReceiver(t, &receiver{tlsCfg: pki.Server, idleKill: true})
+	s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.CAFile})
 	one := &core.Batch{Tag: b.Tag, Records: b.Records[:1]}
 	for i := 0; i < 3; i++ {
 		if res := s.Deliver(context.Background(), one); res.Status != core.Delivered {
@@ -259,7 +259,7 @@ func TestCancelledFlushReturnsAtOnce(t *testing.T) {
 
 func TestTLSVerificationFailuresRetry(t *testing.T) {
 	pki := newPKI(t, "syslog.example")
-	r := startReceiver(t, &receiver{tlsCfg: pki.serverCfg})
+	r := startReceiver(t, &receiver{tlsCfg: pki.Server})
 	b := chunkBatch(t, "kube-merged", "chunk-002.msgpack")
 	_, port, _ := net.SplitHostPort(r.addr())
 	for _, c := range []struct {
@@ -267,7 +267,7 @@ func TestTLSVerificationFailuresRetry(t *testing.T) {
 		want string
 	}{
 		{core.MapGetter{"address": r.addr()}, "certificate signed by unknown authority"},
-		{core.MapGetter{"address": "localhost:" + port, "ca_file": pki.caFile}, "certificate is valid for syslog.example, not localhost"},
+		{core.MapGetter{"address": "localhost:" + port, "ca_file": pki.CAFile}, "certificate is valid for syslog.example, not localhost"},
 		{core.MapGetter{"address": "no-such-host.invalid:" + port, "dial_timeout": "3s"}, "no-such-host.invalid"},
 	} {
 		s := newSink(t, c.keys)
@@ -277,7 +277,7 @@ func TestTLSVerificationFailuresRetry(t *testing.T) {
 		}
 	}
 	// With the right CA and name, the same receiver takes the records.
-	s := newSink(t, core.MapGetter{"address": "localhost:" + port, "ca_file": pki.caFile, "server_name": "syslog.example"})
+	s := newSink(t, core.MapGetter{"address": "localhost:" + port, "ca_file": pki.CAFile, "server_name": "syslog.example"})
 	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
 		t.Fatalf("%v %v", res.Status, res.Err)
 	}
@@ -319,8 +319,8 @@ func TestReconnectBackoff(t *testing.T) {
 // Several workers flush into one sink at once.
 func TestConcurrentDeliveries(t *testing.T) {
 	pki := newPKI(t, "localhost")
-	r := startReceiver(t, &receiver{tlsCfg: pki.serverCfg})
-	s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.caFile})
+	r := startReceiver(t, &receiver{tlsCfg: pki.Server})
+	s := newSink(t, core.MapGetter{"address": r.addr(), "ca_file": pki.CAFile})
 	b := chunkBatch(t, "kube-merged", "chunk-003.msgpack")
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
