@@ -1,0 +1,231 @@
+package hosttest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/trailstack/trailstack/internal/testpki"
+	"github.com/trailstack/trailstack/record"
+)
+
+// rsyslog is a real TLS syslog server from Debian's packages, writing every field it parsed
+// from each message as JSON-escaped text, tab-separated, one message per line.
+type rsyslog struct {
+	port int
+	out  string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+func startRsyslog(t *testing.T, pki *testpki.PKI) *rsyslog {
+	t.Helper()
+	bin, err := exec.LookPath("rsyslogd")
+	if err != nil {
+		bin = "/usr/sbin/rsyslogd"
+		if _, serr := os.Stat(bin); serr != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("rsyslogd not installed: .ci/run installs rsyslog and rsyslog-gnutls")
+			}
+			t.Skip("skipped: rsyslogd not installed (apt-get install rsyslog rsyslog-gnutls)")
+		}
+	}
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := &rsyslog{port: port, out: filepath.Join(dir, "received"), log: &bytes.Buffer{}}
+	field := func(name string) string {
+		return fmt.Sprintf(`constant(value="\"") property(name="%s" format="json") constant(value="\"")`, name)
+	}
+	conf := fmt.Sprintf(`
+global(workDirectory="%[1]s"
+       maxMessageSize="256k"
+       parser.escapeControlCharactersOnReceive="off"
+       defaultNetstreamDriver="gtls"
+       defaultNetstreamDriverCAFile="%[2]s"
+       defaultNetstreamDriverCertFile="%[3]s"
+       defaultNetstreamDriverKeyFile="%[4]s")
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address="127.0.0.1" port="%[5]d")
+template(name="fields" type="list") {
+  %[6]s constant(value="\t") %[7]s constant(value="\t") %[8]s constant(value="\t")
+  %[9]s constant(value="\t") %[10]s constant(value="\t") %[11]s constant(value="\n")
+}
+action(type="omfile" file="%[12]s" template="fields")
+`, dir, pki.CAFile, pki.CertFile, pki.KeyFile, port,
+		field("hostname"), field("app-name"), field("procid"), field("msgid"), field("structured-data"), field("msg"), r.out)
+	confPath := filepath.Join(dir, "rsyslog.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.cmd = exec.Command(bin, "-n", "-f", confPath, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.cmd.Process.Kill(); _ = r.cmd.Wait() })
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rsyslogd did not listen on %d", port)
+		}
+	}
+	return r
+}
+
+// lines waits for n lines from rsyslog, then stops it so that all are flushed.
+func (r *rsyslog) lines(t *testing.T, n int) [][]string {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(r.out)
+		if bytes.Count(b, []byte("\n")) >= n || time.Now().After(deadline) {
+			break
+		}
+	}
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = r.cmd.Wait()
+	b, err := os.ReadFile(r.out)
+	if err != nil {
+		t.Fatalf("%v\nrsyslogd said:\n%s", err, r.log)
+	}
+	var out [][]string
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		var fields []string
+		for _, f := range strings.Split(l, "\t") {
+			var s string
+			if err := json.Unmarshal([]byte(f), &s); err != nil {
+				t.Fatalf("rsyslog line %q: %v", l, err)
+			}
+			fields = append(fields, s)
+		}
+		out = append(out, fields)
+	}
+	return out
+}
+
+func strAt(r *record.Record, path ...string) string {
+	v, ok := r.Lookup(path...)
+	if !ok {
+		return ""
+	}
+	b, _ := v.Bytes()
+	return string(b)
+}
+
+// The fixture chunks go through the real .so to rsyslog over TLS, in both framings; every
+// record arrives once, and what rsyslog parsed is what the record held.
+func TestRsyslogReceivesEveryFixtureRecord(t *testing.T) {
+	var files []string
+	for _, set := range []string{"kube-merged", "kube-raw", "plain"} {
+		files = append(files, fixtures(t, set)...)
+	}
+	type rec struct {
+		tag string
+		r   record.Record
+	}
+	var recs []rec
+	for _, f := range files {
+		chunk, _ := os.ReadFile(f)
+		tag, _ := os.ReadFile(strings.TrimSuffix(f, ".msgpack") + ".tag")
+		d := record.NewDecoder(chunk)
+		for d.Next() {
+			recs = append(recs, rec{string(tag), *d.Record()})
+		}
+	}
+	pki := testpki.New(t, "localhost")
+	for _, framing := range []string{"lf", "octet"} {
+		t.Run(framing, func(t *testing.T) {
+			rs := startRsyslog(t, pki)
+			r := host(t, append([]string{"-q", soPath, "-i",
+				"-o", "sink=syslog",
+				"-o", fmt.Sprintf("address=127.0.0.1:%d", rs.port),
+				"-o", "ca_file=" + pki.CAFile,
+				"-o", "framing=" + framing,
+				"-o", "sd_params=ns=$kubernetes['namespace_name'] pod=$kubernetes['pod_name'] label=$kubernetes['labels']",
+				"--"}, files...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			got := rs.lines(t, len(recs))
+			if len(got) != len(recs) {
+				t.Fatalf("rsyslog wrote %d messages, want %d\n%s", len(got), len(recs), rs.log)
+			}
+			for i := range recs {
+				checkParsed(t, framing, i, got[i], recs[i].tag, &recs[i].r)
+			}
+		})
+	}
+}
+
+func checkParsed(t *testing.T, framing string, i int, got []string, tag string, r *record.Record) {
+	t.Helper()
+	nil5424 := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	app := tag[:strings.IndexByte(tag, '.')]
+	sd := "-"
+	if ns := strAt(r, "kubernetes", "namespace_name"); ns != "" {
+		app = ns + "/" + strAt(r, "kubernetes", "container_name")
+		sd = fmt.Sprintf(`[k8s@32473 ns="%s" pod="%s"`, ns, strAt(r, "kubernetes", "pod_name"))
+		labels, _ := r.Lookup("kubernetes", "labels")
+		_ = labels.Range(func(k []byte, v record.Value) bool {
+			b, _ := v.Bytes()
+			sd += fmt.Sprintf(` label.%s="%s"`, k, b)
+			return true
+		})
+		sd += "]"
+	}
+	want := []string{nil5424(strAt(r, "kubernetes", "host")), app, nil5424(strAt(r, "kubernetes", "pod_name")), nil5424(strAt(r, "stream")), sd}
+	for j, name := range []string{"hostname", "app-name", "procid", "msgid", "structured-data"} {
+		if got[j] != want[j] && !(j == 0 && want[j] == "-") {
+			t.Fatalf("%s record %d: %s = %q, want %q", framing, i, name, got[j], want[j])
+		}
+	}
+	msg := got[5]
+	if v, ok := r.Lookup("log"); ok {
+		b, _ := v.Bytes()
+		w := strings.Map(func(r rune) rune { return r }, strings.TrimRight(string(b), "\r\n"))
+		if framing == "lf" {
+			w = strings.NewReplacer("\n", " ", "\r", " ", "\x00", " ").Replace(w)
+		}
+		if strings.HasSuffix(msg, " [truncated]") {
+			if !strings.HasPrefix(w, strings.TrimSuffix(msg, " [truncated]")) || len(msg) < 99000 {
+				t.Fatalf("%s record %d: badly truncated (%d bytes)", framing, i, len(msg))
+			}
+		} else if msg != w {
+			t.Fatalf("%s record %d: msg %q, want %q", framing, i, msg, w)
+		}
+		return
+	}
+	var body bytes.Buffer
+	_, _ = msgp.UnmarshalAsJSON(&body, r.Body)
+	var g, w map[string]any
+	if err := json.Unmarshal([]byte(msg), &g); err != nil {
+		t.Fatalf("%s record %d: msg is not JSON: %q", framing, i, msg)
+	}
+	_ = json.Unmarshal(body.Bytes(), &w)
+	delete(w, "kubernetes")
+	if fmt.Sprint(g) != fmt.Sprint(w) {
+		t.Fatalf("%s record %d: msg %v, want %v", framing, i, g, w)
+	}
+}
