@@ -19,6 +19,9 @@ $(SO): $(GOFILES)
 $(TEST_SO): $(GOFILES)
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -tags trailstack_testsink -o $@ ./plugin
 
+$(BUILD)/syslogdrain: $(GOFILES)
+	CGO_ENABLED=0 $(GO) build -o $@ ./internal/cmd/syslogdrain
+
 $(HOST): host/flbhost.c
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -Wall -Wextra -o $@ host/flbhost.c -ldl -lpthread
@@ -35,12 +38,15 @@ test: all $(TEST_SO) lint
 		$(GO) test -race -count=1 -timeout 30m ./...
 
 # Benchmarks: decoding in Go, then the whole .so through the C host with the null sink.
-bench: all
+bench: all $(BUILD)/syslogdrain
 	$(GO) test -run XXX -bench . -benchmem -benchtime 200000x ./record
 	@echo "--- FlushCtx cost: 200,000 flushes of a one-record chunk, null sink"
 	$(HOST) -q -n 200000 $(SO) -i -o sink=null -- testdata/one-record.msgpack | tail -1
 	@echo "--- 1,000,000 kube-20k records (8 chunks x 50), null sink, 1 thread"
 	$(HOST) -q -n 50 $(SO) -i -o sink=null -- $(FIXTURES)/kube-20k/*.msgpack | tail -1
+	$(GO) test -run XXX -bench . -benchmem ./syslog
+	@echo "--- 1,000,000 kube-20k records, syslog sink over TLS to a counting receiver on loopback"
+	BUILD=$(BUILD) FIXTURES=$(FIXTURES) scripts/bench-syslog.sh
 
 # Runs sample Kubernetes chunks (testdata/) through the real .so with the C host.
 demo: all

@@ -106,7 +106,7 @@ func (it *MapIter) Next() (key []byte, val Value, ok bool) {
 		it.err = err
 		return nil, nil, false
 	}
-	key = keyContents(it.rest[:kn])
+	key = KeyContents(it.rest[:kn])
 	val = Value(it.rest[kn : kn+vn])
 	it.rest = it.rest[kn+vn:]
 	it.n--
@@ -116,8 +116,8 @@ func (it *MapIter) Next() (key []byte, val Value, ok bool) {
 // Err is the error that ended the walk early, if any.
 func (it *MapIter) Err() error { return it.err }
 
-// keyContents returns the bytes of a raw str or bin object, nil for other types.
-func keyContents(raw []byte) []byte {
+// KeyContents returns the bytes of a raw str or bin object, nil for other types.
+func KeyContents(raw []byte) []byte {
 	switch c := raw[0]; {
 	case c >= 0xa0 && c <= 0xbf:
 		return raw[1:]

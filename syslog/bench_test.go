@@ -1,6 +1,7 @@
 package syslog
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -53,3 +54,18 @@ func BenchmarkGoSyslogBuilder20k(b *testing.B) {
 }
 
 var _ = time.Now
+
+// BenchmarkDeliverTLS20k sends kube-20k chunks through Deliver to an in-process TLS receiver;
+// ns/op is per record and includes the receiver's work, on the same two cores.
+func BenchmarkDeliverTLS20k(b *testing.B) {
+	pki := newPKI(b, "localhost")
+	r := startReceiver(b, &receiver{tlsCfg: pki.Server, discard: true})
+	s := newSink(b, core.MapGetter{"address": r.addr(), "ca_file": pki.CAFile})
+	batch := chunkBatch(b, "kube-20k", "chunk-001.msgpack")
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(batch.Records) {
+		if res := s.Deliver(context.Background(), batch); res.Status != core.Delivered {
+			b.Fatal(res.Err)
+		}
+	}
+}

@@ -72,7 +72,7 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 	if (f.framing == framingNone) != (mode == "udp") {
 		p.Fail("framing", "%q does not go with %s (UDP takes none; TCP and TLS take lf or octet)", f.framing.String(), mode)
 	}
-	f.maxSize = int(p.Size("max_size", defMax, 480, 16<<20))
+	f.maxSize = int(p.Size("max_size", defMax, 1024, 16<<20))
 
 	fac := p.String("facility", "user")
 	if n, ok := facilities[strings.ToLower(fac)]; ok {

@@ -59,6 +59,11 @@ type scratch struct {
 	vals []record.Value
 	msg  []byte
 	json sliceWriter
+
+	// The timestamp up to the seconds, for the last second seen: records of a chunk
+	// mostly share their second.
+	tsSec    int64
+	tsPrefix []byte
 }
 
 func (f *formatter) newScratch() *scratch {
@@ -87,7 +92,7 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 	dst = append(dst, '<')
 	dst = appendInt(dst, f.facility*8+f.severity(s.vals))
 	dst = append(dst, ">1 "...)
-	dst = appendTimestamp(dst, r.Sec, r.Nsec)
+	dst = s.appendTimestamp(dst, r.Sec, r.Nsec)
 	dst = append(dst, ' ')
 	dst = appendHeader(dst, f.hostname, s.vals, tag, maxHostname)
 	dst = append(dst, ' ')
@@ -97,7 +102,12 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 	dst = append(dst, ' ')
 	dst = appendHeader(dst, f.msgid, s.vals, tag, maxMsgID)
 	dst = append(dst, ' ')
+	sdStart := len(dst)
 	dst = f.appendSD(dst, s.vals, tag)
+	if len(dst)-start > f.maxSize/2 {
+		// Structured data may not crowd out the message: past half of max_size it is dropped.
+		dst = append(dst[:sdStart], '-')
+	}
 
 	hdr := len(dst)
 	dst = append(dst, ' ')
@@ -230,12 +240,12 @@ func appendSDName(dst, k []byte, nameStart int) []byte {
 	return dst
 }
 
-// escapeSDValue escapes '"', '\' and ']' in dst[from:] (RFC 5424 section 6.3.3) and repairs
-// invalid UTF-8.
+// escapeSDValue escapes '"', '\' and ']' in dst[from:] (RFC 5424 section 6.3.3), repairs
+// invalid UTF-8, and turns CR, LF and NUL into spaces so that a value never breaks framing.
 func escapeSDValue(dst []byte, from int) []byte {
 	needs := false
 	for _, c := range dst[from:] {
-		if c == '"' || c == '\\' || c == ']' || c >= utf8.RuneSelf {
+		if c == '"' || c == '\\' || c == ']' || c >= utf8.RuneSelf || c == '\n' || c == '\r' || c == 0 {
 			needs = true
 			break
 		}
@@ -249,8 +259,11 @@ func escapeSDValue(dst []byte, from int) []byte {
 	for i := 0; i < len(val); {
 		c := val[i]
 		if c < utf8.RuneSelf {
-			if c == '"' || c == '\\' || c == ']' {
+			switch c {
+			case '"', '\\', ']':
 				dst = append(dst, '\\')
+			case '\n', '\r', 0:
+				c = ' '
 			}
 			dst = append(dst, c)
 			i++
@@ -375,8 +388,18 @@ func appendInt(dst []byte, n int) []byte {
 }
 
 // appendTimestamp writes the time in UTC with microseconds: 2026-11-26T12:00:00.004110Z.
-func appendTimestamp(dst []byte, sec, nsec int64) []byte {
-	t := time.Unix(sec, nsec).UTC()
+func (s *scratch) appendTimestamp(dst []byte, sec, nsec int64) []byte {
+	if s.tsPrefix == nil || sec != s.tsSec {
+		s.tsSec, s.tsPrefix = sec, appendSeconds(s.tsPrefix[:0], sec)
+	}
+	dst = append(dst, s.tsPrefix...)
+	dst = appendPad(dst, int(nsec/1000), 6)
+	return append(dst, 'Z')
+}
+
+// appendSeconds writes 2026-11-26T12:00:00. for sec.
+func appendSeconds(dst []byte, sec int64) []byte {
+	t := time.Unix(sec, 0).UTC()
 	year, month, day := t.Date()
 	hour, min, s := t.Clock()
 	dst = appendPad(dst, year, 4)
@@ -390,9 +413,7 @@ func appendTimestamp(dst []byte, sec, nsec int64) []byte {
 	dst = appendPad(dst, min, 2)
 	dst = append(dst, ':')
 	dst = appendPad(dst, s, 2)
-	dst = append(dst, '.')
-	dst = appendPad(dst, t.Nanosecond()/1000, 6)
-	return append(dst, 'Z')
+	return append(dst, '.')
 }
 
 func appendPad(dst []byte, n, width int) []byte {

@@ -358,12 +358,12 @@ func TestMessageHandling(t *testing.T) {
 }
 
 func TestTruncation(t *testing.T) {
-	f := newFormatter(t, core.MapGetter{"max_size": "600"})
+	f := newFormatter(t, core.MapGetter{"max_size": "1024"})
 	for pad := 0; pad < 4; pad++ {
 		log := strings.Repeat("a", pad) + strings.Repeat("日本語", 400)
 		got := frame(t, f, "a", map[string]any{"log": log})
 		msg := strings.TrimSuffix(got, "\n")
-		if len(msg) > 600 || len(msg) < 600-3 || !strings.HasSuffix(msg, truncMark) || !utf8.ValidString(msg) {
+		if len(msg) > 1024 || len(msg) < 1024-3 || !strings.HasSuffix(msg, truncMark) || !utf8.ValidString(msg) {
 			t.Fatalf("pad %d: %d bytes, valid %v: %q", pad, len(msg), utf8.ValidString(msg), msg[len(msg)-30:])
 		}
 		if _, err := rfc5424.NewParser().Parse([]byte(msg)); err != nil {

@@ -299,30 +299,54 @@ func (e *extractor) add(path []string) int {
 // extract fills vals (len e.slots) from body; values not found are left nil.
 func (e *extractor) extract(body record.Value, vals []record.Value) {
 	clear(vals)
-	walk(body, &e.root, vals)
+	walk(body, &e.root, vals, false)
 }
 
-func walk(m record.Value, n *node, vals []record.Value) {
-	it, err := m.Iter()
+// walk reads the map at the start of m in one pass, storing the values n wants and
+// descending into the maps it wants values of. When needEnd is set it returns the map's
+// size, skipping what follows the last wanted entry in one go; otherwise it stops there.
+func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
+	count, rest, err := msgp.ReadMapHeaderBytes(m)
 	if err != nil {
-		return
+		return len(m)
 	}
-	for found := 0; found < len(n.children); {
-		k, v, ok := it.Next()
-		if !ok {
-			return
+	pos := len(m) - len(rest)
+	found := 0
+	for i := 0; i < int(count); i++ {
+		if found == len(n.children) {
+			if !needEnd {
+				return pos
+			}
+			skip, err := record.SkipObjects(m[pos:], 2*(int(count)-i))
+			if err != nil {
+				return len(m)
+			}
+			return pos + skip
 		}
-		for _, c := range n.children {
-			if c.key == string(k) {
-				if c.slot >= 0 {
-					vals[c.slot] = v
-				}
-				if len(c.children) > 0 && v.Type() == msgp.MapType {
-					walk(v, c, vals)
-				}
+		kl, err := record.SkipObjects(m[pos:], 1)
+		if err != nil {
+			return len(m)
+		}
+		key := record.KeyContents(m[pos : pos+kl])
+		pos += kl
+		var c *node
+		for _, ch := range n.children {
+			if ch.key == string(key) {
+				c = ch
 				found++
 				break
 			}
 		}
+		var vl int
+		if c != nil && len(c.children) > 0 && pos < len(m) && msgp.NextType(m[pos:]) == msgp.MapType {
+			vl = walk(m[pos:], c, vals, true)
+		} else if vl, err = record.SkipObjects(m[pos:], 1); err != nil {
+			return len(m)
+		}
+		if c != nil && c.slot >= 0 {
+			vals[c.slot] = record.Value(m[pos : pos+vl])
+		}
+		pos += vl
 	}
+	return pos
 }

@@ -1,5 +1,5 @@
-// Package testpki makes a throwaway CA and server certificate for tests that need a real TLS
-// receiver (rsyslog or an in-process one).
+// Package testpki makes a throwaway CA and server certificate for tests and benchmarks that
+// need a real TLS receiver (rsyslog, an in-process one, or syslogdrain).
 package testpki
 
 import (
@@ -27,6 +27,15 @@ type PKI struct {
 // New writes a fresh PKI into a temporary directory of tb.
 func New(tb testing.TB, dnsName string) *PKI {
 	tb.Helper()
+	p, err := Generate(tb.TempDir(), dnsName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// Generate writes a fresh PKI into dir.
+func Generate(dir, dnsName string) (*PKI, error) {
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "trailstack test CA"},
@@ -35,7 +44,7 @@ func New(tb testing.TB, dnsName string) *PKI {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	ca, _ := x509.ParseCertificate(caDER)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -47,23 +56,22 @@ func New(tb testing.TB, dnsName string) *PKI {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	dir := tb.TempDir()
 	p := &PKI{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem")}
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	write := func(path, typ string, b []byte) {
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o644); err != nil {
-			tb.Fatal(err)
+	for _, f := range []struct {
+		path, typ string
+		der       []byte
+	}{{p.CAFile, "CERTIFICATE", caDER}, {p.CertFile, "CERTIFICATE", der}, {p.KeyFile, "PRIVATE KEY", keyDER}} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o644); err != nil {
+			return nil, err
 		}
 	}
-	write(p.CAFile, "CERTIFICATE", caDER)
-	write(p.CertFile, "CERTIFICATE", der)
-	write(p.KeyFile, "PRIVATE KEY", keyDER)
 	cert, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	p.Server = &tls.Config{Certificates: []tls.Certificate{cert}}
-	return p
+	return p, nil
 }

@@ -1,0 +1,80 @@
+// Command syslogdrain is a TLS (or TCP) syslog receiver for benchmarks: it counts the
+// newline-framed messages it reads and exits once it has the number it was told to expect.
+//
+//	syslogdrain -dir DIR -expect N    prints "listening ADDR" and writes DIR/ca.pem
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trailstack/trailstack/internal/testpki"
+)
+
+func main() {
+	dir := flag.String("dir", ".", "where to write ca.pem")
+	expect := flag.Int64("expect", 0, "exit after this many messages (0: never)")
+	plain := flag.Bool("tcp", false, "plain TCP instead of TLS")
+	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	flag.Parse()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if !*plain {
+		pki, err := testpki.Generate(*dir, "localhost")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		ln = tls.NewListener(ln, pki.Server)
+	}
+	fmt.Printf("listening %s\n", ln.Addr())
+
+	var msgs, bytes atomic.Int64
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReaderSize(c, 1<<20)
+				for {
+					line, err := r.ReadSlice('\n')
+					if err == bufio.ErrBufferFull {
+						bytes.Add(int64(len(line)))
+						continue
+					}
+					if err != nil {
+						return
+					}
+					bytes.Add(int64(len(line)))
+					if n := msgs.Add(1); *expect > 0 && n >= *expect {
+						once.Do(func() { close(done) })
+					}
+				}
+			}()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(*timeout):
+	}
+	fmt.Printf("received %d messages, %d bytes\n", msgs.Load(), bytes.Load())
+	if *expect > 0 && msgs.Load() < *expect {
+		os.Exit(1)
+	}
+}
