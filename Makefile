@@ -48,9 +48,9 @@ bench: all $(BUILD)/syslogdrain
 	@echo "--- 1,000,000 kube-20k records, syslog sink over TLS to a counting receiver on loopback"
 	BUILD=$(BUILD) FIXTURES=$(FIXTURES) scripts/bench-syslog.sh
 
-# Runs sample Kubernetes chunks (testdata/) through the real .so with the C host.
-demo: all
-	$(HOST) $(SO) -i -o sink=null -- testdata/grafana.msgpack testdata/nginx.msgpack
+# Sample Kubernetes chunks (testdata/) through the real .so into a local TLS syslog receiver.
+demo: all $(BUILD)/syslogdrain
+	BUILD=$(BUILD) scripts/demo.sh
 
 clean:
 	rm -rf $(BUILD)

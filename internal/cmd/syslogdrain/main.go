@@ -1,7 +1,8 @@
-// Command syslogdrain is a TLS (or TCP) syslog receiver for benchmarks: it counts the
-// newline-framed messages it reads and exits once it has the number it was told to expect.
+// Command syslogdrain is a TLS (or TCP) syslog receiver for the demo and the benchmarks: it
+// counts the newline-framed messages it reads, optionally prints them, and exits once it has
+// the number it was told to expect.
 //
-//	syslogdrain -dir DIR -expect N    prints "listening ADDR" and writes DIR/ca.pem
+//	syslogdrain -dir DIR -expect N [-print]   prints "listening ADDR" and writes DIR/ca.pem
 package main
 
 import (
@@ -23,6 +24,7 @@ func main() {
 	expect := flag.Int64("expect", 0, "exit after this many messages (0: never)")
 	plain := flag.Bool("tcp", false, "plain TCP instead of TLS")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	print := flag.Bool("print", false, "print each message, cut to 200 bytes")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -41,6 +43,7 @@ func main() {
 	fmt.Printf("listening %s\n", ln.Addr())
 
 	var msgs, bytes atomic.Int64
+	var printMu sync.Mutex // one message per line on stdout
 	done := make(chan struct{})
 	var once sync.Once
 	go func() {
@@ -62,6 +65,11 @@ func main() {
 						return
 					}
 					bytes.Add(int64(len(line)))
+					if *print {
+						printMu.Lock()
+						fmt.Printf("  %.200s\n", line[:len(line)-1])
+						printMu.Unlock()
+					}
 					if n := msgs.Add(1); *expect > 0 && n >= *expect {
 						once.Do(func() { close(done) })
 					}
