@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/record"
 )
 
 type sink struct {
@@ -47,8 +48,17 @@ func init() {
 
 // Line is what the sink writes for a record: tag, time and the record's log line (or
 // message), quoted, one per line.
-func Line(tag string, sec, nsec int64, text string) string {
-	return fmt.Sprintf("%s\t%d.%09d\t%s\n", tag, sec, nsec, strconv.Quote(text))
+func Line(tag string, r *record.Record) string {
+	text := "-"
+	for _, key := range []string{"log", "message", "msg"} {
+		if v, ok := r.Lookup(key); ok {
+			if t, ok := v.Bytes(); ok {
+				text = string(t)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s\t%d.%09d\t%s\n", tag, r.Sec, r.Nsec, strconv.Quote(text))
 }
 
 func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
@@ -64,17 +74,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	}
 	var sb strings.Builder
 	for i := range b.Records {
-		r := &b.Records[i]
-		text := "-"
-		for _, key := range []string{"log", "message", "msg"} {
-			if v, ok := r.Lookup(key); ok {
-				if t, ok := v.Bytes(); ok {
-					text = string(t)
-					break
-				}
-			}
-		}
-		sb.WriteString(Line(b.Tag, r.Sec, r.Nsec, text))
+		sb.WriteString(Line(b.Tag, &b.Records[i]))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
