@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trailstack/trailstack/accessor"
 	"github.com/trailstack/trailstack/core"
 )
 
@@ -58,7 +59,7 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 	c.ackTimeout = p.Duration("ack_timeout", 30*time.Second, time.Millisecond, 10*time.Minute)
 	c.keepalive = p.Duration("keepalive", 30*time.Second, 0, time.Hour)
 
-	f := &formatter{ex: newExtractor()}
+	f := &formatter{ex: accessor.NewExtractor()}
 	defFraming, defMax := "lf", int64(100000)
 	if mode == "udp" {
 		defFraming, defMax = "none", 1024
@@ -83,12 +84,12 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 		p.Fail("facility", "invalid value %q: want a facility name (user, daemon, local0...) or 0-23", fac)
 	}
 
-	tmpl := func(key, def string) *template {
+	tmpl := func(key, def string) *accessor.Template {
 		src := p.String(key, def)
-		t, err := compileTemplate(src, f.ex)
+		t, err := accessor.Compile(src, f.ex)
 		if err != nil {
 			p.Fail(key, "%v", err)
-			t, _ = compileTemplate("", f.ex)
+			t, _ = accessor.Compile("", f.ex)
 		}
 		return t
 	}
@@ -107,24 +108,24 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 			p.Fail("sd_params", "invalid item %q: want name=template, the name printable ASCII without '=', ' ', ']' or '\"'", item)
 			continue
 		}
-		t, err := compileTemplate(src, f.ex)
+		t, err := accessor.Compile(src, f.ex)
 		if err != nil {
 			p.Fail("sd_params", "%v", err)
 			continue
 		}
 		param := sdParam{name: name, tmpl: t, slot: -1}
-		if len(t.alts) == 1 && len(t.alts[0]) == 1 && t.alts[0][0].kind == field {
-			param.slot = t.alts[0][0].slot
+		if slot, ok := t.Field(); ok {
+			param.slot = slot
 		}
 		f.sd = append(f.sd, param)
 	}
 
-	f.messageSlot = f.ex.add([]string{p.String("message_key", "log")})
+	f.messageSlot = f.ex.Add([]string{p.String("message_key", "log")})
 	f.excludeFromJSON = "kubernetes"
-	f.streamSlot = f.ex.add([]string{"stream"})
+	f.streamSlot = f.ex.Add([]string{"stream"})
 	for _, k := range strings.Split(p.String("severity_key", "severity,level"), ",") {
 		if k = strings.TrimSpace(k); k != "" {
-			f.severitySlots = append(f.severitySlots, f.ex.add([]string{k}))
+			f.severitySlots = append(f.severitySlots, f.ex.Add([]string{k}))
 		}
 	}
 	sevKey := func(key, def string) int {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/trailstack/trailstack/accessor"
 	"github.com/trailstack/trailstack/record"
 )
 
@@ -36,7 +37,7 @@ const (
 // its workers; per-call state lives in a scratch.
 type formatter struct {
 	facility                          int
-	hostname, appname, procid, msgid  *template
+	hostname, appname, procid, msgid  *accessor.Template
 	sdID                              string
 	sd                                []sdParam
 	messageSlot, streamSlot           int
@@ -45,12 +46,12 @@ type formatter struct {
 	excludeFromJSON                   string
 	framing                           framing
 	maxSize                           int
-	ex                                *extractor
+	ex                                *accessor.Extractor
 }
 
 type sdParam struct {
 	name string
-	tmpl *template
+	tmpl *accessor.Template
 	slot int // >= 0 when the template is one value, which may be a map to expand
 }
 
@@ -67,12 +68,12 @@ type scratch struct {
 }
 
 func (f *formatter) newScratch() *scratch {
-	return &scratch{vals: make([]record.Value, f.ex.slots), msg: make([]byte, 0, 4096)}
+	return &scratch{vals: make([]record.Value, f.ex.Slots()), msg: make([]byte, 0, 4096)}
 }
 
 // appendFrame appends one framed message for r to dst.
 func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scratch) []byte {
-	f.ex.extract(record.Value(r.Body), s.vals)
+	f.ex.Extract(record.Value(r.Body), s.vals)
 	switch f.framing {
 	case framingOctet:
 		s.msg = f.appendMessage(s.msg[:0], r, tag, s)
@@ -120,7 +121,7 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 		case msgp.MapType, msgp.ArrayType:
 			dst = appendJSON(dst, v, "", &s.json)
 		default:
-			dst = appendScalar(dst, v)
+			dst = accessor.AppendScalar(dst, v)
 		}
 	} else {
 		// No message key: the kubernetes filter merged a JSON log into the body.
@@ -166,9 +167,9 @@ func (f *formatter) severity(vals []record.Value) int {
 
 // appendHeader renders a header field: printable US-ASCII only (others become '_'), at most
 // max bytes, NILVALUE when empty.
-func appendHeader(dst []byte, t *template, vals []record.Value, tag string, max int) []byte {
+func appendHeader(dst []byte, t *accessor.Template, vals []record.Value, tag string, max int) []byte {
 	start := len(dst)
-	dst, _ = t.render(dst, vals, tag)
+	dst, _ = t.Render(dst, vals, tag)
 	if len(dst)-start > max {
 		dst = dst[:start+max]
 	}
@@ -199,7 +200,7 @@ func (f *formatter) appendSD(dst []byte, vals []record.Value, tag string) []byte
 				dst = appendSDName(dst, k, mark+1)
 				dst = append(dst, `="`...)
 				valStart := len(dst)
-				dst = appendScalar(dst, v)
+				dst = accessor.AppendScalar(dst, v)
 				dst = escapeSDValue(dst, valStart)
 				dst = append(dst, '"')
 				return true
@@ -212,7 +213,7 @@ func (f *formatter) appendSD(dst []byte, vals []record.Value, tag string) []byte
 		dst = append(dst, `="`...)
 		valStart := len(dst)
 		var ok bool
-		if dst, ok = p.tmpl.render(dst, vals, tag); !ok {
+		if dst, ok = p.tmpl.Render(dst, vals, tag); !ok {
 			dst = dst[:mark] // a missing value leaves the parameter out
 			continue
 		}

@@ -1,4 +1,6 @@
-package syslog
+// Package accessor renders values of records through templates in the style of Fluent Bit's
+// record accessor, and finds every value a set of templates needs in one pass per record.
+package accessor
 
 import (
 	"fmt"
@@ -11,8 +13,7 @@ import (
 	"github.com/trailstack/trailstack/record"
 )
 
-// A template renders one header field or SD value from a record, in the style of Fluent
-// Bit's record accessor:
+// Template renders one value (a syslog header field, a log name) from a record:
 //
 //	literal text                 as written
 //	$kubernetes['pod_name']      a value of the record (any depth; $log for a top-level key)
@@ -23,8 +24,17 @@ import (
 //
 // Fluent Bit itself replaces ${VAR} in its configuration before the plugin sees it; the
 // plugin does the same for hosts that do not (flbhost).
-type template struct {
+type Template struct {
 	alts [][]part
+}
+
+// Field reports whether the template is a single value and nothing else, and its slot:
+// such a value may be a map, which a caller can expand.
+func (t *Template) Field() (slot int, ok bool) {
+	if len(t.alts) == 1 && len(t.alts[0]) == 1 && t.alts[0][0].kind == field {
+		return t.alts[0][0].slot, true
+	}
+	return 0, false
 }
 
 type partKind int
@@ -43,9 +53,9 @@ type part struct {
 	n    int    // tagPart
 }
 
-// compileTemplate parses src, registering the record paths it reads with ex.
-func compileTemplate(src string, ex *extractor) (*template, error) {
-	t := &template{}
+// Compile parses src, registering the record paths it reads with ex.
+func Compile(src string, ex *Extractor) (*Template, error) {
+	t := &Template{}
 	for _, alt := range strings.Split(src, "||") {
 		parts, err := compileAlt(strings.TrimSpace(alt), ex)
 		if err != nil {
@@ -56,7 +66,7 @@ func compileTemplate(src string, ex *extractor) (*template, error) {
 	return t, nil
 }
 
-func compileAlt(s string, ex *extractor) ([]part, error) {
+func compileAlt(s string, ex *Extractor) ([]part, error) {
 	var parts []part
 	var lit strings.Builder
 	flush := func() {
@@ -119,7 +129,7 @@ func compileAlt(s string, ex *extractor) ([]part, error) {
 				continue
 			}
 			flush()
-			parts = append(parts, part{kind: field, slot: ex.add(path)})
+			parts = append(parts, part{kind: field, slot: ex.Add(path)})
 			i += 1 + n
 		}
 	}
@@ -174,8 +184,9 @@ func isWordByte(c byte) bool {
 	return c == '_' || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
 }
 
-// render appends the first alternative that renders; ok is false if none did.
-func (t *template) render(dst []byte, vals []record.Value, tag string) ([]byte, bool) {
+// Render appends the first alternative that renders; ok is false if none did. vals are
+// what the Extractor found in the record.
+func (t *Template) Render(dst []byte, vals []record.Value, tag string) ([]byte, bool) {
 	for _, alt := range t.alts {
 		if alt == nil {
 			continue
@@ -200,7 +211,7 @@ func renderAlt(dst []byte, alt []part, vals []record.Value, tag string) ([]byte,
 		case tagPart:
 			dst = append(dst, tagField(tag, p.n)...)
 		case field:
-			dst = appendScalar(dst, vals[p.slot])
+			dst = AppendScalar(dst, vals[p.slot])
 		}
 		if p.kind != literal && len(dst) == start {
 			return dst[:start], false
@@ -223,9 +234,9 @@ func tagField(tag string, n int) string {
 	return tag
 }
 
-// appendScalar appends a str, bin, integer, float or bool value; maps, arrays and nil append
+// AppendScalar appends a str, bin, integer, float or bool value; maps, arrays and nil append
 // nothing.
-func appendScalar(dst []byte, v record.Value) []byte {
+func AppendScalar(dst []byte, v record.Value) []byte {
 	if len(v) == 0 {
 		return dst
 	}
@@ -257,9 +268,9 @@ func appendScalar(dst []byte, v record.Value) []byte {
 	return dst
 }
 
-// extractor finds every value the templates need in one pass over each map level of a
+// Extractor finds every value the templates need in one pass over each map level of a
 // record, instead of one scan of the body per field.
-type extractor struct {
+type Extractor struct {
 	root  node
 	slots int
 }
@@ -270,10 +281,14 @@ type node struct {
 	children []*node
 }
 
-func newExtractor() *extractor { return &extractor{root: node{slot: -1}} }
+// NewExtractor starts an empty set of wanted paths.
+func NewExtractor() *Extractor { return &Extractor{root: node{slot: -1}} }
 
-// add registers a path and returns the slot its value will be found in.
-func (e *extractor) add(path []string) int {
+// Slots is how many values Extract fills.
+func (e *Extractor) Slots() int { return e.slots }
+
+// Add registers a path and returns the slot its value will be found in.
+func (e *Extractor) Add(path []string) int {
 	n := &e.root
 	for _, k := range path {
 		var next *node
@@ -296,8 +311,8 @@ func (e *extractor) add(path []string) int {
 	return n.slot
 }
 
-// extract fills vals (len e.slots) from body; values not found are left nil.
-func (e *extractor) extract(body record.Value, vals []record.Value) {
+// Extract fills vals (len Slots) from body; values not found are left nil.
+func (e *Extractor) Extract(body record.Value, vals []record.Value) {
 	clear(vals)
 	walk(body, &e.root, vals, false)
 }
