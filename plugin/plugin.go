@@ -30,7 +30,8 @@ import (
 	"github.com/fluent/fluent-bit-go/output"
 
 	"github.com/trailstack/trailstack/core"
-	_ "github.com/trailstack/trailstack/syslog" // registers the syslog sink
+	_ "github.com/trailstack/trailstack/stackdriver" // registers the stackdriver sink
+	_ "github.com/trailstack/trailstack/syslog"      // registers the syslog sink
 )
 
 // registry is the plugin's one piece of state: Fluent Bit gives the plugin no other place

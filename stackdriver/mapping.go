@@ -1,0 +1,390 @@
+package stackdriver
+
+import (
+	"bytes"
+	"hash/fnv"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"cloud.google.com/go/logging/apiv2/loggingpb"
+	ltype "google.golang.org/genproto/googleapis/logging/type"
+	"google.golang.org/genproto/googleapis/api/monitoredres"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/trailstack/trailstack/accessor"
+	"github.com/trailstack/trailstack/record"
+)
+
+// Cloud Logging's limits (cloud.google.com/logging/quotas).
+const (
+	maxEntryBytes   = 256 << 10 // one LogEntry, about
+	entryBudget     = 250 << 10 // what we aim under, leaving room for the request's framing
+	maxRequestBytes = 9 << 20   // under the 10 MB request limit
+	maxLabels       = 64
+	maxLabelValue   = 64 << 10
+	maxFuture       = 24 * time.Hour // the API rejects timestamps further ahead
+	truncMarker     = " [truncated]"
+	specialPrefix   = "logging.googleapis.com/"
+)
+
+// mapper turns records into LogEntries the way GKE's own logging agent does.
+type mapper struct {
+	project, location, cluster string
+	fallback                   string // k8s_node, generic_node or global
+	logName, nodeName          *accessor.Template
+	ex                         *accessor.Extractor
+	slot                       struct {
+		log, stream, severity, level, ns, pod, container, host, labels int
+	}
+}
+
+func newMapper(project, location, cluster, fallback string, ex *accessor.Extractor) *mapper {
+	m := &mapper{project: project, location: location, cluster: cluster, fallback: fallback, ex: ex}
+	m.slot.log = ex.Add([]string{"log"})
+	m.slot.stream = ex.Add([]string{"stream"})
+	m.slot.severity = ex.Add([]string{"severity"})
+	m.slot.level = ex.Add([]string{"level"})
+	m.slot.ns = ex.Add([]string{"kubernetes", "namespace_name"})
+	m.slot.pod = ex.Add([]string{"kubernetes", "pod_name"})
+	m.slot.container = ex.Add([]string{"kubernetes", "container_name"})
+	m.slot.host = ex.Add([]string{"kubernetes", "host"})
+	m.slot.labels = ex.Add([]string{"kubernetes", "labels"})
+	return m
+}
+
+// scratch is one flush's reusable state.
+type scratch struct {
+	vals []record.Value
+	buf  []byte
+	seen map[[16]byte]int // insertId hashes of this chunk, to number repeats
+}
+
+func (m *mapper) newScratch() *scratch {
+	return &scratch{vals: make([]record.Value, m.ex.Slots()), seen: map[[16]byte]int{}}
+}
+
+func str(v record.Value) string {
+	b, ok := v.Bytes()
+	if !ok {
+		return ""
+	}
+	return validString(b)
+}
+
+// entry maps one record. now is the time the flush began.
+func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) *loggingpb.LogEntry {
+	m.ex.Extract(record.Value(r.Body), s.vals)
+	v := s.vals
+	e := &loggingpb.LogEntry{}
+	e.Resource = m.resource(v, tag, s)
+
+	s.buf, _ = m.logName.Render(s.buf[:0], v, tag)
+	e.LogName = "projects/" + m.project + "/logs/" + url.PathEscape(logID(s.buf))
+
+	ts := r.Time()
+	if ts.After(now.Add(maxFuture)) {
+		// The API refuses entries more than a day ahead: keep the record, stamped now,
+		// with the time it claimed.
+		e.Labels = map[string]string{"trailstack/original_timestamp": ts.UTC().Format(time.RFC3339Nano)}
+		ts = now
+	}
+	e.Timestamp = timestamppb.New(ts)
+
+	var payload *structpb.Struct
+	if lv := v[m.slot.log]; lv != nil {
+		text := strings.TrimRight(str(lv), "\r\n")
+		if t := strings.TrimSpace(text); len(t) > 1 && t[0] == '{' && t[len(t)-1] == '}' {
+			p := &structpb.Struct{}
+			if p.UnmarshalJSON([]byte(t)) == nil {
+				payload = p
+			}
+		}
+		if payload == nil {
+			e.Payload = &loggingpb.LogEntry_TextPayload{TextPayload: text}
+		}
+	} else {
+		// The kubernetes filter merged the application's JSON into the body.
+		payload = toStruct(record.Value(r.Body), isRecordMeta)
+	}
+
+	e.Severity = ltype.LogSeverity_DEFAULT
+	sevSet := false
+	for _, sv := range []record.Value{v[m.slot.severity], v[m.slot.level]} {
+		if sev, ok := severityOf(sv); ok {
+			e.Severity, sevSet = sev, true
+			break
+		}
+	}
+	if payload != nil {
+		m.lift(e, payload, &sevSet)
+		e.Payload = &loggingpb.LogEntry_JsonPayload{JsonPayload: payload}
+	}
+	if !sevSet {
+		switch str(v[m.slot.stream]) {
+		case "stderr":
+			e.Severity = ltype.LogSeverity_ERROR
+		case "stdout":
+			e.Severity = ltype.LogSeverity_INFO
+		}
+	}
+
+	if labels := v[m.slot.labels]; labels != nil {
+		_ = labels.Range(func(k []byte, lv record.Value) bool {
+			addLabel(e, "k8s-pod/"+validString(k), str(lv))
+			return true
+		})
+	}
+
+	if e.InsertId == "" {
+		e.InsertId = insertID(tag, r, s)
+	}
+	return e
+}
+
+// isRecordMeta names the body keys that Fluent Bit's tail, cri parser and kubernetes filter
+// add: they describe the record, not the application's log, and stay out of jsonPayload.
+func isRecordMeta(k string) bool {
+	switch k {
+	case "kubernetes", "stream", "_p", "time", "logtag":
+		return true
+	}
+	return false
+}
+
+func (m *mapper) resource(v []record.Value, tag string, s *scratch) *monitoredres.MonitoredResource {
+	ns, pod, container := str(v[m.slot.ns]), str(v[m.slot.pod]), str(v[m.slot.container])
+	if ns != "" && pod != "" && container != "" {
+		return &monitoredres.MonitoredResource{Type: "k8s_container", Labels: map[string]string{
+			"project_id": m.project, "location": m.location, "cluster_name": m.cluster,
+			"namespace_name": ns, "pod_name": pod, "container_name": container,
+		}}
+	}
+	s.buf, _ = m.nodeName.Render(s.buf[:0], v, tag)
+	node := string(s.buf)
+	switch m.fallback {
+	case "k8s_node":
+		return &monitoredres.MonitoredResource{Type: "k8s_node", Labels: map[string]string{
+			"project_id": m.project, "location": m.location, "cluster_name": m.cluster, "node_name": node,
+		}}
+	case "generic_node":
+		return &monitoredres.MonitoredResource{Type: "generic_node", Labels: map[string]string{
+			"project_id": m.project, "location": m.location, "namespace": m.cluster, "node_id": node,
+		}}
+	}
+	return &monitoredres.MonitoredResource{Type: "global", Labels: map[string]string{"project_id": m.project}}
+}
+
+// logID keeps a log name to what the API accepts: letters, digits, and / _ - . , at most
+// 512 bytes; anything else becomes _.
+func logID(b []byte) string {
+	if len(b) == 0 {
+		return "stdout"
+	}
+	if len(b) > 512 {
+		b = b[:512]
+	}
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '_' || c == '-' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// insertID is the same for the same record of the same chunk every time it is sent, so that
+// Cloud Logging drops the copies a retry writes. Equal records in one chunk are numbered.
+func insertID(tag string, r *record.Record, s *scratch) string {
+	h := fnv.New128a()
+	h.Write([]byte(tag))
+	var t [16]byte
+	for i := 0; i < 8; i++ {
+		t[i] = byte(r.Sec >> (8 * i))
+		t[8+i] = byte(r.Nsec >> (8 * i))
+	}
+	h.Write(t[:])
+	h.Write(r.Body)
+	var sum [16]byte
+	h.Sum(sum[:0])
+	n := s.seen[sum]
+	s.seen[sum] = n + 1
+	id := make([]byte, 0, 40)
+	const hexdigits = "0123456789abcdef"
+	for _, c := range sum {
+		id = append(id, hexdigits[c>>4], hexdigits[c&15])
+	}
+	if n > 0 {
+		id = strconv.AppendInt(append(id, '-'), int64(n), 10)
+	}
+	return string(id)
+}
+
+func addLabel(e *loggingpb.LogEntry, k, v string) {
+	if e.Labels == nil {
+		e.Labels = map[string]string{}
+	}
+	if _, dup := e.Labels[k]; !dup && len(e.Labels) >= maxLabels {
+		return
+	}
+	e.Labels[k] = truncateUTF8(v, maxLabelValue)
+}
+
+// lift moves Cloud Logging's special JSON fields out of the payload into the entry, as
+// GKE's agent does.
+func (m *mapper) lift(e *loggingpb.LogEntry, p *structpb.Struct, sevSet *bool) {
+	f := p.Fields
+	take := func(k string) *structpb.Value {
+		v := f[k]
+		delete(f, k)
+		return v
+	}
+	if !*sevSet {
+		for _, k := range []string{"severity", "level"} {
+			if sv := f[k]; sv != nil {
+				if sev, ok := severityOfJSON(sv); ok {
+					e.Severity, *sevSet = sev, true
+					if k == "severity" {
+						delete(f, k)
+					}
+					break
+				}
+			}
+		}
+	} else if _, ok := f["severity"]; ok {
+		delete(f, "severity")
+	}
+	if v := take(specialPrefix + "trace"); v != nil {
+		e.Trace = v.GetStringValue()
+	}
+	if v := take(specialPrefix + "spanId"); v != nil {
+		e.SpanId = v.GetStringValue()
+	}
+	if v := take(specialPrefix + "trace_sampled"); v != nil {
+		e.TraceSampled = v.GetBoolValue() || v.GetStringValue() == "true"
+	}
+	if v := take(specialPrefix + "insertId"); v != nil && v.GetStringValue() != "" {
+		e.InsertId = v.GetStringValue()
+	}
+	if v := take(specialPrefix + "labels"); v != nil {
+		for k, lv := range v.GetStructValue().GetFields() {
+			addLabel(e, k, scalarString(lv))
+		}
+	}
+	if v := take(specialPrefix + "sourceLocation"); v != nil {
+		sf := v.GetStructValue().GetFields()
+		line, _ := strconv.ParseInt(scalarString(sf["line"]), 10, 64)
+		e.SourceLocation = &loggingpb.LogEntrySourceLocation{
+			File: scalarString(sf["file"]), Line: line, Function: scalarString(sf["function"]),
+		}
+	}
+	if v := take(specialPrefix + "operation"); v != nil {
+		of := v.GetStructValue().GetFields()
+		e.Operation = &loggingpb.LogEntryOperation{
+			Id: scalarString(of["id"]), Producer: scalarString(of["producer"]),
+			First: of["first"].GetBoolValue(), Last: of["last"].GetBoolValue(),
+		}
+	}
+	if v := take("httpRequest"); v != nil {
+		e.HttpRequest = httpRequest(v.GetStructValue().GetFields())
+	}
+}
+
+func httpRequest(f map[string]*structpb.Value) *ltype.HttpRequest {
+	num := func(k string) int64 { n, _ := strconv.ParseInt(scalarString(f[k]), 10, 64); return n }
+	h := &ltype.HttpRequest{
+		RequestMethod: scalarString(f["requestMethod"]), RequestUrl: scalarString(f["requestUrl"]),
+		RequestSize: num("requestSize"), Status: int32(num("status")), ResponseSize: num("responseSize"),
+		UserAgent: scalarString(f["userAgent"]), RemoteIp: scalarString(f["remoteIp"]),
+		ServerIp: scalarString(f["serverIp"]), Referer: scalarString(f["referer"]),
+		CacheLookup: f["cacheLookup"].GetBoolValue(), CacheHit: f["cacheHit"].GetBoolValue(),
+		CacheValidatedWithOriginServer: f["cacheValidatedWithOriginServer"].GetBoolValue(),
+		CacheFillBytes:                 num("cacheFillBytes"), Protocol: scalarString(f["protocol"]),
+	}
+	if l := scalarString(f["latency"]); strings.HasSuffix(l, "s") {
+		if d, err := time.ParseDuration(l); err == nil {
+			h.Latency = durationpb.New(d)
+		}
+	}
+	return h
+}
+
+// scalarString renders a JSON scalar as text: numbers without a fraction as integers.
+func scalarString(v *structpb.Value) string {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		return k.StringValue
+	case *structpb.Value_NumberValue:
+		return strconv.FormatFloat(k.NumberValue, 'f', -1, 64)
+	case *structpb.Value_BoolValue:
+		return strconv.FormatBool(k.BoolValue)
+	}
+	return ""
+}
+
+var severityNames = map[string]ltype.LogSeverity{
+	"default": ltype.LogSeverity_DEFAULT,
+	"debug":   ltype.LogSeverity_DEBUG, "trace": ltype.LogSeverity_DEBUG, "dbug": ltype.LogSeverity_DEBUG,
+	"info": ltype.LogSeverity_INFO, "information": ltype.LogSeverity_INFO, "informational": ltype.LogSeverity_INFO,
+	"notice":  ltype.LogSeverity_NOTICE,
+	"warning": ltype.LogSeverity_WARNING, "warn": ltype.LogSeverity_WARNING,
+	"error": ltype.LogSeverity_ERROR, "err": ltype.LogSeverity_ERROR, "eror": ltype.LogSeverity_ERROR,
+	"critical": ltype.LogSeverity_CRITICAL, "crit": ltype.LogSeverity_CRITICAL, "fatal": ltype.LogSeverity_CRITICAL,
+	"alert":     ltype.LogSeverity_ALERT,
+	"emergency": ltype.LogSeverity_EMERGENCY, "emerg": ltype.LogSeverity_EMERGENCY, "panic": ltype.LogSeverity_EMERGENCY,
+}
+
+// syslogSeverities maps syslog's 0-7 to Cloud Logging's severities.
+var syslogSeverities = [8]ltype.LogSeverity{
+	ltype.LogSeverity_EMERGENCY, ltype.LogSeverity_ALERT, ltype.LogSeverity_CRITICAL, ltype.LogSeverity_ERROR,
+	ltype.LogSeverity_WARNING, ltype.LogSeverity_NOTICE, ltype.LogSeverity_INFO, ltype.LogSeverity_DEBUG,
+}
+
+func severityOf(v record.Value) (ltype.LogSeverity, bool) {
+	if v == nil {
+		return 0, false
+	}
+	if b, ok := v.Bytes(); ok {
+		return severityText(string(bytes.TrimSpace(b)))
+	}
+	var buf [24]byte
+	n := accessor.AppendScalar(buf[:0], v)
+	return severityText(string(n))
+}
+
+func severityOfJSON(v *structpb.Value) (ltype.LogSeverity, bool) {
+	return severityText(strings.TrimSpace(scalarString(v)))
+}
+
+// severityText reads a name in any case, a Cloud Logging number (0, 100 ... 800) or a
+// syslog number (0-7).
+func severityText(s string) (ltype.LogSeverity, bool) {
+	if s == "" {
+		return 0, false
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n >= 0 && n <= 7 {
+			return syslogSeverities[n], true
+		}
+		if _, ok := ltype.LogSeverity_name[int32(n)]; ok {
+			return ltype.LogSeverity(n), true
+		}
+		return 0, false
+	}
+	sev, ok := severityNames[strings.ToLower(s)]
+	return sev, ok
+}
+
+func truncateUTF8(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len(truncMarker)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncMarker
+}

@@ -1,0 +1,250 @@
+// Package stackdriver is trailstack's Google Cloud Logging destination: records mapped as
+// GKE's own agent maps them (k8s_container), written synchronously with
+// cloud.google.com/go/logging's apiv2 WriteLogEntries, with insertIds that make retries safe.
+package stackdriver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	logging "cloud.google.com/go/logging/apiv2"
+	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"cloud.google.com/go/compute/metadata"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trailstack/trailstack/accessor"
+	"github.com/trailstack/trailstack/core"
+)
+
+func init() { core.RegisterSink("stackdriver", New) }
+
+// timeNow is the clock that decides whether a timestamp is too far ahead; tests replace it.
+var timeNow = time.Now
+
+type sink struct {
+	client  *logging.Client
+	m       *mapper
+	log     *core.Logger
+	timeout time.Duration
+	scratch sync.Pool // *scratch
+}
+
+// New builds the Cloud Logging sink from an instance's keys, asking the metadata server for
+// what the keys leave out.
+func New(p *core.Parser, env core.Env) (core.Sink, error) {
+	project := p.String("project_id", "")
+	cluster := p.String("cluster_name", "")
+	location := p.String("cluster_location", "")
+	credsFile := p.String("credentials_file", "")
+	endpoint := p.String("endpoint", "")
+	plaintext := p.Bool("endpoint_plaintext", false)
+	fallback := p.Enum("fallback_resource", "k8s_node", "k8s_node", "generic_node", "global")
+	timeout := p.Duration("timeout", 30*time.Second, time.Second, 10*time.Minute)
+	ex := accessor.NewExtractor()
+	tmpl := func(key, def string) *accessor.Template {
+		t, err := accessor.Compile(p.String(key, def), ex)
+		if err != nil {
+			p.Fail(key, "%v", err)
+			t, _ = accessor.Compile("", ex)
+		}
+		return t
+	}
+	logName := tmpl("log_name", "$stream||$TAG")
+	nodeName := tmpl("node_name", "$kubernetes['host']||${NODE_NAME}")
+	if p.Err() != nil {
+		return nil, nil
+	}
+	if plaintext && endpoint == "" {
+		p.Fail("endpoint_plaintext", "needs an endpoint")
+		return nil, nil
+	}
+
+	if project == "" && credsFile != "" {
+		project = projectFromKeyFile(credsFile)
+	}
+	md := metadata.NewClient(&http.Client{Timeout: 3 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fromMetadata := func(key, what string, get func(context.Context) (string, error)) string {
+		v, err := get(ctx)
+		if err != nil || v == "" {
+			p.Fail(key, "not set, and the GCE metadata server gave no %s (%v): set it in the configuration", what, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	if project == "" {
+		project = fromMetadata("project_id", "project ID", md.ProjectIDWithContext)
+	}
+	if cluster == "" {
+		cluster = fromMetadata("cluster_name", "instance/attributes/cluster-name", func(c context.Context) (string, error) {
+			return md.InstanceAttributeValueWithContext(c, "cluster-name")
+		})
+	}
+	if location == "" {
+		location = fromMetadata("cluster_location", "instance/attributes/cluster-location", func(c context.Context) (string, error) {
+			return md.InstanceAttributeValueWithContext(c, "cluster-location")
+		})
+	}
+	if p.Err() != nil {
+		return nil, nil
+	}
+
+	var opts []option.ClientOption
+	if endpoint != "" {
+		opts = append(opts, option.WithEndpoint(endpoint))
+	}
+	if plaintext {
+		opts = append(opts, option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	} else if credsFile != "" {
+		opts = append(opts, option.WithAuthCredentialsFile(option.ServiceAccount, credsFile))
+	}
+	client, err := logging.NewClient(context.Background(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cloud logging client: %w", err)
+	}
+	s := &sink{client: client, m: newMapper(project, location, cluster, fallback, ex), log: env.Log, timeout: timeout}
+	s.m.logName, s.m.nodeName = logName, nodeName
+	s.scratch.New = func() any { return s.m.newScratch() }
+	env.Log.Infof("Cloud Logging: project %s, cluster %s in %s", project, cluster, location)
+	return s, nil
+}
+
+func projectFromKeyFile(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var k struct {
+		ProjectID string `json:"project_id"`
+	}
+	_ = json.Unmarshal(b, &k)
+	return k.ProjectID
+}
+
+// Deliver maps the batch, writes it in requests under the API's size limit, and answers
+// Delivered once every request succeeded (entries Cloud Logging rejected one by one are
+// dropped with a log line; retrying them could never succeed).
+func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
+	sc := s.scratch.Get().(*scratch)
+	defer func() {
+		clear(sc.seen)
+		clear(sc.vals)
+		s.scratch.Put(sc)
+	}()
+	now := timeNow()
+	var (
+		req  = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true}
+		size int
+	)
+	send := func() core.Result {
+		if len(req.Entries) == 0 {
+			return core.Result{Status: core.Delivered}
+		}
+		res := s.write(ctx, req)
+		req = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true}
+		size = 0
+		return res
+	}
+	for i := range b.Records {
+		e := s.m.entry(&b.Records[i], b.Tag, sc, now)
+		n := proto.Size(e)
+		if n > entryBudget {
+			n = shrink(e, n)
+		}
+		if size+n > maxRequestBytes {
+			if res := send(); res.Status != core.Delivered {
+				return res
+			}
+		}
+		req.Entries = append(req.Entries, e)
+		size += n + 8
+	}
+	return send()
+}
+
+// write sends one request, synchronously: the flush answers only when Cloud Logging has.
+func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) core.Result {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	// No retries inside the client: a failed flush answers RETRY at once and Fluent Bit's
+	// scheduler, which keeps the chunk, decides when to try again.
+	_, err := s.client.WriteLogEntries(ctx, req, gax.WithRetry(nil))
+	return classify(err, len(req.Entries), s.log)
+}
+
+// classify turns the API's answer into ours. See the README's outcome table.
+func classify(err error, entries int, log *core.Logger) core.Result {
+	if err == nil {
+		return core.Result{Status: core.Delivered}
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return core.Result{Status: core.Retry, Err: err}
+	}
+	switch st.Code() {
+	case codes.InvalidArgument:
+		for _, d := range st.Details() {
+			if pe, ok := d.(*loggingpb.WriteLogEntriesPartialErrors); ok && len(pe.LogEntryErrors) > 0 {
+				// partial_success: the valid entries were written; these never will be.
+				var first string
+				for i, e := range pe.LogEntryErrors {
+					first = fmt.Sprintf("entry %d: %s", i, e.GetMessage())
+					break
+				}
+				log.Errorf("Cloud Logging rejected %d of %d entries, dropped (the rest are written): %s", len(pe.LogEntryErrors), entries, first)
+				return core.Result{Status: core.Delivered}
+			}
+		}
+		return core.Result{Status: core.Failed, Err: fmt.Errorf("Cloud Logging rejected the whole request as invalid: %w", err)}
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return core.Result{Status: core.Retry, Err: fmt.Errorf("%w (check the node's service account or Workload Identity has roles/logging.logWriter)", err)}
+	case codes.NotFound:
+		return core.Result{Status: core.Retry, Err: fmt.Errorf("%w (check project_id)", err)}
+	}
+	if errors.Is(err, context.Canceled) {
+		return core.Result{Status: core.Retry, Err: err}
+	}
+	return core.Result{Status: core.Retry, Err: err}
+}
+
+// shrink cuts an entry over the API's size limit down to size, keeping it rather than
+// failing the request: a long text is cut and marked, a large JSON payload becomes its JSON
+// text, cut and marked.
+func shrink(e *loggingpb.LogEntry, size int) int {
+	var text string
+	switch p := e.Payload.(type) {
+	case *loggingpb.LogEntry_TextPayload:
+		text = p.TextPayload
+	case *loggingpb.LogEntry_JsonPayload:
+		b, _ := p.JsonPayload.MarshalJSON()
+		text = string(b)
+	}
+	over := size - entryBudget
+	keep := len(text) - over - len(truncMarker) - 64
+	if keep < 0 {
+		keep = 0
+	}
+	e.Payload = &loggingpb.LogEntry_TextPayload{TextPayload: truncateUTF8(text, keep+len(truncMarker))}
+	if n := proto.Size(e); n <= entryBudget {
+		return n
+	}
+	// Still too big: labels or other fields fill it; keep only what identifies the entry.
+	e.Labels, e.HttpRequest, e.SourceLocation, e.Operation = nil, nil, nil, nil
+	return proto.Size(e)
+}
+
+func (s *sink) Close() error { return s.client.Close() }

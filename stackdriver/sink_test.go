@@ -1,0 +1,382 @@
+package stackdriver
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/logging/apiv2/loggingpb"
+	ltype "google.golang.org/genproto/googleapis/logging/type"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/record"
+)
+
+func newSink(t testing.TB, f *fakeLogging, keys core.MapGetter) *sink {
+	t.Helper()
+	base := core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on", "project_id": "blog-prod",
+		"cluster_name": "blog-cluster", "cluster_location": "europe-west1"}
+	for k, v := range keys {
+		base[k] = v
+	}
+	p := core.NewParser(base)
+	s, err := New(p, core.Env{Log: core.NewLogger("test")})
+	if err == nil {
+		err = p.Err()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s.(*sink)
+}
+
+func deliver(t *testing.T, s *sink, b *core.Batch) {
+	t.Helper()
+	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+		t.Fatalf("%v %v", res.Status, res.Err)
+	}
+}
+
+func str2(r *record.Record, path ...string) string {
+	v, ok := r.Lookup(path...)
+	if !ok {
+		return ""
+	}
+	return str(v)
+}
+
+// Every record of kube-merged and kube-raw, through the real client to the fake server:
+// resource, log name, severity, payload kind, lifted fields, labels and insertId.
+func TestMappingOfEveryFixtureRecord(t *testing.T) {
+	for _, set := range []string{"kube-merged", "kube-raw"} {
+		t.Run(set, func(t *testing.T) {
+			f := startFake(t)
+			s := newSink(t, f, nil)
+			var recs []*record.Record
+			for _, b := range fixture.Batches(t, set) {
+				deliver(t, s, b)
+				for i := range b.Records {
+					recs = append(recs, &b.Records[i])
+				}
+			}
+			got := f.entries()
+			if len(got) != len(recs) || len(got) != 206 {
+				t.Fatalf("%d entries written for %d records", len(got), len(recs))
+			}
+			ids := map[string]bool{}
+			var lifted, jsonN, textN int
+			for i, e := range got {
+				r := recs[i]
+				res := e.Resource
+				if res.Type != "k8s_container" || res.Labels["project_id"] != "blog-prod" || res.Labels["location"] != "europe-west1" ||
+					res.Labels["cluster_name"] != "blog-cluster" || res.Labels["namespace_name"] != str2(r, "kubernetes", "namespace_name") ||
+					res.Labels["pod_name"] != str2(r, "kubernetes", "pod_name") || res.Labels["container_name"] != str2(r, "kubernetes", "container_name") {
+					t.Fatalf("entry %d: resource %v", i, res)
+				}
+				if e.LogName != "projects/blog-prod/logs/"+str2(r, "stream") {
+					t.Fatalf("entry %d: log name %s", i, e.LogName)
+				}
+				if !e.Timestamp.AsTime().Equal(r.Time()) {
+					t.Fatalf("entry %d: timestamp %v, want %v", i, e.Timestamp.AsTime(), r.Time())
+				}
+				if e.Labels["k8s-pod/app"] != str2(r, "kubernetes", "labels", "app") || e.Labels["k8s-pod/app"] == "" {
+					t.Fatalf("entry %d: labels %v", i, e.Labels)
+				}
+				if ids[e.InsertId] || len(e.InsertId) < 32 {
+					t.Fatalf("entry %d: insertId %q repeated or short", i, e.InsertId)
+				}
+				ids[e.InsertId] = true
+
+				// What the application logged: a JSON object (merged into the body, or a
+				// JSON line) becomes jsonPayload, anything else textPayload.
+				var fields map[string]any
+				logLine, hasLog := r.Lookup("log")
+				if hasLog {
+					text := strings.TrimRight(str(logLine), "\n")
+					if p := (&structpb.Struct{}); strings.HasPrefix(text, "{") && p.UnmarshalJSON([]byte(text)) == nil {
+						fields = p.AsMap()
+					} else if e.GetTextPayload() != text {
+						t.Fatalf("entry %d: text %q, want %q", i, e.GetTextPayload(), text)
+					}
+				} else {
+					fields = map[string]any{}
+					_ = record.Value(r.Body).Range(func(k []byte, v record.Value) bool {
+						if !isRecordMeta(string(k)) {
+							fields[string(k)] = toValue(v, 0).AsInterface()
+						}
+						return true
+					})
+				}
+				wantSev := map[string]ltype.LogSeverity{"stderr": ltype.LogSeverity_ERROR, "stdout": ltype.LogSeverity_INFO}[str2(r, "stream")]
+				if fields == nil {
+					textN++
+				} else {
+					jsonN++
+					p := e.GetJsonPayload().AsMap()
+					if s, ok := fields["severity"].(string); ok {
+						wantSev, _ = severityText(s)
+						if _, still := p["severity"]; still {
+							t.Fatalf("entry %d: severity left in the payload", i)
+						}
+					} else if l, ok := fields["level"].(string); ok {
+						wantSev, _ = severityText(l)
+					}
+					if tr, ok := fields["logging.googleapis.com/trace"]; ok {
+						lifted++
+						sl := fields["logging.googleapis.com/sourceLocation"].(map[string]any)
+						hr := fields["httpRequest"].(map[string]any)
+						if e.Trace != tr || e.SpanId != fields["logging.googleapis.com/spanId"] ||
+							e.SourceLocation.GetFile() != sl["file"] || e.SourceLocation.GetFunction() != sl["function"] ||
+							e.Labels["tenant"] != "acme" || e.HttpRequest.GetRequestUrl() != hr["requestUrl"] ||
+							e.HttpRequest.GetStatus() != 201 || e.HttpRequest.GetLatency().AsDuration() != 12*time.Millisecond {
+							t.Fatalf("entry %d: special fields not lifted: %v", i, e)
+						}
+						for k := range p {
+							if strings.HasPrefix(k, "logging.googleapis.com/") || k == "httpRequest" {
+								t.Fatalf("entry %d: %s left in the payload", i, k)
+							}
+						}
+					}
+					if p["message"] != fields["message"] && p["msg"] != fields["msg"] {
+						t.Fatalf("entry %d: payload %v lost the message of %v", i, p, fields)
+					}
+				}
+				if e.Severity != wantSev {
+					t.Fatalf("entry %d: severity %v, want %v", i, e.Severity, wantSev)
+				}
+			}
+			if lifted == 0 || jsonN == 0 || textN == 0 {
+				t.Fatalf("lifted %d, json %d, text %d: the fixtures have all three", lifted, jsonN, textN)
+			}
+			t.Logf("%d json payloads (%d with special fields lifted), %d text payloads", jsonN, lifted, textN)
+		})
+	}
+}
+
+func TestRetrySendsTheSameInsertIDs(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	b := fixture.Batch(t, fixture.Files(t, "kube-merged")[0])
+	var attempts [][]*loggingpb.LogEntry
+	var calls int
+	f.setAnswer(func(r *loggingpb.WriteLogEntriesRequest) error {
+		attempts = append(attempts, r.Entries)
+		if calls++; calls == 1 {
+			return status.Error(codes.Unavailable, "try again")
+		}
+		return nil
+	})
+	if res := s.Deliver(context.Background(), b); res.Status != core.Retry {
+		t.Fatalf("first: %v", res.Status)
+	}
+	deliver(t, s, b)
+	if len(attempts) != 2 || len(attempts[0]) != len(b.Records) {
+		t.Fatalf("%d attempts", len(attempts))
+	}
+	for i := range attempts[0] {
+		a, c := attempts[0][i], attempts[1][i]
+		if a.InsertId != c.InsertId || !a.Timestamp.AsTime().Equal(c.Timestamp.AsTime()) {
+			t.Fatalf("entry %d: %s %v then %s %v", i, a.InsertId, a.Timestamp, c.InsertId, c.Timestamp)
+		}
+	}
+}
+
+func TestOutcomes(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, core.MapGetter{"timeout": "1s"})
+	b := fixture.Batch(t, fixture.Files(t, "kube-merged")[1])
+	partial := status.New(codes.InvalidArgument, "some entries invalid")
+	partial, _ = partial.WithDetails(&loggingpb.WriteLogEntriesPartialErrors{
+		LogEntryErrors: map[int32]*rpcstatus.Status{3: {Code: int32(codes.InvalidArgument), Message: "bad label"}},
+	})
+	for _, c := range []struct {
+		name string
+		err  error
+		slow bool
+		want core.Status
+	}{
+		{"ok", nil, false, core.Delivered},
+		{"partial", partial.Err(), false, core.Delivered},
+		{"invalid request", status.Error(codes.InvalidArgument, "request malformed"), false, core.Failed},
+		{"unavailable", status.Error(codes.Unavailable, "down"), false, core.Retry},
+		{"quota", status.Error(codes.ResourceExhausted, "quota"), false, core.Retry},
+		{"internal", status.Error(codes.Internal, "oops"), false, core.Retry},
+		{"aborted", status.Error(codes.Aborted, "aborted"), false, core.Retry},
+		{"unauthenticated", status.Error(codes.Unauthenticated, "who"), false, core.Retry},
+		{"permission", status.Error(codes.PermissionDenied, "no"), false, core.Retry},
+		{"not found", status.Error(codes.NotFound, "no project"), false, core.Retry},
+		{"deadline", nil, true, core.Retry},
+	} {
+		release := make(chan struct{})
+		f.setAnswer(func(*loggingpb.WriteLogEntriesRequest) error {
+			if c.slow {
+				select {
+				case <-release:
+				case <-time.After(5 * time.Second):
+				}
+			}
+			return c.err
+		})
+		start := time.Now()
+		res := s.Deliver(context.Background(), b)
+		close(release)
+		if res.Status != c.want {
+			t.Errorf("%s: %v (%v), want %v", c.name, res.Status, res.Err, c.want)
+		}
+		if c.slow && time.Since(start) > 3*time.Second {
+			t.Errorf("%s: took %v with a 1s timeout", c.name, time.Since(start))
+		}
+	}
+	// Network errors: nothing listens.
+	f2 := &fakeLogging{addr: "127.0.0.1:1"}
+	s2 := newSink(t, f2, core.MapGetter{"timeout": "2s"})
+	if res := s2.Deliver(context.Background(), b); res.Status != core.Retry {
+		t.Errorf("connection refused: %v", res.Status)
+	}
+}
+
+// A chunk larger than one request is split under the 10 MB limit; an entry over the 256 KB
+// entry limit is cut and marked, not failed.
+func TestLimits(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	big := fixture.Batch(t, fixture.Files(t, "kube-merged")[0])
+	var b core.Batch
+	b.Tag = big.Tag
+	var huge *record.Record
+	for i := range big.Records {
+		if v, ok := big.Records[i].Lookup("log"); ok && len(v) > 150000 {
+			huge = &big.Records[i]
+		}
+	}
+	if huge == nil {
+		t.Fatal("no 200 KB record in the fixture")
+	}
+	for i := 0; i < 60; i++ { // 60 x 200 KB: more than one request
+		b.Records = append(b.Records, *huge)
+	}
+	deliver(t, s, &b)
+	f.mu.Lock()
+	nreq := len(f.requests)
+	f.mu.Unlock()
+	got := f.entries()
+	if nreq < 2 || len(got) != 60 {
+		t.Fatalf("%d requests, %d entries", nreq, len(got))
+	}
+	for _, r := range f.requests {
+		var size int
+		for _, e := range r.Entries {
+			size += len(e.GetTextPayload())
+		}
+		if size > maxRequestBytes {
+			t.Fatalf("request of %d bytes", size)
+		}
+	}
+	if e := got[0]; len(e.GetTextPayload()) > maxEntryBytes {
+		t.Fatalf("entry of %d bytes", len(e.GetTextPayload()))
+	}
+	// The API's own limit is 256 KB; this record is 200 KB of text, under it, and whole.
+	hv, _ := huge.Lookup("log")
+	if want := strings.TrimRight(str(hv), "\n"); got[0].GetTextPayload() != want {
+		t.Fatalf("the 200 KB line arrived as %d bytes, want %d", len(got[0].GetTextPayload()), len(want))
+	}
+	// Above the limit: cut and marked.
+	e := &loggingpb.LogEntry{Payload: &loggingpb.LogEntry_TextPayload{TextPayload: strings.Repeat("é", 200000)}}
+	if n := shrink(e, 400000); n > entryBudget || !strings.HasSuffix(e.GetTextPayload(), truncMarker) {
+		t.Fatalf("shrunk to %d bytes", n)
+	}
+}
+
+func TestFutureTimestamp(t *testing.T) {
+	defer func(f func() time.Time) { timeNow = f }(timeNow)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // fixtures are from 2026-11-26
+	timeNow = func() time.Time { return now }
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	b := fixture.Batch(t, fixture.Files(t, "kube-merged")[1])
+	deliver(t, s, b)
+	e := f.entries()[0]
+	if !e.Timestamp.AsTime().Equal(now) || e.Labels["trailstack/original_timestamp"] != b.Records[0].Time().UTC().Format(time.RFC3339Nano) {
+		t.Fatalf("timestamp %v, labels %v", e.Timestamp.AsTime(), e.Labels)
+	}
+}
+
+func TestFallbackResources(t *testing.T) {
+	t.Setenv("NODE_NAME", "node-9")
+	plain := fixture.Batch(t, fixture.Files(t, "plain")[1])
+	for kind, want := range map[string]map[string]string{
+		"k8s_node":     {"project_id": "blog-prod", "location": "europe-west1", "cluster_name": "blog-cluster", "node_name": "node-9"},
+		"generic_node": {"project_id": "blog-prod", "location": "europe-west1", "namespace": "blog-cluster", "node_id": "node-9"},
+		"global":       {"project_id": "blog-prod"},
+	} {
+		f := startFake(t)
+		s := newSink(t, f, core.MapGetter{"fallback_resource": kind})
+		deliver(t, s, plain)
+		e := f.entries()[0]
+		if e.Resource.Type != kind || len(e.Resource.Labels) != len(want) {
+			t.Fatalf("%s: %v", kind, e.Resource)
+		}
+		for k, v := range want {
+			if e.Resource.Labels[k] != v {
+				t.Fatalf("%s: %v", kind, e.Resource)
+			}
+		}
+	}
+}
+
+func TestMetadataServer(t *testing.T) {
+	fakeMetadata(t, map[string]string{
+		"project/project-id":                   "blog-prod",
+		"instance/attributes/cluster-name":     "from-metadata",
+		"instance/attributes/cluster-location": "us-central1",
+	})
+	f := startFake(t)
+	p := core.NewParser(core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"})
+	s, err := New(p, core.Env{Log: core.NewLogger("test")})
+	if err != nil || p.Err() != nil {
+		t.Fatal(err, p.Err())
+	}
+	defer s.Close()
+	deliver(t, s.(*sink), fixture.Batch(t, fixture.Files(t, "kube-merged")[1]))
+	l := f.entries()[0].Resource.Labels
+	if l["cluster_name"] != "from-metadata" || l["location"] != "us-central1" || l["project_id"] != "blog-prod" {
+		t.Fatalf("labels %v", l)
+	}
+
+	// Without the cluster attributes, Init fails naming the key.
+	fakeMetadata(t, map[string]string{"project/project-id": "blog-prod"})
+	p = core.NewParser(core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"})
+	if _, err := New(p, core.Env{Log: core.NewLogger("test")}); err == nil && (p.Err() == nil || !strings.Contains(p.Err().Error(), `config key "cluster_name": not set`)) {
+		t.Fatalf("error %v", p.Err())
+	}
+}
+
+func TestConcurrentWorkers(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	batches := fixture.Batches(t, "kube-merged")
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, b := range batches {
+				if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+					t.Errorf("%v %v", res.Status, res.Err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(f.entries()); n != 4*206 {
+		t.Fatalf("%d entries", n)
+	}
+}
