@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
-	ltype "google.golang.org/genproto/googleapis/logging/type"
 	"google.golang.org/genproto/googleapis/api/monitoredres"
+	ltype "google.golang.org/genproto/googleapis/logging/type"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
