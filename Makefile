@@ -22,6 +22,9 @@ $(TEST_SO): $(GOFILES)
 $(BUILD)/syslogdrain: $(GOFILES)
 	CGO_ENABLED=0 $(GO) build -o $@ ./internal/cmd/syslogdrain
 
+$(BUILD)/fakelogging: $(GOFILES)
+	CGO_ENABLED=0 $(GO) build -o $@ ./internal/cmd/fakelogging
+
 $(HOST): host/flbhost.c
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -Wall -Wextra -o $@ host/flbhost.c -ldl -lpthread
@@ -38,7 +41,7 @@ test: all $(TEST_SO) lint
 		$(GO) test -race -count=1 -timeout 30m ./...
 
 # Benchmarks: decoding in Go, then the whole .so through the C host with the null sink.
-bench: all $(BUILD)/syslogdrain
+bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging
 	$(GO) test -run XXX -bench . -benchmem -benchtime 200000x ./record
 	@echo "--- FlushCtx cost: 200,000 flushes of a one-record chunk, null sink"
 	$(HOST) -q -n 200000 $(SO) -i -o sink=null -- testdata/one-record.msgpack | tail -1
@@ -47,6 +50,9 @@ bench: all $(BUILD)/syslogdrain
 	$(GO) test -run XXX -bench . -benchmem ./syslog
 	@echo "--- 1,000,000 kube-20k records, syslog sink over TLS to a counting receiver on loopback"
 	BUILD=$(BUILD) FIXTURES=$(FIXTURES) scripts/bench-syslog.sh
+	$(GO) test -run XXX -bench . -benchmem ./stackdriver
+	@echo "--- 1,000,000 kube-20k records, stackdriver sink to a local Cloud Logging stand-in over gRPC"
+	BUILD=$(BUILD) FIXTURES=$(FIXTURES) scripts/bench-stackdriver.sh
 
 # Sample Kubernetes chunks (testdata/) through the real .so into a local TLS syslog receiver.
 demo: all $(BUILD)/syslogdrain

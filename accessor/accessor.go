@@ -354,7 +354,13 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
 		}
 		var vl int
 		if c != nil && len(c.children) > 0 && pos < len(m) && msgp.NextType(m[pos:]) == msgp.MapType {
-			vl = walk(m[pos:], c, vals, true)
+			// The nested map's end matters only if something may follow it: Fluent Bit's
+			// kubernetes filter appends its map last, so usually nothing does.
+			stop := i == int(count)-1 && !needEnd && c.slot < 0
+			vl = walk(m[pos:], c, vals, !stop)
+			if stop {
+				return pos
+			}
 		} else if vl, err = record.SkipObjects(m[pos:], 1); err != nil {
 			return len(m)
 		}

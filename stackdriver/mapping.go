@@ -2,14 +2,16 @@ package stackdriver
 
 import (
 	"bytes"
-	"hash/fnv"
+	"encoding/binary"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"github.com/cespare/xxhash/v2"
 	"google.golang.org/genproto/googleapis/api/monitoredres"
 	ltype "google.golang.org/genproto/googleapis/logging/type"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -57,15 +59,63 @@ func newMapper(project, location, cluster, fallback string, ex *accessor.Extract
 	return m
 }
 
-// scratch is one flush's reusable state.
+// scratch is one flush's reusable state. A chunk holds the records of one container file,
+// so consecutive records share their resource, log name and pod labels: those are built once
+// and shared between entries (read-only; an entry that needs more labels copies them).
 type scratch struct {
 	vals []record.Value
 	buf  []byte
-	seen map[[16]byte]int // insertId hashes of this chunk, to number repeats
+	seen map[uint64]int // insertId hashes of this chunk, to number repeats
+
+	res                    *monitoredres.MonitoredResource
+	resNS, resPod, resCont string
+	logName, logID         string
+	podLabels              map[string]string
+	podLabelsRaw           record.Value
+	labelsGen              int  // counts podLabels rebuilt, to tell them apart
+	sharedLabels           bool // the last entry's Labels are podLabels itself
+
+	// Slabs: a chunk's entries are allocated a few thousand at a time, not one by one.
+	entries []loggingpb.LogEntry
+	stamps  []timestamppb.Timestamp
+	texts   []loggingpb.LogEntry_TextPayload
+	ids     []byte
+}
+
+const slab = 1024
+
+func (s *scratch) newEntry() (*loggingpb.LogEntry, *timestamppb.Timestamp) {
+	if len(s.entries) == 0 {
+		s.entries = make([]loggingpb.LogEntry, slab)
+		s.stamps = make([]timestamppb.Timestamp, slab)
+	}
+	e, t := &s.entries[0], &s.stamps[0]
+	s.entries, s.stamps = s.entries[1:], s.stamps[1:]
+	return e, t
+}
+
+func (s *scratch) newText(text string) *loggingpb.LogEntry_TextPayload {
+	if len(s.texts) == 0 {
+		s.texts = make([]loggingpb.LogEntry_TextPayload, slab)
+	}
+	p := &s.texts[0]
+	s.texts = s.texts[1:]
+	p.TextPayload = text
+	return p
 }
 
 func (m *mapper) newScratch() *scratch {
-	return &scratch{vals: make([]record.Value, m.ex.Slots()), seen: map[[16]byte]int{}}
+	return &scratch{vals: make([]record.Value, m.ex.Slots()), seen: map[uint64]int{}}
+}
+
+// reset forgets the chunk: its values point into memory that is about to be reused.
+func (s *scratch) reset() {
+	clear(s.seen)
+	clear(s.vals)
+	// The slabs' entries belong to the requests just sent: start new ones next time.
+	s.entries, s.stamps, s.texts, s.ids = nil, nil, nil, nil
+	s.res, s.podLabels, s.podLabelsRaw = nil, nil, nil
+	s.logName, s.logID = "", ""
 }
 
 func str(v record.Value) string {
@@ -80,11 +130,16 @@ func str(v record.Value) string {
 func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) *loggingpb.LogEntry {
 	m.ex.Extract(record.Value(r.Body), s.vals)
 	v := s.vals
-	e := &loggingpb.LogEntry{}
+	s.sharedLabels = false
+	e, stamp := s.newEntry()
 	e.Resource = m.resource(v, tag, s)
 
 	s.buf, _ = m.logName.Render(s.buf[:0], v, tag)
-	e.LogName = "projects/" + m.project + "/logs/" + url.PathEscape(logID(s.buf))
+	if string(s.buf) != s.logID || s.logName == "" {
+		s.logID = string(s.buf)
+		s.logName = "projects/" + m.project + "/logs/" + url.PathEscape(logID(s.buf))
+	}
+	e.LogName = s.logName
 
 	ts := r.Time()
 	if ts.After(now.Add(maxFuture)) {
@@ -93,11 +148,12 @@ func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) 
 		e.Labels = map[string]string{"trailstack/original_timestamp": ts.UTC().Format(time.RFC3339Nano)}
 		ts = now
 	}
-	e.Timestamp = timestamppb.New(ts)
+	stamp.Seconds, stamp.Nanos = ts.Unix(), int32(ts.Nanosecond())
+	e.Timestamp = stamp
 
 	var payload *structpb.Struct
 	if lv := v[m.slot.log]; lv != nil {
-		text := strings.TrimRight(str(lv), "\r\n")
+		text := strings.TrimRight(chunkString(lv), "\r\n")
 		if t := strings.TrimSpace(text); len(t) > 1 && t[0] == '{' && t[len(t)-1] == '}' {
 			p := &structpb.Struct{}
 			if p.UnmarshalJSON([]byte(t)) == nil {
@@ -105,7 +161,7 @@ func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) 
 			}
 		}
 		if payload == nil {
-			e.Payload = &loggingpb.LogEntry_TextPayload{TextPayload: text}
+			e.Payload = s.newText(text)
 		}
 	} else {
 		// The kubernetes filter merged the application's JSON into the body.
@@ -134,10 +190,23 @@ func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) 
 	}
 
 	if labels := v[m.slot.labels]; labels != nil {
-		_ = labels.Range(func(k []byte, lv record.Value) bool {
-			addLabel(e, "k8s-pod/"+validString(k), str(lv))
-			return true
-		})
+		if !bytes.Equal(labels, s.podLabelsRaw) || s.podLabels == nil {
+			s.podLabelsRaw = labels
+			s.podLabels = map[string]string{}
+			s.labelsGen++
+			_ = labels.Range(func(k []byte, lv record.Value) bool {
+				if len(s.podLabels) < maxLabels {
+					s.podLabels["k8s-pod/"+validString(k)] = truncateUTF8(str(lv), maxLabelValue)
+				}
+				return true
+			})
+		}
+		if e.Labels == nil {
+			e.Labels = s.podLabels // shared: read-only from here on
+		}
+		// Otherwise the entry's own labels stay alone on it and the pod's come from the
+		// request's defaults, which Cloud Logging merges under an entry's own labels.
+		s.sharedLabels = true
 	}
 
 	if e.InsertId == "" {
@@ -157,12 +226,19 @@ func isRecordMeta(k string) bool {
 }
 
 func (m *mapper) resource(v []record.Value, tag string, s *scratch) *monitoredres.MonitoredResource {
-	ns, pod, container := str(v[m.slot.ns]), str(v[m.slot.pod]), str(v[m.slot.container])
-	if ns != "" && pod != "" && container != "" {
-		return &monitoredres.MonitoredResource{Type: "k8s_container", Labels: map[string]string{
+	nsB, _ := v[m.slot.ns].Bytes()
+	podB, _ := v[m.slot.pod].Bytes()
+	contB, _ := v[m.slot.container].Bytes()
+	if len(nsB) > 0 && len(podB) > 0 && len(contB) > 0 {
+		if s.res != nil && string(nsB) == s.resNS && string(podB) == s.resPod && string(contB) == s.resCont {
+			return s.res // shared: read-only
+		}
+		s.resNS, s.resPod, s.resCont = validString(nsB), validString(podB), validString(contB)
+		s.res = &monitoredres.MonitoredResource{Type: "k8s_container", Labels: map[string]string{
 			"project_id": m.project, "location": m.location, "cluster_name": m.cluster,
-			"namespace_name": ns, "pod_name": pod, "container_name": container,
+			"namespace_name": s.resNS, "pod_name": s.resPod, "container_name": s.resCont,
 		}}
+		return s.res
 	}
 	s.buf, _ = m.nodeName.Render(s.buf[:0], v, tag)
 	node := string(s.buf)
@@ -197,30 +273,50 @@ func logID(b []byte) string {
 }
 
 // insertID is the same for the same record of the same chunk every time it is sent, so that
-// Cloud Logging drops the copies a retry writes. Equal records in one chunk are numbered.
+// Cloud Logging drops the copies a retry writes: a 64-bit xxHash of tag, time and body (Cloud
+// Logging deduplicates only entries whose insertId and timestamp both match, so a hash
+// collision would also need equal timestamps). Equal records in one chunk are numbered.
 func insertID(tag string, r *record.Record, s *scratch) string {
-	h := fnv.New128a()
-	h.Write([]byte(tag))
+	h := xxhash.New()
+	_, _ = h.WriteString(tag)
 	var t [16]byte
-	for i := 0; i < 8; i++ {
-		t[i] = byte(r.Sec >> (8 * i))
-		t[8+i] = byte(r.Nsec >> (8 * i))
-	}
-	h.Write(t[:])
-	h.Write(r.Body)
-	var sum [16]byte
-	h.Sum(sum[:0])
+	binary.LittleEndian.PutUint64(t[:8], uint64(r.Sec))
+	binary.LittleEndian.PutUint64(t[8:], uint64(r.Nsec))
+	_, _ = h.Write(t[:])
+	_, _ = h.Write(r.Body)
+	sum := h.Sum64()
 	n := s.seen[sum]
 	s.seen[sum] = n + 1
-	id := make([]byte, 0, 40)
+	if cap(s.ids)-len(s.ids) < 24 {
+		s.ids = make([]byte, 0, 24*slab)
+	}
+	start := len(s.ids)
+	s.ids = append(s.ids, make([]byte, 16)...)
+	id := s.ids[start:]
 	const hexdigits = "0123456789abcdef"
-	for _, c := range sum {
-		id = append(id, hexdigits[c>>4], hexdigits[c&15])
+	for i := 15; i >= 0; i-- {
+		id[i] = hexdigits[sum&15]
+		sum >>= 4
 	}
 	if n > 0 {
-		id = strconv.AppendInt(append(id, '-'), int64(n), 10)
+		s.ids = strconv.AppendInt(append(s.ids, '-'), int64(n), 10)
 	}
-	return string(id)
+	id = s.ids[start:]
+	return unsafe.String(unsafe.SliceData(id), len(id)) // the slab is never written again
+}
+
+// chunkString is a str or bin value as a string that points into the chunk when it is valid
+// UTF-8 (a copy, repaired, when not). It must not outlive the flush: the requests holding it
+// are encoded and sent before Deliver returns, and nothing keeps them.
+func chunkString(v record.Value) string {
+	b, ok := v.Bytes()
+	if !ok || len(b) == 0 {
+		return ""
+	}
+	if !utf8.Valid(b) {
+		return strings.ToValidUTF8(string(b), "\uFFFD")
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 func addLabel(e *loggingpb.LogEntry, k, v string) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/option"
+	"google.golang.org/genproto/googleapis/api/monitoredres"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -141,14 +143,14 @@ func projectFromKeyFile(path string) string {
 func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	sc := s.scratch.Get().(*scratch)
 	defer func() {
-		clear(sc.seen)
-		clear(sc.vals)
+		sc.reset()
 		s.scratch.Put(sc)
 	}()
 	now := timeNow()
 	var (
 		req  = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true}
 		size int
+		key  hoist
 	)
 	send := func() core.Result {
 		if len(req.Entries) == 0 {
@@ -161,19 +163,78 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	}
 	for i := range b.Records {
 		e := s.m.entry(&b.Records[i], b.Tag, sc, now)
-		n := proto.Size(e)
-		if n > entryBudget {
-			n = shrink(e, n)
+		// What an entry shares with its chunk (the container's resource, the pod's labels)
+		// goes once into the request, whose defaults the API applies to every entry that
+		// lacks them: encoding those maps per entry cost more than all the rest.
+		k := hoist{gen: -1}
+		if e.Resource == sc.res {
+			k.res = sc.res
+		}
+		if sc.sharedLabels {
+			k.gen = sc.labelsGen
+		}
+		if len(req.Entries) > 0 && k != key {
+			if res := send(); res.Status != core.Delivered {
+				return res
+			}
+		}
+		if k.res != nil {
+			e.Resource = nil
+		}
+		if k.gen >= 0 && len(e.Labels) > 0 && sameMap(e.Labels, sc.podLabels) {
+			e.Labels = nil
+		}
+		n := estimateSize(e)
+		if n > entryBudget/2 {
+			if n = proto.Size(e); n > entryBudget {
+				n = shrink(e, n)
+			}
 		}
 		if size+n > maxRequestBytes {
 			if res := send(); res.Status != core.Delivered {
 				return res
 			}
 		}
+		if len(req.Entries) == 0 {
+			key, req.Resource = k, k.res
+			if k.gen >= 0 {
+				req.Labels = sc.podLabels
+			}
+		}
 		req.Entries = append(req.Entries, e)
 		size += n + 8
 	}
 	return send()
+}
+
+// estimateSize bounds an entry's encoded size from above without encoding it, for text
+// entries (proto.Size cost as much as the encoding itself); JSON entries are measured.
+func estimateSize(e *loggingpb.LogEntry) int {
+	if e.GetJsonPayload() != nil || e.HttpRequest != nil || e.Resource != nil {
+		return proto.Size(e)
+	}
+	n := 128 + len(e.GetTextPayload()) + len(e.LogName) + len(e.InsertId) + len(e.Trace) + len(e.SpanId)
+	for k, v := range e.Labels {
+		n += len(k) + len(v) + 8
+	}
+	if sl := e.SourceLocation; sl != nil {
+		n += len(sl.File) + len(sl.Function) + 16
+	}
+	if op := e.Operation; op != nil {
+		n += len(op.Id) + len(op.Producer) + 8
+	}
+	return n
+}
+
+// sameMap tells whether a is b itself (the scratch's shared pod labels).
+func sameMap(a, b map[string]string) bool {
+	return len(a) == len(b) && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// hoist is what a request carries for all its entries.
+type hoist struct {
+	res *monitoredres.MonitoredResource
+	gen int
 }
 
 // write sends one request, synchronously: the flush answers only when Cloud Logging has.

@@ -12,6 +12,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trailstack/trailstack/core"
@@ -90,7 +91,7 @@ func TestMappingOfEveryFixtureRecord(t *testing.T) {
 				if e.Labels["k8s-pod/app"] != str2(r, "kubernetes", "labels", "app") || e.Labels["k8s-pod/app"] == "" {
 					t.Fatalf("entry %d: labels %v", i, e.Labels)
 				}
-				if ids[e.InsertId] || len(e.InsertId) < 32 {
+				if ids[e.InsertId] || len(e.InsertId) != 16 {
 					t.Fatalf("entry %d: insertId %q repeated or short", i, e.InsertId)
 				}
 				ids[e.InsertId] = true
@@ -287,6 +288,13 @@ func TestLimits(t *testing.T) {
 	hv, _ := huge.Lookup("log")
 	if want := strings.TrimRight(str(hv), "\n"); got[0].GetTextPayload() != want {
 		t.Fatalf("the 200 KB line arrived as %d bytes, want %d", len(got[0].GetTextPayload()), len(want))
+	}
+	// The estimate never undercounts.
+	for _, e := range got {
+		e.Resource, e.Labels = nil, nil
+		if est, real := estimateSize(e), proto.Size(e); est < real {
+			t.Fatalf("estimated %d bytes for an entry of %d", est, real)
+		}
 	}
 	// Above the limit: cut and marked.
 	e := &loggingpb.LogEntry{Payload: &loggingpb.LogEntry_TextPayload{TextPayload: strings.Repeat("é", 200000)}}
