@@ -338,12 +338,19 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
 			}
 			return pos + skip
 		}
-		kl, err := record.SkipObjects(m[pos:], 1)
-		if err != nil {
-			return len(m)
+		var key []byte
+		if c := m[pos]; c >= 0xa0 && c <= 0xbf && pos+1+int(c&0x1f) <= len(m) {
+			// fixstr, nearly every key: read inline
+			key = m[pos+1 : pos+1+int(c&0x1f)]
+			pos += 1 + int(c&0x1f)
+		} else {
+			kl, err := record.SkipObjects(m[pos:], 1)
+			if err != nil {
+				return len(m)
+			}
+			key = record.KeyContents(m[pos : pos+kl])
+			pos += kl
 		}
-		key := record.KeyContents(m[pos : pos+kl])
-		pos += kl
 		var c *node
 		for _, ch := range n.children {
 			if ch.key == string(key) {
@@ -353,7 +360,15 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
 			}
 		}
 		var vl int
-		if c != nil && len(c.children) > 0 && pos < len(m) && msgp.NextType(m[pos:]) == msgp.MapType {
+		var err error
+		if pos >= len(m) {
+			return len(m)
+		}
+		if c == nil && m[pos] >= 0xa0 && m[pos] <= 0xbf {
+			vl = 1 + int(m[pos]&0x1f) // an unwanted fixstr: skip inline
+		} else if c == nil && m[pos] == 0xd9 && pos+1 < len(m) {
+			vl = 2 + int(m[pos+1])
+		} else if c != nil && len(c.children) > 0 && msgp.NextType(m[pos:]) == msgp.MapType {
 			// The nested map's end matters only if something may follow it: Fluent Bit's
 			// kubernetes filter appends its map last, so usually nothing does.
 			stop := i == int(count)-1 && !needEnd && c.slot < 0
@@ -362,6 +377,9 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
 				return pos
 			}
 		} else if vl, err = record.SkipObjects(m[pos:], 1); err != nil {
+			return len(m)
+		}
+		if pos+vl > len(m) {
 			return len(m)
 		}
 		if c != nil && c.slot >= 0 {

@@ -75,31 +75,38 @@ type scratch struct {
 	labelsGen              int  // counts podLabels rebuilt, to tell them apart
 	sharedLabels           bool // the last entry's Labels are podLabels itself
 
-	// Slabs: a chunk's entries are allocated a few thousand at a time, not one by one.
-	entries []loggingpb.LogEntry
-	stamps  []timestamppb.Timestamp
-	texts   []loggingpb.LogEntry_TextPayload
+	// Slabs: a chunk's entries are allocated a thousand at a time and reused by the next
+	// flush on this scratch; the requests that held them are sent before Deliver returns.
+	entries [][]loggingpb.LogEntry
+	stamps  [][]timestamppb.Timestamp
+	texts   [][]loggingpb.LogEntry_TextPayload
+	nEntry  int
+	nText   int
 	ids     []byte
 }
 
 const slab = 1024
 
 func (s *scratch) newEntry() (*loggingpb.LogEntry, *timestamppb.Timestamp) {
-	if len(s.entries) == 0 {
-		s.entries = make([]loggingpb.LogEntry, slab)
-		s.stamps = make([]timestamppb.Timestamp, slab)
+	i, j := s.nEntry/slab, s.nEntry%slab
+	if i == len(s.entries) {
+		s.entries = append(s.entries, make([]loggingpb.LogEntry, slab))
+		s.stamps = append(s.stamps, make([]timestamppb.Timestamp, slab))
 	}
-	e, t := &s.entries[0], &s.stamps[0]
-	s.entries, s.stamps = s.entries[1:], s.stamps[1:]
+	s.nEntry++
+	e, t := &s.entries[i][j], &s.stamps[i][j]
+	e.Reset()
+	t.Reset()
 	return e, t
 }
 
 func (s *scratch) newText(text string) *loggingpb.LogEntry_TextPayload {
-	if len(s.texts) == 0 {
-		s.texts = make([]loggingpb.LogEntry_TextPayload, slab)
+	i, j := s.nText/slab, s.nText%slab
+	if i == len(s.texts) {
+		s.texts = append(s.texts, make([]loggingpb.LogEntry_TextPayload, slab))
 	}
-	p := &s.texts[0]
-	s.texts = s.texts[1:]
+	s.nText++
+	p := &s.texts[i][j]
 	p.TextPayload = text
 	return p
 }
@@ -112,8 +119,15 @@ func (m *mapper) newScratch() *scratch {
 func (s *scratch) reset() {
 	clear(s.seen)
 	clear(s.vals)
-	// The slabs' entries belong to the requests just sent: start new ones next time.
-	s.entries, s.stamps, s.texts, s.ids = nil, nil, nil, nil
+	// The requests that held this chunk's entries are sent: their slabs are free again,
+	// once nothing in them points into the chunk any more.
+	for i := 0; i < s.nText; i++ {
+		s.texts[i/slab][i%slab].TextPayload = ""
+	}
+	for i := 0; i < s.nEntry; i++ {
+		s.entries[i/slab][i%slab].Reset()
+	}
+	s.nEntry, s.nText, s.ids = 0, 0, nil
 	s.res, s.podLabels, s.podLabelsRaw = nil, nil, nil
 	s.logName, s.logID = "", ""
 }
@@ -153,7 +167,7 @@ func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) 
 
 	var payload *structpb.Struct
 	if lv := v[m.slot.log]; lv != nil {
-		text := strings.TrimRight(chunkString(lv), "\r\n")
+		text := trimNewlines(chunkString(lv))
 		if t := strings.TrimSpace(text); len(t) > 1 && t[0] == '{' && t[len(t)-1] == '}' {
 			p := &structpb.Struct{}
 			if p.UnmarshalJSON([]byte(t)) == nil {
@@ -210,7 +224,7 @@ func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) 
 	}
 
 	if e.InsertId == "" {
-		e.InsertId = insertID(tag, r, s)
+		e.InsertId = insertID(tag, r, v[m.slot.log], v[m.slot.stream], s)
 	}
 	return e
 }
@@ -273,17 +287,24 @@ func logID(b []byte) string {
 }
 
 // insertID is the same for the same record of the same chunk every time it is sent, so that
-// Cloud Logging drops the copies a retry writes: a 64-bit xxHash of tag, time and body (Cloud
-// Logging deduplicates only entries whose insertId and timestamp both match, so a hash
-// collision would also need equal timestamps). Equal records in one chunk are numbered.
-func insertID(tag string, r *record.Record, s *scratch) string {
-	h := xxhash.New()
+// Cloud Logging drops the copies a retry writes: a 64-bit xxHash of tag, time, stream and log
+// line (the whole body when there is no log line; Cloud Logging deduplicates only entries
+// whose insertId and timestamp both match, so a hash collision would also need equal
+// timestamps). Equal records in one chunk are numbered.
+func insertID(tag string, r *record.Record, logLine, stream record.Value, s *scratch) string {
+	var h xxhash.Digest
+	h.Reset()
 	_, _ = h.WriteString(tag)
 	var t [16]byte
 	binary.LittleEndian.PutUint64(t[:8], uint64(r.Sec))
 	binary.LittleEndian.PutUint64(t[8:], uint64(r.Nsec))
 	_, _ = h.Write(t[:])
-	_, _ = h.Write(r.Body)
+	if logLine != nil {
+		_, _ = h.Write(stream)
+		_, _ = h.Write(logLine)
+	} else {
+		_, _ = h.Write(r.Body)
+	}
 	sum := h.Sum64()
 	n := s.seen[sum]
 	s.seen[sum] = n + 1
@@ -303,6 +324,13 @@ func insertID(tag string, r *record.Record, s *scratch) string {
 	}
 	id = s.ids[start:]
 	return unsafe.String(unsafe.SliceData(id), len(id)) // the slab is never written again
+}
+
+func trimNewlines(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // chunkString is a str or bin value as a string that points into the chunk when it is valid

@@ -196,10 +196,13 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 			}
 		}
 		if len(req.Entries) == 0 {
-			key, req.Resource = k, k.res
+			key, req.Resource, req.LogName = k, k.res, e.LogName
 			if k.gen >= 0 {
 				req.Labels = sc.podLabels
 			}
+		}
+		if e.LogName == req.LogName {
+			e.LogName = "" // the request's default
 		}
 		req.Entries = append(req.Entries, e)
 		size += n + 8
