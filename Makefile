@@ -54,8 +54,9 @@ bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging
 	@echo "--- 1,000,000 kube-20k records, stackdriver sink to a local Cloud Logging stand-in over gRPC"
 	BUILD=$(BUILD) FIXTURES=$(FIXTURES) scripts/bench-stackdriver.sh
 
-# Sample Kubernetes chunks (testdata/) through the real .so into a local TLS syslog receiver.
-demo: all $(BUILD)/syslogdrain
+# Sample Kubernetes chunks (testdata/) through the real .so into local stand-ins for
+# Papertrail and Cloud Logging.
+demo: all $(BUILD)/syslogdrain $(BUILD)/fakelogging
 	BUILD=$(BUILD) scripts/demo.sh
 
 clean:

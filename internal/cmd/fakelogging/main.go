@@ -40,9 +40,18 @@ func (s *server) WriteLogEntries(_ context.Context, r *loggingpb.WriteLogEntries
 				b, _ := j.MarshalJSON()
 				payload = string(b)
 			}
-			l := e.Resource.GetLabels()
-			fmt.Printf("  %s %-8s %s/%s/%s %s: %.120s\n", e.Timestamp.AsTime().Format(time.RFC3339Nano), e.Severity,
-				l["namespace_name"], l["pod_name"], l["container_name"], e.LogName, payload)
+			// The request's resource and log name stand for entries that have none, as in
+			// Cloud Logging.
+			res, logName := e.Resource, e.LogName
+			if res == nil {
+				res = r.Resource
+			}
+			if logName == "" {
+				logName = r.LogName
+			}
+			l := res.GetLabels()
+			fmt.Printf("  %s %-8s %s %s/%s/%s %s: %.100s\n", e.Timestamp.AsTime().Format(time.RFC3339Nano), e.Severity,
+				res.GetType(), l["namespace_name"], l["pod_name"], l["container_name"], logName, payload)
 		}
 		s.mu.Unlock()
 	}
