@@ -2,12 +2,16 @@ package stackdriver
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"github.com/tinylib/msgp/msgp"
 	ltype "google.golang.org/genproto/googleapis/logging/type"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -386,5 +390,48 @@ func TestConcurrentWorkers(t *testing.T) {
 	wg.Wait()
 	if n := len(f.entries()); n != 4*206 {
 		t.Fatalf("%d entries", n)
+	}
+}
+
+func TestLiftEverySpecialField(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	labels := map[string]any{}
+	for i := 0; i < 80; i++ {
+		labels[fmt.Sprintf("l%02d", i)] = "v"
+	}
+	body, err := msgp.AppendIntf(nil, map[string]any{
+		"message": "m", "severity": 500, "stream": "stdout",
+		"logging.googleapis.com/operation":     map[string]any{"id": "op1", "producer": "p", "first": true},
+		"logging.googleapis.com/insertId":      "my-id",
+		"logging.googleapis.com/trace_sampled": true,
+		"logging.googleapis.com/labels":        labels,
+		"time":                                 "2026-11-26T12:00:00Z",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, &core.Batch{Tag: "app.x", Records: []record.Record{{Sec: 1795694400, Body: body}}})
+	e := f.entries()[0]
+	if e.Operation.GetId() != "op1" || e.Operation.GetProducer() != "p" || !e.Operation.GetFirst() ||
+		e.InsertId != "my-id" || !e.TraceSampled || e.Severity != ltype.LogSeverity_ERROR || len(e.Labels) != maxLabels {
+		t.Fatalf("entry %v", e)
+	}
+	p := e.GetJsonPayload().AsMap()
+	if len(p) != 1 || p["message"] != "m" {
+		t.Fatalf("payload %v: want only the message left", p)
+	}
+	if e.Resource.Type != "k8s_node" || e.LogName != "projects/blog-prod/logs/stdout" {
+		t.Fatalf("resource %v log %s", e.Resource, e.LogName)
+	}
+}
+
+func TestProjectFromKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key.json")
+	if err := os.WriteFile(path, []byte(`{"type":"service_account","project_id":"from-key"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := projectFromKeyFile(path); got != "from-key" {
+		t.Fatalf("project %q", got)
 	}
 }
