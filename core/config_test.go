@@ -98,3 +98,18 @@ func TestReservedKeys(t *testing.T) {
 	}()
 	NewParser(MapGetter{}).String("host", "")
 }
+
+func TestCheck(t *testing.T) {
+	if err := Check(MapGetter{"Name": "trailstack", "Match": "*", "Workers": "2", "sink": "null", "shutdown_timeout": "3s"}); err != nil {
+		t.Fatal(err)
+	}
+	for keys, want := range map[*MapGetter]string{
+		{"sink": "null", "adress": "x"}:           "keys that sink null does not read: adress",
+		{"sink": "null", "shutdown_timeout": "x"}: `config key "shutdown_timeout"`,
+		{"match": "*"}: `config key "sink" is required`,
+	} {
+		if err := Check(*keys); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: %v, want %q", *keys, err, want)
+		}
+	}
+}

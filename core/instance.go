@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +65,42 @@ func newInstance(name string, get Getter, log *Logger) (*Instance, error) {
 	in.batches.New = func() any { s := make([]record.Record, 0, 1024); return &s }
 	log.Infof("initialised: %s", p.Effective())
 	return in, nil
+}
+
+// Check reads an [OUTPUT] section's keys as Init would, without building the sink, and
+// fails on a value that does not parse or a key that neither the plugin nor Fluent Bit reads.
+func Check(keys MapGetter) error {
+	p := NewParser(keys)
+	names := SinkNames()
+	sinkName := p.Enum("sink", "", names...)
+	if keys.Get("sink") == "" {
+		return fmt.Errorf("config key \"sink\" is required: one of %v", names)
+	}
+	p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
+	if err := p.Err(); err != nil {
+		return err
+	}
+	if _, err := lookupSink(sinkName)(p, Env{Log: NewLogger("check"), DryRun: true}); err != nil {
+		return err
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	read := map[string]bool{}
+	for _, k := range p.Keys() {
+		read[strings.ToLower(k)] = true
+	}
+	var unknown []string
+	for k := range keys {
+		if !read[strings.ToLower(k)] && !IsReserved(k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("keys that sink %s does not read: %s", sinkName, strings.Join(unknown, ", "))
+	}
+	return nil
 }
 
 // Flush decodes one chunk and delivers its records, answering Delivered only when the sink

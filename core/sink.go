@@ -55,6 +55,9 @@ type Sink interface {
 // Env is what a sink factory gets besides its keys.
 type Env struct {
 	Log *Logger
+	// DryRun asks the factory to read and check its keys and stop there: no files, no
+	// network, no sink (it returns nil). Check uses it to validate configuration files.
+	DryRun bool
 }
 
 // Factory reads a sink's keys through p (its errors are collected by p) and builds the sink.

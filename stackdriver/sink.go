@@ -73,6 +73,9 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 		p.Fail("endpoint_plaintext", "needs an endpoint")
 		return nil, nil
 	}
+	if env.DryRun {
+		return nil, nil
+	}
 
 	if project == "" && credsFile != "" {
 		project = projectFromKeyFile(credsFile)

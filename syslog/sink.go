@@ -90,7 +90,7 @@ func (c *conn) abort() {
 // New builds a syslog sink from an instance's keys.
 func New(p *core.Parser, env core.Env) (core.Sink, error) {
 	cfg, f := parseConfig(p)
-	if p.Err() != nil {
+	if p.Err() != nil || env.DryRun {
 		return nil, nil
 	}
 	s := &sink{cfg: cfg, f: f, log: env.Log}
