@@ -1,0 +1,343 @@
+// Package conf holds the deployment: Fluent Bit's configuration, the Kubernetes manifests
+// (kustomize) and, beside it, the Dockerfile. These tests hold them to each other and to the
+// plugin.
+package conf
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/trailstack/trailstack/core"
+	_ "github.com/trailstack/trailstack/stackdriver"
+	_ "github.com/trailstack/trailstack/syslog"
+)
+
+type section struct {
+	name string
+	keys core.MapGetter
+}
+
+// parseConf reads Fluent Bit's classic format: [SECTION] headers, "key value" lines,
+// comments. A repeated key is an error here, as it is ambiguous in Fluent Bit.
+func parseConf(t *testing.T, data []byte) []section {
+	t.Helper()
+	var out []section
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			out = append(out, section{name: strings.ToUpper(line[1 : len(line)-1]), keys: core.MapGetter{}})
+		case len(out) == 0:
+			t.Fatalf("line %d outside a section: %q", n, line)
+		default:
+			k, v, _ := strings.Cut(line, " ")
+			s := &out[len(out)-1]
+			if _, dup := s.keys[k]; dup {
+				t.Fatalf("line %d: %s repeated in [%s]", n, k, s.name)
+			}
+			s.keys[k] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func fluentBitConf(t *testing.T) []section { return parseConf(t, readFile(t, "fluent-bit.conf")) }
+
+func only(t *testing.T, secs []section, name string) core.MapGetter {
+	t.Helper()
+	var found []core.MapGetter
+	for _, s := range secs {
+		if s.name == name {
+			found = append(found, s.keys)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d [%s] sections, want 1", len(found), name)
+	}
+	return found[0]
+}
+
+// Every key of every trailstack output is one the plugin reads, with a value it accepts.
+func TestOutputsPassThePluginsOwnParser(t *testing.T) {
+	env := map[string]string{"PAPERTRAIL_ADDRESS": "logs1.papertrailapp.com:12345", "NODE_NAME": "node-1"}
+	sinks := map[string]bool{}
+	for _, s := range fluentBitConf(t) {
+		if s.name != "OUTPUT" || !strings.EqualFold(s.keys.Get("Name"), "trailstack") {
+			continue
+		}
+		keys := core.MapGetter{}
+		for k, v := range s.keys {
+			// Fluent Bit replaces ${VAR} before the plugin sees the value.
+			for name, val := range env {
+				v = strings.ReplaceAll(v, "${"+name+"}", val)
+			}
+			keys[k] = v
+		}
+		if err := core.Check(keys); err != nil {
+			t.Errorf("[OUTPUT] %s: %v", s.keys.Get("Alias"), err)
+		}
+		sinks[keys.Get("sink")] = true
+		if s.keys.Get("Retry_Limit") != "no_limits" {
+			t.Errorf("[OUTPUT] %s: Retry_Limit %q: a limit drops chunks", s.keys.Get("Alias"), s.keys.Get("Retry_Limit"))
+		}
+		if w, _ := strconv.Atoi(s.keys.Get("Workers")); w < 1 {
+			t.Errorf("[OUTPUT] %s: Workers %q: with 0 the flush blocks Fluent Bit's main thread", s.keys.Get("Alias"), s.keys.Get("Workers"))
+		}
+	}
+	if !sinks["syslog"] || !sinks["stackdriver"] {
+		t.Errorf("outputs to %v, want both syslog and stackdriver", sinks)
+	}
+	// And a misspelt key is caught.
+	if err := core.Check(core.MapGetter{"sink": "syslog", "address": "h:1", "adress": "x"}); err == nil {
+		t.Error("a misspelt key passed")
+	}
+}
+
+func TestInputBuffersOnDisk(t *testing.T) {
+	secs := fluentBitConf(t)
+	svc := only(t, secs, "SERVICE")
+	in := only(t, secs, "INPUT")
+	for k, want := range map[string]string{"Name": "tail", "Path": "/var/log/containers/*.log", "storage.type": "filesystem"} {
+		if in.Get(k) != want {
+			t.Errorf("[INPUT] %s = %q, want %q", k, in.Get(k), want)
+		}
+	}
+	if !strings.Contains(in.Get("multiline.parser"), "cri") || in.Get("DB") == "" || svc.Get("storage.path") == "" {
+		t.Errorf("tail needs the cri parser, a DB and a storage.path: %v %v", in, svc)
+	}
+	if svc.Get("HTTP_Server") != "On" || svc.Get("Health_Check") != "On" {
+		t.Error("the health endpoint is off")
+	}
+}
+
+type rendered struct {
+	ds        appsv1.DaemonSet
+	cm        corev1.ConfigMap
+	secret    corev1.Secret
+	sa        corev1.ServiceAccount
+	role      rbacv1.ClusterRole
+	binding   rbacv1.ClusterRoleBinding
+	namespace corev1.Namespace
+}
+
+// render builds conf/ with kustomize and decodes every object strictly into its k8s.io/api
+// type: a field the type does not have fails.
+func render(t *testing.T) *rendered {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	rm, err := k.Run(filesys.MakeFsOnDisk(), ".")
+	if err != nil {
+		t.Fatalf("kustomize: %v", err)
+	}
+	r := &rendered{}
+	seen := map[string]int{}
+	for _, res := range rm.Resources() {
+		js, err := res.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var into any
+		switch res.GetKind() {
+		case "DaemonSet":
+			into = &r.ds
+		case "ConfigMap":
+			into = &r.cm
+		case "Secret":
+			into = &r.secret
+		case "ServiceAccount":
+			into = &r.sa
+		case "ClusterRole":
+			into = &r.role
+		case "ClusterRoleBinding":
+			into = &r.binding
+		case "Namespace":
+			into = &r.namespace
+		default:
+			t.Fatalf("unexpected %s", res.GetKind())
+		}
+		seen[res.GetKind()]++
+		dec := json.NewDecoder(bytes.NewReader(js))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(into); err != nil {
+			t.Fatalf("%s %s: %v", res.GetKind(), res.GetName(), err)
+		}
+	}
+	for _, kind := range []string{"DaemonSet", "ConfigMap", "Secret", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Namespace"} {
+		if seen[kind] != 1 {
+			t.Fatalf("%d %s objects, want 1", seen[kind], kind)
+		}
+	}
+	return r
+}
+
+func TestManifests(t *testing.T) {
+	r := render(t)
+	spec := r.ds.Spec.Template.Spec
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%d containers", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+
+	// The ConfigMap carries the files as they are in the repo, mounted where the image
+	// expects them.
+	if r.cm.Data["fluent-bit.conf"] != string(readFile(t, "fluent-bit.conf")) || r.cm.Data["plugins.conf"] != string(readFile(t, "plugins.conf")) {
+		t.Error("the ConfigMap does not hold conf/fluent-bit.conf and conf/plugins.conf")
+	}
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		vols[v.Name] = v
+	}
+	mountedAt := func(p string) (corev1.VolumeMount, corev1.Volume, bool) {
+		for dir := p; dir != "/"; dir = path.Dir(dir) {
+			if m, ok := mounts[dir]; ok {
+				return m, vols[m.Name], true
+			}
+		}
+		return corev1.VolumeMount{}, corev1.Volume{}, false
+	}
+	secs := fluentBitConf(t)
+	svc, in := only(t, secs, "SERVICE"), only(t, secs, "INPUT")
+	if m, v, ok := mountedAt(svc.Get("Plugins_File")); !ok || v.ConfigMap == nil || v.ConfigMap.Name != r.cm.Name || !m.ReadOnly {
+		t.Errorf("Plugins_File %s is not in the mounted ConfigMap", svc.Get("Plugins_File"))
+	}
+	for what, p := range map[string]string{"storage.path": svc.Get("storage.path"), "DB": in.Get("DB")} {
+		m, v, ok := mountedAt(strings.TrimSuffix(p, "/"))
+		if !ok || v.HostPath == nil || m.ReadOnly {
+			t.Errorf("%s %s is not on a writable hostPath: it would not survive the pod", what, p)
+		}
+	}
+	if m, v, ok := mountedAt("/var/log/containers"); !ok || v.HostPath == nil || v.HostPath.Path != "/var/log" || !m.ReadOnly {
+		t.Error("/var/log is not mounted read-only from the host")
+	}
+
+	// Shutdown: the kubelet waits longer than Fluent Bit's Grace, which is longer than the
+	// plugin's own shutdown_timeout.
+	grace, _ := strconv.Atoi(svc.Get("Grace"))
+	if spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds <= int64(grace) || grace == 0 {
+		t.Errorf("terminationGracePeriodSeconds %d, Grace %d", ptrValue(spec.TerminationGracePeriodSeconds), grace)
+	}
+	for _, s := range secs {
+		if d, err := time.ParseDuration(s.keys.Get("shutdown_timeout")); s.name == "OUTPUT" && (err != nil || d >= time.Duration(grace)*time.Second) {
+			t.Errorf("[OUTPUT] %s: shutdown_timeout %q not under Grace %ds", s.keys.Get("Alias"), s.keys.Get("shutdown_timeout"), grace)
+		}
+	}
+
+	// Health endpoint, node name, secret, scheduling, security.
+	port, _ := strconv.Atoi(svc.Get("HTTP_Port"))
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != port || p.HTTPGet.Path != "/api/v1/health" {
+			t.Errorf("%s probe %+v, want /api/v1/health on %d", name, p, port)
+		}
+	}
+	envs := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		envs[e.Name] = e
+	}
+	if e := envs["NODE_NAME"]; e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		t.Error("NODE_NAME does not come from the downward API")
+	}
+	if e := envs["PAPERTRAIL_ADDRESS"]; e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != r.secret.Name {
+		t.Error("PAPERTRAIL_ADDRESS does not come from the generated Secret")
+	} else if _, ok := r.secret.Data[e.ValueFrom.SecretKeyRef.Key]; !ok {
+		if _, ok := r.secret.StringData[e.ValueFrom.SecretKeyRef.Key]; !ok {
+			t.Error("the Secret lacks PAPERTRAIL_ADDRESS")
+		}
+	}
+	if spec.PriorityClassName != "system-node-critical" || len(spec.Tolerations) == 0 || spec.Tolerations[0].Operator != corev1.TolerationOpExists {
+		t.Error("not scheduled on every node as node-critical")
+	}
+	if u := r.ds.Spec.UpdateStrategy; u.Type != appsv1.RollingUpdateDaemonSetStrategyType || u.RollingUpdate == nil || u.RollingUpdate.MaxUnavailable == nil {
+		t.Error("no RollingUpdate with maxUnavailable")
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Error("no resource requests and limits")
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.Privileged != nil && *sc.Privileged || sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" || len(sc.Capabilities.Add) != 0 {
+		t.Errorf("security context grants more than reading logs and writing state needs: %+v", sc)
+	}
+	if spec.ServiceAccountName != r.sa.Name || r.sa.Annotations["iam.gke.io/gcp-service-account"] == "" {
+		t.Error("no Workload Identity service account")
+	}
+	if r.binding.Subjects[0].Name != r.sa.Name || r.binding.Subjects[0].Namespace != r.ds.Namespace || r.binding.RoleRef.Name != r.role.Name {
+		t.Error("the ClusterRoleBinding does not bind the DaemonSet's service account")
+	}
+	if r.ds.Namespace != r.namespace.Name {
+		t.Errorf("DaemonSet in %q, namespace %q", r.ds.Namespace, r.namespace.Name)
+	}
+	// The tail input excludes our own pods' logs, by the namespace they run in.
+	if !strings.Contains(in.Get("Exclude_Path"), "_"+r.ds.Namespace+"_") {
+		t.Errorf("Exclude_Path %q does not exclude namespace %s", in.Get("Exclude_Path"), r.ds.Namespace)
+	}
+}
+
+// The Dockerfile puts the .so where plugins.conf loads it and the CA bundle where the syslog
+// output reads it, on a pinned Fluent Bit image, built with the Go of go.mod.
+func TestDockerfile(t *testing.T) {
+	df := string(readFile(t, "../Dockerfile"))
+	plugins := parseConf(t, readFile(t, "plugins.conf"))
+	so := only(t, plugins, "PLUGINS").Get("Path")
+	if !regexp.MustCompile(`(?m)^COPY --from=build /out/out_trailstack.so ` + regexp.QuoteMeta(so) + `$`).MatchString(df) {
+		t.Errorf("the Dockerfile does not put the .so at %s", so)
+	}
+	var caFile string
+	for _, s := range fluentBitConf(t) {
+		if s.keys.Get("sink") == "syslog" {
+			caFile = s.keys.Get("ca_file")
+		}
+	}
+	if !regexp.MustCompile(`(?m)^COPY --from=build /etc/ssl/certs/ca-certificates.crt ` + regexp.QuoteMeta(caFile) + `$`).MatchString(df) {
+		t.Errorf("the Dockerfile does not put a CA bundle at %s", caFile)
+	}
+	if !regexp.MustCompile(`(?m)^COPY conf/fluent-bit.conf conf/plugins.conf /fluent-bit/etc/$`).MatchString(df) {
+		t.Error("the Dockerfile does not copy the configuration to /fluent-bit/etc/")
+	}
+	if !regexp.MustCompile(`(?m)^ARG FLUENT_BIT_VERSION=\d+\.\d+\.\d+$`).MatchString(df) || !strings.Contains(df, "FROM fluent/fluent-bit:${FLUENT_BIT_VERSION}") {
+		t.Error("the Fluent Bit base image is not pinned to a release")
+	}
+	gomod := string(readFile(t, "../go.mod"))
+	goVer := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(gomod)
+	if goVer == nil || !strings.Contains(df, "ARG GO_VERSION="+goVer[1]+"\n") || !strings.Contains(df, "FROM golang:${GO_VERSION}-bookworm AS build") {
+		t.Errorf("the builder is not Go %v on bookworm", goVer)
+	}
+	if !strings.Contains(df, "CGO_ENABLED=1 go build -buildmode=c-shared -trimpath") {
+		t.Error("the .so is not built with cgo and -trimpath")
+	}
+}
+
+func ptrValue(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
