@@ -16,14 +16,46 @@ logging_addr=$(awk '/listening/ {print $2}' "$work/logging.out")
 
 echo "== Papertrail stand-in: RFC 5424 over TLS at $syslog_addr (CA $work/ca.pem)"
 echo "== Cloud Logging stand-in: gRPC at $logging_addr"
-echo "== Fluent Bit's Go proxy ABI, played by build/flbhost, flushes ${#chunks[@]} sample chunks into both outputs:"
-"$build/flbhost" "$build/out_trailstack.so" \
-	-i -o sink=syslog -o "address=$syslog_addr" -o "ca_file=$work/ca.pem" \
-	-o "sd_params=ns=\$kubernetes['namespace_name'] pod=\$kubernetes['pod_name']" \
-	-i -o sink=stackdriver -o "endpoint=$logging_addr" -o endpoint_plaintext=on \
-	-o project_id=demo-project -o cluster_name=demo-cluster -o cluster_location=europe-west1 \
-	-- "${chunks[@]}" 2>"$work/plugin.log" | grep -E '^(flush|total)'
-wait %1 %2 || true
+
+fluent_bit=${FLUENT_BIT_BIN:-$(command -v fluent-bit || true)}
+if [ -n "$fluent_bit" ]; then
+	# The shipped conf/fluent-bit.conf in a real fluent-bit, pointed at this machine: the
+	# sample container logs instead of /var/log/containers, state in a temporary folder, the
+	# stand-ins as destinations. Without a cluster there is no kubernetes filter, so the
+	# records carry no pod metadata.
+	mkdir -p "$work/state"
+	printf '[PLUGINS]\n    Path %s\n' "$(realpath "$build/out_trailstack.so")" >"$work/plugins.conf"
+	awk -v logs="$(realpath testdata/containers)" -v work="$work" -v logging="$logging_addr" '
+		/^\[FILTER\]/ { skip = 1; next }
+		/^\[/ { skip = 0 }
+		skip { next }
+		/^ *Plugins_File/ { print "    Plugins_File " work "/plugins.conf"; next }
+		/^ *storage.path/ { print "    storage.path " work "/state/storage/"; next }
+		/^ *DB / { print "    DB " work "/state/tail.db"; next }
+		/^ *Path / { print "    Path " logs "/*.log"; print "    Read_from_Head On"; next }
+		/^ *HTTP_Server/ { print "    HTTP_Server Off"; next }
+		/^ *ca_file/ { print "    ca_file " work "/ca.pem"; next }
+		/^ *sink  *stackdriver/ { print; print "    endpoint " logging; print "    endpoint_plaintext on";
+			print "    project_id demo-project"; print "    cluster_name demo-cluster"; print "    cluster_location europe-west1"; next }
+		{ print }' conf/fluent-bit.conf >"$work/fluent-bit.conf"
+	echo "== a real Fluent Bit ($fluent_bit) runs the shipped configuration on testdata/containers/:"
+	PAPERTRAIL_ADDRESS="$syslog_addr" NODE_NAME=demo-node "$fluent_bit" -c "$work/fluent-bit.conf" >"$work/plugin.log" 2>&1 &
+	fb=$!
+	wait %1 %2 || true
+	kill -TERM "$fb" 2>/dev/null || true
+	wait "$fb" || true
+	grep -E 'trailstack|error' "$work/plugin.log" | grep -v 'worker #' >"$work/plugin.short" || true
+	mv "$work/plugin.short" "$work/plugin.log"
+else
+	echo "== Fluent Bit's Go proxy ABI, played by build/flbhost (no fluent-bit found), flushes ${#chunks[@]} sample chunks into both outputs:"
+	"$build/flbhost" "$build/out_trailstack.so" \
+		-i -o sink=syslog -o "address=$syslog_addr" -o "ca_file=$work/ca.pem" \
+		-o "sd_params=ns=\$kubernetes['namespace_name'] pod=\$kubernetes['pod_name']" \
+		-i -o sink=stackdriver -o "endpoint=$logging_addr" -o endpoint_plaintext=on \
+		-o project_id=demo-project -o cluster_name=demo-cluster -o cluster_location=europe-west1 \
+		-- "${chunks[@]}" 2>"$work/plugin.log" | grep -E '^(flush|total)'
+	wait %1 %2 || true
+fi
 echo "== the plugin logged:"
 sed 's/^/  /' "$work/plugin.log"
 echo "== the syslog receiver got (HOSTNAME is Papertrail's system, APP-NAME its program):"
