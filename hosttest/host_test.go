@@ -12,11 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/internal/testsink"
 	"github.com/trailstack/trailstack/record"
 )
-
-const fixtureDir = "../../shared/fixtures/fluent-bit-5.1.1"
 
 var soPath, hostPath string
 
@@ -68,15 +67,7 @@ func host(t *testing.T, args ...string) run {
 	return run{out.String(), errb.String(), code}
 }
 
-func fixtures(t *testing.T, set string) []string {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(fixtureDir, set, "*.msgpack"))
-	if len(files) == 0 {
-		t.Skipf("no fixtures in %s: they live in ../shared beside the repo", fixtureDir)
-	}
-	sort.Strings(files)
-	return files
-}
+func fixtures(t *testing.T, set string) []string { return fixture.Files(t, set) }
 
 // expected decodes the chunks in Go and renders the lines the test sink must have written.
 func expected(t *testing.T, files []string) []string {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -17,10 +16,9 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/record"
 )
-
-const fixtureDir = "../../shared/fixtures/fluent-bit-5.1.1"
 
 func newFormatter(t testing.TB, keys core.MapGetter) *formatter {
 	t.Helper()
@@ -44,19 +42,9 @@ func loadFixtures(t testing.TB, sets ...string) []fixtureRecord {
 	t.Helper()
 	var out []fixtureRecord
 	for _, set := range sets {
-		files, _ := filepath.Glob(filepath.Join(fixtureDir, set, "*.msgpack"))
-		if len(files) == 0 {
-			t.Skipf("no fixtures in %s", fixtureDir)
-		}
-		for _, f := range files {
-			chunk, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tag, _ := os.ReadFile(strings.TrimSuffix(f, ".msgpack") + ".tag")
-			d := record.NewDecoder(chunk)
-			for d.Next() {
-				out = append(out, fixtureRecord{string(tag), *d.Record()})
+		for _, b := range fixture.Batches(t, set) {
+			for _, r := range b.Records {
+				out = append(out, fixtureRecord{b.Tag, r})
 			}
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -16,7 +15,7 @@ import (
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
 	"github.com/trailstack/trailstack/core"
-	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/internal/fixture"
 )
 
 type logBuf struct {
@@ -41,18 +40,7 @@ func newSink(t testing.TB, keys core.MapGetter) *sink {
 // chunkBatch is one fixture chunk as the core would hand it to the sink.
 func chunkBatch(t testing.TB, set, name string) *core.Batch {
 	t.Helper()
-	path := filepath.Join(fixtureDir, set, name)
-	chunk, err := os.ReadFile(path)
-	if err != nil {
-		t.Skipf("fixture: %v", err)
-	}
-	tag, _ := os.ReadFile(strings.TrimSuffix(path, ".msgpack") + ".tag")
-	b := &core.Batch{Tag: string(tag)}
-	d := record.NewDecoder(chunk)
-	for d.Next() {
-		b.Records = append(b.Records, *d.Record())
-	}
-	return b
+	return fixture.Batch(t, filepath.Join(fixture.Dir(), set, name))
 }
 
 // checkFrames parses every frame strictly and checks it carries the batch's records in order.
