@@ -338,6 +338,9 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
 			}
 			return pos + skip
 		}
+		if pos >= len(m) {
+			return len(m) // the header promised more than there is
+		}
 		var key []byte
 		if c := m[pos]; c >= 0xa0 && c <= 0xbf && pos+1+int(c&0x1f) <= len(m) {
 			// fixstr, nearly every key: read inline

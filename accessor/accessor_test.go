@@ -77,3 +77,23 @@ func BenchmarkExtract20k(b *testing.B) {
 		ex.Extract(record.Value(batch.Records[i%len(batch.Records)].Body), vals)
 	}
 }
+
+// FuzzExtract: whatever bytes it is given, the walk neither panics nor returns a value that
+// lies outside them.
+func FuzzExtract(f *testing.F) {
+	f.Add([]byte{0x82, 0xa1, 'k', 0x81, 0xa1, 'a', 0x01, 0xa1, 'l', 0xa1, 'x'})
+	f.Add([]byte{0xdf, 0, 0, 0, 1, 0xa1, 'k', 0xde, 0, 1, 0xa1, 'a', 0xd9, 3, 'a', 'b'})
+	ex := NewExtractor()
+	ex.Add([]string{"k", "a"})
+	ex.Add([]string{"k"})
+	ex.Add([]string{"l"})
+	vals := make([]record.Value, ex.Slots())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ex.Extract(record.Value(b), vals)
+		for _, v := range vals {
+			if len(v) > len(b) {
+				t.Fatalf("a value of %d bytes from %d", len(v), len(b))
+			}
+		}
+	})
+}
