@@ -117,6 +117,11 @@ var (
 
 // parseEvent reads one event that objectLen has already shown to be a single whole object.
 func parseEvent(b []byte, r *Record) (isGroup bool, err error) {
+	// Type checks first: msgp's errors for a wrong type are allocated, and a chunk of
+	// garbage must not cost an allocation per byte.
+	if msgp.NextType(b) != msgp.ArrayType {
+		return false, errShape
+	}
 	n, b, err := msgp.ReadArrayHeaderBytes(b)
 	if err != nil || n != 2 {
 		return false, errShape

@@ -124,7 +124,10 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 // the peer's TCP has acknowledged every byte.
 func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	buf := s.bufs.Get().(*buffer)
-	defer s.bufs.Put(buf)
+	defer func() {
+		clear(buf.s.vals) // they point into the chunk, which is Fluent Bit's again after the flush
+		s.bufs.Put(buf)
+	}()
 	if s.cfg.network == "udp" {
 		return s.deliverUDP(ctx, b, buf)
 	}
