@@ -31,16 +31,7 @@ func newSink(t testing.TB, f *fakeLogging, keys core.MapGetter) *sink {
 	for k, v := range keys {
 		base[k] = v
 	}
-	p := core.NewParser(base)
-	s, err := New(p, core.Env{Log: core.NewLogger("test")})
-	if err == nil {
-		err = p.Err()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s.(*sink)
+	return fixture.Sink(t, New, base).(*sink)
 }
 
 func deliver(t *testing.T, s *sink, b *core.Batch) {

@@ -3,7 +3,6 @@ package syslog
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
@@ -52,8 +51,6 @@ func BenchmarkGoSyslogBuilder20k(b *testing.B) {
 		}
 	}
 }
-
-var _ = time.Now
 
 // BenchmarkDeliverTLS20k sends kube-20k chunks through Deliver to an in-process TLS receiver;
 // ns/op is per record and includes the receiver's work, on the same two cores.

@@ -2,9 +2,7 @@ package syslog
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -18,23 +16,9 @@ import (
 	"github.com/trailstack/trailstack/internal/fixture"
 )
 
-type logBuf struct {
-	mu sync.Mutex // guards b
-	b  strings.Builder
-}
-
 func newSink(t testing.TB, keys core.MapGetter) *sink {
 	t.Helper()
-	p := core.NewParser(keys)
-	s, err := New(p, core.Env{Log: core.NewLogger("test")})
-	if err == nil {
-		err = p.Err()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s.(*sink)
+	return fixture.Sink(t, New, keys).(*sink)
 }
 
 // chunkBatch is one fixture chunk as the core would hand it to the sink.
@@ -351,6 +335,3 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
-
-var _ = fmt.Sprintf
-var _ = exec.Command
