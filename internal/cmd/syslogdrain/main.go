@@ -25,9 +25,10 @@ func main() {
 	plain := flag.Bool("tcp", false, "plain TCP instead of TLS")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	print := flag.Bool("print", false, "print each message, cut to 200 bytes")
+	addr := flag.String("addr", "127.0.0.1:0", "where to listen")
 	flag.Parse()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
