@@ -47,7 +47,7 @@ func BenchmarkDecode20k(b *testing.B) {
 	}
 }
 
-type ugorjiTime struct{ sec, nsec uint32 }
+type ugorjiTime struct{ sec uint32 }
 
 func (ugorjiTime) WriteExt(any) []byte { panic("unused") }
 func (ugorjiTime) ReadExt(dst any, b []byte) {

@@ -73,7 +73,7 @@ type scratch struct {
 	podLabels              map[string]string
 	podLabelsRaw           record.Value
 	labelsGen              int  // counts podLabels rebuilt, to tell them apart
-	sharedLabels           bool // the last entry's Labels are podLabels itself
+	sharedLabels           bool // the last entry has pod labels: podLabels, which its request carries
 
 	// Slabs: a chunk's entries are allocated a thousand at a time and reused by the next
 	// flush on this scratch; the requests that held them are sent before Deliver returns.
@@ -215,10 +215,7 @@ func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) 
 				return true
 			})
 		}
-		if e.Labels == nil {
-			e.Labels = s.podLabels // shared: read-only from here on
-		}
-		// Otherwise the entry's own labels stay alone on it and the pod's come from the
+		// The pod's labels are the same for every entry of the pod: they go once into the
 		// request's defaults, which Cloud Logging merges under an entry's own labels.
 		s.sharedLabels = true
 	}
@@ -378,7 +375,7 @@ func (m *mapper) lift(e *loggingpb.LogEntry, p *structpb.Struct, sevSet *bool) {
 				}
 			}
 		}
-	} else if _, ok := f["severity"]; ok {
+	} else {
 		delete(f, "severity")
 	}
 	if v := take(specialPrefix + "trace"); v != nil {

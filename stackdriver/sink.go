@@ -6,11 +6,9 @@ package stackdriver
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -184,9 +182,6 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		if k.res != nil {
 			e.Resource = nil
 		}
-		if k.gen >= 0 && len(e.Labels) > 0 && sameMap(e.Labels, sc.podLabels) {
-			e.Labels = nil
-		}
 		n := estimateSize(e)
 		if n > entryBudget/2 {
 			if n = proto.Size(e); n > entryBudget {
@@ -230,11 +225,6 @@ func estimateSize(e *loggingpb.LogEntry) int {
 		n += len(op.Id) + len(op.Producer) + 8
 	}
 	return n
-}
-
-// sameMap tells whether a is b itself (the scratch's shared pod labels).
-func sameMap(a, b map[string]string) bool {
-	return len(a) == len(b) && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // hoist is what a request carries for all its entries.
@@ -281,9 +271,6 @@ func classify(err error, entries int, log *core.Logger) core.Result {
 		return core.Result{Status: core.Retry, Err: fmt.Errorf("%w (check the node's service account or Workload Identity has roles/logging.logWriter)", err)}
 	case codes.NotFound:
 		return core.Result{Status: core.Retry, Err: fmt.Errorf("%w (check project_id)", err)}
-	}
-	if errors.Is(err, context.Canceled) {
-		return core.Result{Status: core.Retry, Err: err}
 	}
 	return core.Result{Status: core.Retry, Err: err}
 }
