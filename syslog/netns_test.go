@@ -56,18 +56,7 @@ func TestPeerVanishesPacketsDropped(t *testing.T) {
 	r := startReceiver(t, &receiver{ln: listenInNetns(t, ns, "10.213.9.2:0")})
 	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "ack_timeout": "1s", "dial_timeout": "2s"})
 	b := chunkBatch(t, "kube-merged", "chunk-002.msgpack")
-	var res core.Result
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		// The veth link takes a moment to come up.
-		if res = s.Deliver(context.Background(), b); res.Status == core.Delivered {
-			break
-		}
-		s.nextDial = time.Time{}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if res.Status != core.Delivered {
-		t.Fatalf("first flush: %v %v", res.Status, res.Err)
-	}
+	retryUntilDelivered(t, s, b, 5*time.Second, "first flush (the veth link takes a moment to come up)")
 	r.waitFrames(len(b.Records))
 
 	how := "netem loss 100%"
@@ -76,7 +65,7 @@ func TestPeerVanishesPacketsDropped(t *testing.T) {
 		must("ip", "-n", ns, "link", "set", nsIf, "down")
 	}
 	start := time.Now()
-	res = s.Deliver(context.Background(), b)
+	res := s.Deliver(context.Background(), b)
 	took := time.Since(start)
 	if res.Status != core.Retry || !strings.Contains(res.Err.Error(), "not acknowledged") || took < time.Second || took > 5*time.Second {
 		t.Fatalf("with packets dropped (%s): %v after %v: %v", how, res.Status, took, res.Err)
@@ -91,16 +80,7 @@ func TestPeerVanishesPacketsDropped(t *testing.T) {
 	} else {
 		must("ip", "-n", ns, "link", "set", nsIf, "up")
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if res = s.Deliver(context.Background(), b); res.Status == core.Delivered {
-			break
-		}
-		s.nextDial = time.Time{}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if res.Status != core.Delivered {
-		t.Fatalf("after the network came back: %v %v", res.Status, res.Err)
-	}
+	retryUntilDelivered(t, s, b, 10*time.Second, "after the network came back")
 	// The retried flush arrives whole on its new connection. Packets of the abandoned
 	// attempt that the kernel had parked (waiting for the neighbour to resolve) may still
 	// arrive once the link is back: duplicates of that one chunk, never a loss.
@@ -123,6 +103,22 @@ func TestPeerVanishesPacketsDropped(t *testing.T) {
 	t.Logf("after recovery: %d records on %d connections (%d duplicates of the dropped attempt)",
 		len(r.frames), len(r.conns), len(r.frames)-2*len(b.Records))
 	r.mu.Unlock()
+}
+
+// retryUntilDelivered flushes b again and again, as Fluent Bit's scheduler would (without its
+// seconds of backoff, nor the sink's own), until it is delivered within the time given.
+func retryUntilDelivered(t *testing.T, s *sink, b *core.Batch, within time.Duration, what string) {
+	t.Helper()
+	var res core.Result
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if res = s.Deliver(context.Background(), b); res.Status == core.Delivered {
+			return
+		}
+		s.mu.Lock()
+		s.nextDial = time.Time{}
+		s.mu.Unlock()
+	}
+	t.Fatalf("%s: %v %v", what, res.Status, res.Err)
 }
 
 // listenInNetns opens a listener inside network namespace ns: a socket belongs to the

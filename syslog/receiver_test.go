@@ -33,12 +33,16 @@ type receiver struct {
 	wg     sync.WaitGroup
 	done   chan struct{} // closed by stop
 	once   sync.Once
+	frame  chan struct{} // a token per frame read
+	closed chan struct{} // a token per connection the receiver closed
 }
 
 func startReceiver(t testing.TB, r *receiver) *receiver {
 	t.Helper()
 	r.t = t
 	r.done = make(chan struct{})
+	r.frame = make(chan struct{}, 1<<20)
+	r.closed = make(chan struct{}, 1024)
 	if r.ln == nil {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -85,7 +89,10 @@ func (r *receiver) accept() {
 
 func (r *receiver) serve(c net.Conn) {
 	defer r.wg.Done()
-	defer c.Close()
+	defer func() {
+		c.Close()
+		r.closed <- struct{}{}
+	}()
 	if r.noRead {
 		if tc, ok := c.(*tls.Conn); ok {
 			_ = tc.Handshake() // a TLS peer must at least finish the handshake
@@ -117,6 +124,7 @@ func (r *receiver) serve(c net.Conn) {
 		r.mu.Lock()
 		r.frames = append(r.frames, frame)
 		r.mu.Unlock()
+		r.frame <- struct{}{}
 		if r.idleKill {
 			return
 		}
@@ -150,15 +158,16 @@ func (r *receiver) received() [][]byte {
 	return append([][]byte(nil), r.frames...)
 }
 
-// waitFrames waits until n frames arrived: the receiver runs in this process, but reading
-// lags the sender's acknowledgement (the kernel acknowledges before the application reads).
+// waitFrames waits until n frames arrived, or 10 s passed: the receiver's reading lags the
+// sender's acknowledgement (the kernel acknowledges before the application reads).
 func (r *receiver) waitFrames(n int) [][]byte {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		f := r.received()
-		if len(f) >= n || time.Now().After(deadline) {
-			return f
+	timeout := time.After(10 * time.Second)
+	for len(r.received()) < n {
+		select {
+		case <-r.frame:
+		case <-timeout:
+			return r.received()
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	return r.received()
 }

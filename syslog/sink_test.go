@@ -156,8 +156,14 @@ func TestIdleCloseReconnects(t *testing.T) {
 			t.Fatalf("flush %d: %v %v", i, res.Status, res.Err)
 		}
 		r.waitFrames(i + 1)
-		// Wait for the receiver's close to reach us, so the next flush meets a closed peer.
-		waitClosed(t, r, i+1)
+		// Wait for the receiver's close to reach our idle connection, so that the next flush
+		// meets a closed peer rather than racing it.
+		select {
+		case <-r.closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the receiver did not close the connection")
+		}
+		waitPeerClosed(t, s)
 	}
 	if n := len(r.received()); n != 3 {
 		t.Fatalf("%d records arrived, want 3", n)
@@ -169,17 +175,24 @@ func TestIdleCloseReconnects(t *testing.T) {
 	}
 }
 
-func waitClosed(t *testing.T, r *receiver, n int) {
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		r.mu.Lock()
-		c := len(r.conns)
-		r.mu.Unlock()
-		if c >= n {
-			time.Sleep(20 * time.Millisecond) // the FIN crosses loopback
+// waitPeerClosed waits until the peer's close (a TLS close_notify, a FIN) has reached the
+// sink's idle connection: it crosses loopback just after the receiver's close returns.
+func waitPeerClosed(t *testing.T, s *sink) {
+	t.Helper()
+	s.mu.Lock()
+	idle := append([]*conn(nil), s.idle...)
+	s.mu.Unlock()
+	if len(idle) == 0 {
+		return // the close arrived before the flush returned: the sink already dropped it
+	}
+	c := idle[len(idle)-1]
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if closed, pending, _ := peerState(c.raw); closed || pending {
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the peer's close never reached the idle connection")
+		}
 	}
 }
 
