@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/trailstack/trailstack/internal/fixture"
 )
 
 // TestRealFluentBit runs the .so inside a real fluent-bit (FLUENT_BIT_BIN) that tails the
@@ -18,24 +18,9 @@ import (
 // hot-reloads the engine (SIGHUP): the instance exits, a new one starts in the same process,
 // and tail (without a DB) reads the files again, so every record arrives a second time.
 func TestRealFluentBit(t *testing.T) {
-	bin := os.Getenv("FLUENT_BIT_BIN")
-	if bin == "" {
-		t.Skip("skipped: set FLUENT_BIT_BIN to a fluent-bit binary to run the plugin in the real engine")
-	}
-	logs, _ := filepath.Glob("../../shared/fixtures/container-logs/*.log")
-	if len(logs) == 0 {
-		t.Skip("no container logs in ../shared/fixtures")
-	}
+	bin := fluentBit(t)
 	dir := t.TempDir()
-	for _, l := range logs {
-		b, err := os.ReadFile(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(l)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyLogs(t, filepath.Join(fixture.Dir(), "..", "container-logs", "*.log"), dir)
 	out := filepath.Join(dir, "arrived")
 	conf := filepath.Join(dir, "fluent-bit.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[SERVICE]
@@ -60,37 +45,12 @@ func TestRealFluentBit(t *testing.T) {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "engine-output.txt")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command(bin, "-e", soPath, "-c", conf)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd := startEngine(t, bin, conf, logPath)
 	want := expected(t, fixtures(t, "kube-raw"))
-	// waitFor polls a file the engine writes; the engine is another process, so there is
-	// nothing to wait on but its output.
-	waitFor := func(path, what string, n int) {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			b, _ := os.ReadFile(path)
-			if bytes.Count(b, []byte(what)) >= n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%q seen %d times in %s, want %d:\n%s", what, bytes.Count(b, []byte(what)), path, n, b)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	waitFor(out, "\n", len(want))
+	waitFor(t, out, "\n", len(want))
 	_ = cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(logPath, "initialised: sink=", 2)
-	waitFor(out, "\n", 2*len(want))
+	waitFor(t, logPath, "initialised: sink=", 2)
+	waitFor(t, out, "\n", 2*len(want))
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("fluent-bit exited with %v", err)

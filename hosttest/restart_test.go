@@ -2,7 +2,6 @@ package hosttest
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TestRealFluentBitRestartLosesNothing: the engine reads the logs while the syslog receiver
@@ -19,21 +17,10 @@ import (
 // and a new engine on the same storage and tail DB starts once the receiver is up: every log
 // line arrives. Runs with FLUENT_BIT_BIN.
 func TestRealFluentBitRestartLosesNothing(t *testing.T) {
-	bin := os.Getenv("FLUENT_BIT_BIN")
-	if bin == "" {
-		t.Skip("skipped: set FLUENT_BIT_BIN to a fluent-bit binary to run the plugin in the real engine")
-	}
+	bin := fluentBit(t)
 	dir := t.TempDir()
-	logs, _ := filepath.Glob("../testdata/containers/*.log")
 	var want []string
-	for _, l := range logs {
-		b, err := os.ReadFile(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.Base(l)), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	for _, b := range copyLogs(t, "../testdata/containers/*.log", dir) {
 		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			// CRI: time stream tag message
 			if f := strings.SplitN(line, " ", 4); len(f) == 4 {
@@ -41,12 +28,7 @@ func TestRealFluentBitRestartLosesNothing(t *testing.T) {
 			}
 		}
 	}
-	drain := filepath.Join(dir, "syslogdrain")
-	build := exec.Command("go", "build", "-o", drain, "./internal/cmd/syslogdrain")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	drain := goBuild(t, "./internal/cmd/syslogdrain", dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,35 +63,9 @@ func TestRealFluentBitRestartLosesNothing(t *testing.T) {
 `, dir, addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	engine := func(logName string) (*exec.Cmd, string) {
-		logPath := filepath.Join(dir, logName)
-		f, err := os.Create(logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		cmd := exec.Command(bin, "-e", soPath, "-c", conf)
-		cmd.Stdout, cmd.Stderr = f, f
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		return cmd, logPath
-	}
-	waitLog := func(path, what string) {
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			if b, _ := os.ReadFile(path); bytes.Contains(b, []byte(what)) {
-				return
-			}
-			if time.Now().After(deadline) {
-				b, _ := os.ReadFile(path)
-				t.Fatalf("no %q in %s:\n%s", what, path, b)
-			}
-		}
-	}
-
-	first, firstLog := engine("engine-1.txt")
-	waitLog(firstLog, "kept for retry")
+	firstLog := filepath.Join(dir, "engine-1.txt")
+	first := startEngine(t, bin, conf, firstLog)
+	waitFor(t, firstLog, "kept for retry", 1)
 	_ = first.Process.Signal(syscall.SIGTERM)
 	_ = first.Wait()
 
@@ -119,7 +75,8 @@ func TestRealFluentBitRestartLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rx.Process.Kill()
-	second, secondLog := engine("engine-2.txt")
+	secondLog := filepath.Join(dir, "engine-2.txt")
+	second := startEngine(t, bin, conf, secondLog)
 	var got []string
 	sc := bufio.NewScanner(rxOut)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

@@ -3,7 +3,6 @@ package hosttest
 import (
 	"bufio"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,12 +15,7 @@ import (
 func TestStackdriverThroughTheSO(t *testing.T) {
 	files := fixtures(t, "kube-merged")
 	dir := t.TempDir()
-	fake := filepath.Join(dir, "fakelogging")
-	build := exec.Command("go", "build", "-o", fake, "./internal/cmd/fakelogging")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	fake := goBuild(t, "./internal/cmd/fakelogging", dir)
 	srv := exec.Command(fake, "-expect", "206", "-timeout", "60s")
 	stdout, _ := srv.StdoutPipe()
 	if err := srv.Start(); err != nil {
@@ -50,5 +44,4 @@ func TestStackdriverThroughTheSO(t *testing.T) {
 	if !strings.Contains(r.stderr, fmt.Sprintf("[output:trailstack:trailstack.0] exited after 3 flushes: %d records delivered", 206)) {
 		t.Errorf("log:\n%s", r.stderr)
 	}
-	_ = os.Remove(fake)
 }

@@ -1,0 +1,87 @@
+package hosttest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// fluentBit is the fluent-bit binary FLUENT_BIT_BIN names; the test is skipped without one.
+func fluentBit(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("FLUENT_BIT_BIN")
+	if bin == "" {
+		t.Skip("skipped: set FLUENT_BIT_BIN to a fluent-bit binary to run the plugin in the real engine")
+	}
+	return bin
+}
+
+// copyLogs copies the container logs matching glob into dir, for tail to read, and returns
+// their contents.
+func copyLogs(t *testing.T, glob, dir string) [][]byte {
+	t.Helper()
+	logs, _ := filepath.Glob(glob)
+	if len(logs) == 0 {
+		t.Skipf("skipped: no container logs at %s", glob)
+	}
+	var out [][]byte
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(l)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// startEngine runs bin with the test .so and conf, its output in logPath (not *.log: tail
+// would read it), killed when the test ends.
+func startEngine(t *testing.T, bin, conf, logPath string) *exec.Cmd {
+	t.Helper()
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	cmd := exec.Command(bin, "-e", soPath, "-c", conf)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd
+}
+
+// waitFor polls a file that another process writes until what occurs n times: there is
+// nothing else to wait on.
+func waitFor(t *testing.T, path, what string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		b, _ := os.ReadFile(path)
+		if bytes.Count(b, []byte(what)) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q seen %d times in %s, want %d:\n%s", what, bytes.Count(b, []byte(what)), path, n, b)
+		}
+	}
+}
+
+// goBuild builds a command of this module into dir and returns its path.
+func goBuild(t *testing.T, pkg, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = ".."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
