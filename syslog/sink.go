@@ -143,20 +143,28 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	}
 	// A cancelled flush (shutdown) unblocks the write at once.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
-	defer stop()
 	if err := c.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout)); err != nil {
+		stop()
 		c.abort()
 		return retry(err)
 	}
 	if _, err := c.Write(out); err != nil {
+		stop()
 		c.abort()
 		return retry(fmt.Errorf("write to %s: %w", s.cfg.addr, err))
 	}
 	if err := s.waitAcked(ctx, c, len(out)); err != nil {
+		stop()
 		c.abort()
 		return retry(err)
 	}
-	s.put(c)
+	// Acknowledged: delivered. The connection goes back to the pool only if the
+	// cancellation cannot touch its deadline any more.
+	if stop() {
+		s.put(c)
+	} else {
+		c.abort()
+	}
 	return core.Result{Status: core.Delivered}
 }
 
