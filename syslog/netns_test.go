@@ -115,7 +115,7 @@ func retryUntilDelivered(t *testing.T, s *sink, b *core.Batch, within time.Durat
 			return
 		}
 		s.mu.Lock()
-		s.nextDial = time.Time{}
+		s.retryAt = time.Time{}
 		s.mu.Unlock()
 	}
 	t.Fatalf("%s: %v %v", what, res.Status, res.Err)

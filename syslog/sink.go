@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -23,10 +24,14 @@ func init() { core.RegisterSink("syslog", New) }
 // timeNow is the clock of reconnection backoff and acknowledgement deadlines; tests replace it.
 var timeNow = time.Now
 
-// Reconnection policy: after n failed dials in a row, wait reconnectWait(n) before the next.
+// Reconnection policy: after n failed attempts in a row, wait reconnectWait(n) before the
+// next. A destination that timed out (accepts but does not read) waits at least hungWait, with
+// jitter: each flush to it would otherwise hold a worker for a whole timeout, and at shutdown
+// Fluent Bit runs every queued flush before it exits.
 const (
 	reconnectMin = 500 * time.Millisecond
 	reconnectMax = 30 * time.Second
+	hungMin      = 5 * time.Second
 )
 
 func reconnectWait(failures int) time.Duration {
@@ -47,6 +52,14 @@ const (
 	ackPollMax = 5 * time.Millisecond
 )
 
+// hungWait is the pause after the n-th failure in a row that was a timeout: reconnectWait,
+// at least hungMin, spread by up to a fifth either way so a DaemonSet's nodes do not come
+// back in step. r is a random number in [0, 1).
+func hungWait(failures int, r float64) time.Duration {
+	d := max(reconnectWait(failures), hungMin)
+	return d + time.Duration((r-0.5)*0.4*float64(d))
+}
+
 func nextAckPoll(d time.Duration) time.Duration { return min(2*d, ackPollMax) }
 
 type sink struct {
@@ -56,12 +69,12 @@ type sink struct {
 	tlsConf *tls.Config
 	bufs    sync.Pool // *buffer
 
-	mu          sync.Mutex // guards idle, closed, failures, nextDial and lastDialErr
-	idle        []*conn
-	closed      bool
-	failures    int
-	nextDial    time.Time
-	lastDialErr error
+	mu       sync.Mutex // guards idle, closed, failures, retryAt and lastErr
+	idle     []*conn
+	closed   bool
+	failures int       // failed attempts in a row
+	retryAt  time.Time // no attempt before this: flushes answer RETRY at once
+	lastErr  error
 }
 
 type buffer struct {
@@ -121,8 +134,11 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 }
 
 // Deliver formats the batch into one buffer, writes it in one go, and answers Delivered once
-// the peer's TCP has acknowledged every byte.
+// the peer's TCP has acknowledged every byte. The whole flush, dial included, ends within
+// write_timeout + ack_timeout: the shutdown budget in conf/ rests on that bound.
 func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.writeTimeout+s.cfg.ackTimeout)
+	defer cancel()
 	buf := s.bufs.Get().(*buffer)
 	defer func() {
 		clear(buf.s.vals) // they point into the chunk, which is Fluent Bit's again after the flush
@@ -151,12 +167,12 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	if _, err := c.Write(out); err != nil {
 		stop()
 		c.abort()
-		return retry(fmt.Errorf("write to %s: %w", s.cfg.addr, err))
+		return s.failed(fmt.Errorf("write to %s: %w", s.cfg.addr, err))
 	}
 	if err := s.waitAcked(ctx, c, len(out)); err != nil {
 		stop()
 		c.abort()
-		return retry(err)
+		return s.failed(err)
 	}
 	// Acknowledged: delivered. The connection goes back to the pool only if the
 	// cancellation cannot touch its deadline any more.
@@ -165,10 +181,47 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	} else {
 		c.abort()
 	}
+	s.mu.Lock()
+	s.failures, s.retryAt, s.lastErr = 0, time.Time{}, nil
+	s.mu.Unlock()
 	return core.Result{Status: core.Delivered}
 }
 
 func retry(err error) core.Result { return core.Result{Status: core.Retry, Err: err} }
+
+// errTimedOut marks a flush that ran out of time waiting on the peer.
+var errTimedOut = errors.New("timed out")
+
+// failed answers RETRY for a connection that failed while writing or waiting for the
+// acknowledgement, backing off if the destination timed out.
+func (s *sink) failed(err error) core.Result {
+	if timedOut(err) {
+		s.mu.Lock()
+		s.backoff(err)
+		s.mu.Unlock()
+	}
+	return retry(err)
+}
+
+// timedOut tells a destination that accepts but does not answer (TLS handshake, write or
+// acknowledgement timed out) from one that refuses. A cancelled flush (shutdown) is neither.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, errTimedOut) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// backoff counts a failed attempt and sets when the next may start; s.mu is held. After a
+// timeout the next flushes answer at once for hungWait instead of each waiting out the
+// timeouts again.
+func (s *sink) backoff(err error) {
+	s.failures++
+	s.lastErr = err
+	wait := reconnectWait(s.failures)
+	if timedOut(err) {
+		wait = hungWait(s.failures, rand.Float64())
+	}
+	s.retryAt = timeNow().Add(wait)
+}
 
 func (s *sink) deliverUDP(ctx context.Context, b *core.Batch, buf *buffer) core.Result {
 	c, err := s.get(ctx)
@@ -203,13 +256,13 @@ func (s *sink) waitAcked(ctx context.Context, c *conn, wrote int) error {
 			return nil
 		}
 		if timeNow().After(deadline) {
-			return fmt.Errorf("%d of %d bytes not acknowledged by %s within ack_timeout %v", n, wrote, s.cfg.addr, s.cfg.ackTimeout)
+			return fmt.Errorf("%d of %d bytes not acknowledged by %s within ack_timeout %v: %w", n, wrote, s.cfg.addr, s.cfg.ackTimeout, errTimedOut)
 		}
 		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("waiting for %s to acknowledge: %w", s.cfg.addr, ctx.Err())
+			return fmt.Errorf("waiting for %s to acknowledge %d of %d bytes: %w", s.cfg.addr, n, wrote, ctx.Err())
 		case <-t.C:
 		}
 		poll = nextAckPoll(poll)
@@ -223,6 +276,11 @@ func (s *sink) get(ctx context.Context) (*conn, error) {
 		s.mu.Unlock()
 		return nil, errors.New("sink is closed")
 	}
+	if wait := s.retryAt.Sub(timeNow()); wait > 0 {
+		err := fmt.Errorf("not trying %s again for %v after %d failed attempts; last: %w", s.cfg.addr, wait.Round(time.Millisecond), s.failures, s.lastErr)
+		s.mu.Unlock()
+		return nil, err
+	}
 	for len(s.idle) > 0 {
 		c := s.idle[len(s.idle)-1]
 		s.idle = s.idle[:len(s.idle)-1]
@@ -233,23 +291,15 @@ func (s *sink) get(ctx context.Context) (*conn, error) {
 		c.abort()
 		s.mu.Lock()
 	}
-	if wait := s.nextDial.Sub(timeNow()); wait > 0 {
-		err := fmt.Errorf("not reconnecting to %s for %v after %d failed attempts; last: %w", s.cfg.addr, wait.Round(time.Millisecond), s.failures, s.lastDialErr)
-		s.mu.Unlock()
-		return nil, err
-	}
 	s.mu.Unlock()
 
 	c, err := s.dial(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		s.failures++
-		s.lastDialErr = err
-		s.nextDial = timeNow().Add(reconnectWait(s.failures))
+		s.backoff(err)
 		return nil, err
 	}
-	s.failures, s.nextDial, s.lastDialErr = 0, time.Time{}, nil
 	return c, nil
 }
 

@@ -121,7 +121,7 @@ func TestReceiverKilledMidChunk(t *testing.T) {
 	dying.stop()
 	ln := listenAgain(t, addr)
 	alive := startReceiver(t, &receiver{ln: ln, tlsCfg: pki.Server})
-	s.nextDial = time.Time{} // the sink backs off after a failure; skip the wait
+	s.retryAt = time.Time{} // the sink backs off after a failure; skip the wait
 	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
 		t.Fatalf("re-flush: %v %v", res.Status, res.Err)
 	}
@@ -285,7 +285,7 @@ func TestReconnectBackoff(t *testing.T) {
 		t.Fatalf("%v %v", res.Status, res.Err)
 	}
 	res = s.Deliver(context.Background(), b)
-	if res.Status != core.Retry || !strings.Contains(res.Err.Error(), "not reconnecting") {
+	if res.Status != core.Retry || !strings.Contains(res.Err.Error(), "not trying") {
 		t.Fatalf("within backoff: %v %v", res.Status, res.Err)
 	}
 	now = now.Add(reconnectWait(1))
@@ -346,5 +346,68 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.keys, err, c.want)
 		}
+	}
+}
+
+// A destination that timed out is not tried again for hungWait: the flushes queued behind
+// the first answer RETRY at once, so a hung receiver cannot hold Fluent Bit's workers (and
+// its shutdown) for a timeout per chunk. Once the wait is over, the next flush tries again.
+func TestHungDestinationAnswersAtOnce(t *testing.T) {
+	defer func(f func() time.Time) { timeNow = f }(timeNow)
+	var mu sync.Mutex
+	now := time.Now()
+	timeNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	lc := net.ListenConfig{Control: smallRcvBuf}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startReceiver(t, &receiver{ln: ln, noRead: true})
+	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "300ms", "ack_timeout": "300ms"})
+	if res := s.Deliver(context.Background(), b); res.Status != core.Retry {
+		t.Fatalf("first flush: %v %v", res.Status, res.Err)
+	}
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		res := s.Deliver(context.Background(), b)
+		if res.Status != core.Retry || !strings.Contains(res.Err.Error(), "not trying") || time.Since(start) > 100*time.Millisecond {
+			t.Fatalf("queued flush %d: %v after %v: %v", i, res.Status, time.Since(start), res.Err)
+		}
+	}
+	mu.Lock()
+	now = now.Add(hungMin * 6 / 5)
+	mu.Unlock()
+	if res := s.Deliver(context.Background(), b); res.Status != core.Retry || strings.Contains(res.Err.Error(), "not trying") {
+		t.Fatalf("after the wait the flush must try again: %v %v", res.Status, res.Err)
+	}
+	for n, r := range []float64{0, 0.5, 0.999} {
+		if d := hungWait(1, r); d < hungMin*4/5 || d > hungMin*6/5 {
+			t.Errorf("hungWait(1, %v) = %v", r, d)
+		}
+		if d := hungWait(20, r); d < reconnectMax*4/5 || d > reconnectMax*6/5 {
+			t.Errorf("hungWait(20, %v) = %v (%d)", r, d, n)
+		}
+	}
+}
+
+// A TLS destination that accepts and never answers the handshake: the flush ends within
+// write_timeout + ack_timeout even with a long dial_timeout.
+func TestFlushDeadlineCoversTheDial(t *testing.T) {
+	pki := newPKI(t, "localhost")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // the kernel completes connections; nobody speaks TLS
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	s := newSink(t, core.MapGetter{"address": "localhost:" + port, "ca_file": pki.CAFile, "dial_timeout": "1m", "write_timeout": "300ms", "ack_timeout": "300ms"})
+	start := time.Now()
+	res := s.Deliver(context.Background(), chunkBatch(t, "kube-merged", "chunk-002.msgpack"))
+	if res.Status != core.Retry || time.Since(start) > 5*time.Second {
+		t.Fatalf("%v after %v: %v", res.Status, time.Since(start), res.Err)
+	}
+	if res := s.Deliver(context.Background(), chunkBatch(t, "kube-merged", "chunk-002.msgpack")); !strings.Contains(res.Err.Error(), "not trying") {
+		t.Fatalf("a handshake timeout must back off like a hung peer: %v", res.Err)
 	}
 }
