@@ -6,6 +6,7 @@ package stackdriver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -40,6 +41,7 @@ type sink struct {
 	log     *core.Logger
 	timeout time.Duration
 	scratch sync.Pool // *scratch
+	backoff core.Backoff
 }
 
 // New builds the Cloud Logging sink from an instance's keys, asking the metadata server for
@@ -142,6 +144,13 @@ func projectFromKeyFile(path string) string {
 // Delivered once every request succeeded (entries Cloud Logging rejected one by one are
 // dropped with a log line; retrying them could never succeed).
 func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
+	if err := s.backoff.Check("Cloud Logging"); err != nil {
+		return core.Result{Status: core.Retry, Err: err}
+	}
+	// One deadline for the whole flush, however many requests it takes: the shutdown
+	// budget in conf/ rests on that bound.
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	sc := s.scratch.Get().(*scratch)
 	defer func() {
 		sc.reset()
@@ -235,11 +244,18 @@ type hoist struct {
 
 // write sends one request, synchronously: the flush answers only when Cloud Logging has.
 func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) core.Result {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	// No retries inside the client: a failed flush answers RETRY at once and Fluent Bit's
 	// scheduler, which keeps the chunk, decides when to try again.
 	_, err := s.client.WriteLogEntries(ctx, req, gax.WithRetry(nil))
+	switch {
+	case err == nil:
+		s.backoff.Succeeded()
+	case status.Code(err) == codes.DeadlineExceeded && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The service did not answer in time: the flushes queued behind this one answer
+		// at once for a while instead of each waiting out the timeout (a cancelled flush,
+		// at shutdown, says nothing about the service).
+		s.backoff.Failed(err, true)
+	}
 	return classify(err, len(req.Entries), s.log)
 }
 

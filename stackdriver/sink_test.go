@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -425,4 +426,33 @@ func TestProjectFromKeyFile(t *testing.T) {
 	if got := projectFromKeyFile(path); got != "from-key" {
 		t.Fatalf("project %q", got)
 	}
+}
+
+// A Cloud Logging that does not answer: the flush ends at its timeout, and the flushes
+// queued behind it answer RETRY at once for a while instead of each waiting as long again
+// (at shutdown, Fluent Bit runs every queued flush before it exits).
+func TestHungServiceAnswersAtOnce(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, core.MapGetter{"timeout": "1s"})
+	b := fixture.Batch(t, fixture.Files(t, "kube-merged")[0])
+	hang := make(chan struct{})
+	defer close(hang)
+	var calls atomic.Int32
+	f.setAnswer(func(*loggingpb.WriteLogEntriesRequest) error { calls.Add(1); <-hang; return nil })
+	start := time.Now()
+	if res := s.Deliver(context.Background(), b); res.Status != core.Retry || time.Since(start) > 5*time.Second {
+		t.Fatalf("first: %v after %v", res.Status, time.Since(start))
+	}
+	start = time.Now()
+	for i := 0; i < 10; i++ {
+		if res := s.Deliver(context.Background(), b); res.Status != core.Retry || !strings.Contains(res.Err.Error(), "not trying") {
+			t.Fatalf("queued flush %d: %v %v", i, res.Status, res.Err)
+		}
+	}
+	if d := time.Since(start); d > time.Second || calls.Load() != 1 {
+		t.Fatalf("10 queued flushes took %v and %d requests", d, calls.Load())
+	}
+	s.backoff.Reset()
+	f.setAnswer(nil)
+	deliver(t, s, b)
 }

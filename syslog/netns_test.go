@@ -114,9 +114,7 @@ func retryUntilDelivered(t *testing.T, s *sink, b *core.Batch, within time.Durat
 		if res = s.Deliver(context.Background(), b); res.Status == core.Delivered {
 			return
 		}
-		s.mu.Lock()
-		s.retryAt = time.Time{}
-		s.mu.Unlock()
+		s.backoff.Reset()
 	}
 	t.Fatalf("%s: %v %v", what, res.Status, res.Err)
 }

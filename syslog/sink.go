@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -21,29 +20,8 @@ import (
 
 func init() { core.RegisterSink("syslog", New) }
 
-// timeNow is the clock of reconnection backoff and acknowledgement deadlines; tests replace it.
+// timeNow is the clock of acknowledgement deadlines and of the backoff; tests replace it.
 var timeNow = time.Now
-
-// Reconnection policy: after n failed attempts in a row, wait reconnectWait(n) before the
-// next. A destination that timed out (accepts but does not read) waits at least hungWait, with
-// jitter: each flush to it would otherwise hold a worker for a whole timeout, and at shutdown
-// Fluent Bit runs every queued flush before it exits.
-const (
-	reconnectMin = 500 * time.Millisecond
-	reconnectMax = 30 * time.Second
-	hungMin      = 5 * time.Second
-)
-
-func reconnectWait(failures int) time.Duration {
-	if failures <= 0 {
-		return 0
-	}
-	d := reconnectMin
-	for i := 1; i < failures && d < reconnectMax; i++ {
-		d *= 2
-	}
-	return min(d, reconnectMax)
-}
 
 // Acknowledgement polling: start fine (loopback and LAN acknowledge in microseconds), back
 // off to a few milliseconds for slow links.
@@ -51,14 +29,6 @@ const (
 	ackPollMin = 50 * time.Microsecond
 	ackPollMax = 5 * time.Millisecond
 )
-
-// hungWait is the pause after the n-th failure in a row that was a timeout: reconnectWait,
-// at least hungMin, spread by up to a fifth either way so a DaemonSet's nodes do not come
-// back in step. r is a random number in [0, 1).
-func hungWait(failures int, r float64) time.Duration {
-	d := max(reconnectWait(failures), hungMin)
-	return d + time.Duration((r-0.5)*0.4*float64(d))
-}
 
 func nextAckPoll(d time.Duration) time.Duration { return min(2*d, ackPollMax) }
 
@@ -69,12 +39,11 @@ type sink struct {
 	tlsConf *tls.Config
 	bufs    sync.Pool // *buffer
 
-	mu       sync.Mutex // guards idle, closed, failures, retryAt and lastErr
-	idle     []*conn
-	closed   bool
-	failures int       // failed attempts in a row
-	retryAt  time.Time // no attempt before this: flushes answer RETRY at once
-	lastErr  error
+	backoff core.Backoff
+
+	mu     sync.Mutex // guards idle and closed
+	idle   []*conn
+	closed bool
 }
 
 type buffer struct {
@@ -107,6 +76,7 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 		return nil, nil
 	}
 	s := &sink{cfg: cfg, f: f, log: env.Log}
+	s.backoff.Now = func() time.Time { return timeNow() }
 	s.bufs.New = func() any { return &buffer{b: make([]byte, 0, 64<<10), s: f.newScratch()} }
 	if cfg.useTLS {
 		s.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.serverName, InsecureSkipVerify: cfg.insecureSkipVerify}
@@ -181,9 +151,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	} else {
 		c.abort()
 	}
-	s.mu.Lock()
-	s.failures, s.retryAt, s.lastErr = 0, time.Time{}, nil
-	s.mu.Unlock()
+	s.backoff.Succeeded()
 	return core.Result{Status: core.Delivered}
 }
 
@@ -193,12 +161,10 @@ func retry(err error) core.Result { return core.Result{Status: core.Retry, Err: 
 var errTimedOut = errors.New("timed out")
 
 // failed answers RETRY for a connection that failed while writing or waiting for the
-// acknowledgement, backing off if the destination timed out.
+// acknowledgement; a timeout means the destination hangs, and the next flushes answer at once.
 func (s *sink) failed(err error) core.Result {
 	if timedOut(err) {
-		s.mu.Lock()
-		s.backoff(err)
-		s.mu.Unlock()
+		s.backoff.Failed(err, true)
 	}
 	return retry(err)
 }
@@ -208,19 +174,6 @@ func (s *sink) failed(err error) core.Result {
 func timedOut(err error) bool {
 	var ne net.Error
 	return errors.Is(err, errTimedOut) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
-// backoff counts a failed attempt and sets when the next may start; s.mu is held. After a
-// timeout the next flushes answer at once for hungWait instead of each waiting out the
-// timeouts again.
-func (s *sink) backoff(err error) {
-	s.failures++
-	s.lastErr = err
-	wait := reconnectWait(s.failures)
-	if timedOut(err) {
-		wait = hungWait(s.failures, rand.Float64())
-	}
-	s.retryAt = timeNow().Add(wait)
 }
 
 func (s *sink) deliverUDP(ctx context.Context, b *core.Batch, buf *buffer) core.Result {
@@ -271,15 +224,13 @@ func (s *sink) waitAcked(ctx context.Context, c *conn, wrote int) error {
 
 // get returns an idle connection that the peer has not closed, or dials a new one.
 func (s *sink) get(ctx context.Context) (*conn, error) {
+	if err := s.backoff.Check(s.cfg.addr); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil, errors.New("sink is closed")
-	}
-	if wait := s.retryAt.Sub(timeNow()); wait > 0 {
-		err := fmt.Errorf("not trying %s again for %v after %d failed attempts; last: %w", s.cfg.addr, wait.Round(time.Millisecond), s.failures, s.lastErr)
-		s.mu.Unlock()
-		return nil, err
 	}
 	for len(s.idle) > 0 {
 		c := s.idle[len(s.idle)-1]
@@ -294,10 +245,8 @@ func (s *sink) get(ctx context.Context) (*conn, error) {
 	s.mu.Unlock()
 
 	c, err := s.dial(ctx)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err != nil {
-		s.backoff(err)
+		s.backoff.Failed(err, timedOut(err))
 		return nil, err
 	}
 	return c, nil
