@@ -1,20 +1,27 @@
 # trailstack: the official Fluent Bit image with out_trailstack.so, its configuration and a
-# CA bundle for Papertrail. Build: docker build -t trailstack .
+# CA bundle for Papertrail. One architecture: docker build -t trailstack .
+# Both (linux/amd64 and linux/arm64): make image IMAGE=registry/trailstack:tag
 #
-# The builder is Debian 12 (bookworm): glibc 2.36, no newer than the Fluent Bit image's, so
-# the cgo-built .so loads there.
+# The builder runs on the build machine's platform and cross-compiles the cgo .so for the
+# target with Debian's cross gcc. It is Debian 12 (bookworm): glibc 2.36, no newer than the
+# Fluent Bit image's, so the .so loads there.
 ARG GO_VERSION=1.26.8
 ARG FLUENT_BIT_VERSION=5.1.1
 
-FROM golang:${GO_VERSION}-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
+ARG TARGETARCH
+RUN if [ "$TARGETARCH" = arm64 ] && [ "$(go env GOARCH)" != arm64 ]; then \
+      apt-get update && apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross; \
+    fi
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=1 go build -buildmode=c-shared -trimpath -o /out/out_trailstack.so ./plugin
+RUN if [ "$TARGETARCH" = arm64 ] && [ "$(go env GOARCH)" != arm64 ]; then export CC=aarch64-linux-gnu-gcc; fi; \
+    CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags='-s -w' -o /out/out_trailstack.so ./plugin
 
 FROM fluent/fluent-bit:${FLUENT_BIT_VERSION}
 COPY --from=build /out/out_trailstack.so /fluent-bit/plugins/out_trailstack.so
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /fluent-bit/certs/ca-certificates.crt
-COPY conf/fluent-bit.conf conf/plugins.conf /fluent-bit/etc/
+COPY conf/fluent-bit.conf conf/plugins.conf conf/parsers.conf /fluent-bit/etc/
 CMD ["/fluent-bit/bin/fluent-bit", "-c", "/fluent-bit/etc/fluent-bit.conf"]

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -127,8 +128,81 @@ func TestInputBuffersOnDisk(t *testing.T) {
 	if !strings.Contains(in.Get("multiline.parser"), "cri") || in.Get("DB") == "" || svc.Get("storage.path") == "" {
 		t.Errorf("tail needs the cri parser, a DB and a storage.path: %v %v", in, svc)
 	}
-	if svc.Get("HTTP_Server") != "On" || svc.Get("Health_Check") != "On" {
-		t.Error("the health endpoint is off")
+	if svc.Get("HTTP_Server") != "On" {
+		t.Error("the HTTP server (the probes' endpoint) is off")
+	}
+}
+
+// What a node needs of tail, the filter and the scheduler; the node harness shows each in
+// the real engine.
+func TestNodeSettings(t *testing.T) {
+	secs := fluentBitConf(t)
+	svc, in, filter := only(t, secs, "SERVICE"), only(t, secs, "INPUT"), only(t, secs, "FILTER")
+	// A file with no offset in the DB at the first scan is read from its end otherwise.
+	if in.Get("Read_from_Head") != "On" {
+		t.Error("Read_from_Head is not On: a pod that logs while no agent runs loses those lines")
+	}
+	// Otherwise one long line ends the file's tail.
+	if in.Get("Skip_Long_Lines") != "On" {
+		t.Error("Skip_Long_Lines is not On")
+	}
+	// The whole pod object, up to the API server's largest (etcd's 1.5 MiB).
+	if n, ok := sizeOf(filter.Get("Buffer_Size")); !ok || n != 0 && n < 1536<<10 {
+		t.Errorf("kubernetes filter Buffer_Size %q: a pod object larger than it gets no metadata", filter.Get("Buffer_Size"))
+	}
+	if c, err := strconv.Atoi(svc.Get("scheduler.cap")); err != nil || c > 300 {
+		t.Errorf("scheduler.cap %q: a chunk may wait that long for its next try after an outage", svc.Get("scheduler.cap"))
+	}
+	// A filesystem buffer that a small node's disk holds (README: Disk).
+	for _, s := range secs {
+		if s.name == "OUTPUT" {
+			if n, ok := sizeOf(s.keys.Get("storage.total_limit_size")); !ok || n == 0 || n > 2<<30 {
+				t.Errorf("[OUTPUT] %s: storage.total_limit_size %q", s.keys.Get("Alias"), s.keys.Get("storage.total_limit_size"))
+			}
+		}
+	}
+}
+
+// sizeOf reads Fluent Bit's sizes: 32K, 2M, 1G.
+func sizeOf(v string) (int64, bool) {
+	mult := int64(1)
+	switch strings.ToUpper(v[max(len(v)-1, 0):]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		v = v[:len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n * mult, err == nil
+}
+
+// GKE admits a pod of a critical priority class outside kube-system only where a
+// ResourceQuota of its namespace is scoped to that class.
+func TestAdmittedOnGKEStandard(t *testing.T) {
+	r := render(t)
+	class := r.ds.Spec.Template.Spec.PriorityClassName
+	if class != "system-node-critical" && class != "system-cluster-critical" || r.ds.Namespace == "kube-system" {
+		return
+	}
+	q := r.quota
+	ok := q.Namespace == r.ds.Namespace && q.Spec.Scopes == nil && q.Spec.Hard.Pods() != nil && q.Spec.Hard.Pods().Value() > 0
+	if sel := q.Spec.ScopeSelector; ok && sel != nil {
+		ok = false
+		for _, e := range sel.MatchExpressions {
+			if e.ScopeName == corev1.ResourceQuotaScopePriorityClass && e.Operator == corev1.ScopeSelectorOpIn && slices.Contains(e.Values, class) {
+				ok = true
+			}
+		}
+	} else {
+		ok = false
+	}
+	if !ok {
+		t.Errorf("no ResourceQuota in %s scoped to PriorityClass %s: GKE refuses the pods (%+v)", r.ds.Namespace, class, q)
 	}
 }
 
@@ -140,6 +214,7 @@ type rendered struct {
 	role      rbacv1.ClusterRole
 	binding   rbacv1.ClusterRoleBinding
 	namespace corev1.Namespace
+	quota     corev1.ResourceQuota
 }
 
 // render builds conf/ with kustomize and decodes every object strictly into its k8s.io/api
@@ -174,6 +249,8 @@ func render(t *testing.T) *rendered {
 			into = &r.binding
 		case "Namespace":
 			into = &r.namespace
+		case "ResourceQuota":
+			into = &r.quota
 		default:
 			t.Fatalf("unexpected %s", res.GetKind())
 		}
@@ -184,7 +261,7 @@ func render(t *testing.T) *rendered {
 			t.Fatalf("%s %s: %v", res.GetKind(), res.GetName(), err)
 		}
 	}
-	for _, kind := range []string{"DaemonSet", "ConfigMap", "Secret", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Namespace"} {
+	for _, kind := range []string{"DaemonSet", "ConfigMap", "Secret", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Namespace", "ResourceQuota"} {
 		if seen[kind] != 1 {
 			t.Fatalf("%d %s objects, want 1", seen[kind], kind)
 		}
@@ -202,8 +279,10 @@ func TestManifests(t *testing.T) {
 
 	// The ConfigMap carries the files as they are in the repo, mounted where the image
 	// expects them.
-	if r.cm.Data["fluent-bit.conf"] != string(readFile(t, "fluent-bit.conf")) || r.cm.Data["plugins.conf"] != string(readFile(t, "plugins.conf")) {
-		t.Error("the ConfigMap does not hold conf/fluent-bit.conf and conf/plugins.conf")
+	for _, f := range []string{"fluent-bit.conf", "plugins.conf", "parsers.conf"} {
+		if r.cm.Data[f] != string(readFile(t, f)) {
+			t.Errorf("the ConfigMap does not hold conf/%s", f)
+		}
 	}
 	mounts := map[string]corev1.VolumeMount{}
 	for _, m := range c.VolumeMounts {
@@ -223,8 +302,11 @@ func TestManifests(t *testing.T) {
 	}
 	secs := fluentBitConf(t)
 	svc, in := only(t, secs, "SERVICE"), only(t, secs, "INPUT")
-	if m, v, ok := mountedAt(svc.Get("Plugins_File")); !ok || v.ConfigMap == nil || v.ConfigMap.Name != r.cm.Name || !m.ReadOnly {
-		t.Errorf("Plugins_File %s is not in the mounted ConfigMap", svc.Get("Plugins_File"))
+	for _, key := range []string{"Plugins_File", "Parsers_File"} {
+		f := svc.Get(key)
+		if m, v, ok := mountedAt(f); !ok || v.ConfigMap == nil || v.ConfigMap.Name != r.cm.Name || !m.ReadOnly || r.cm.Data[path.Base(f)] == "" {
+			t.Errorf("%s %q is not in the mounted ConfigMap", key, f)
+		}
 	}
 	for what, p := range map[string]string{"storage.path": svc.Get("storage.path"), "DB": in.Get("DB")} {
 		m, v, ok := mountedAt(strings.TrimSuffix(p, "/"))
@@ -236,24 +318,49 @@ func TestManifests(t *testing.T) {
 		t.Error("/var/log is not mounted read-only from the host")
 	}
 
-	// Shutdown: the kubelet waits longer than Fluent Bit's Grace, which is longer than the
-	// plugin's own shutdown_timeout.
+	// Shutdown as Fluent Bit 5.1.1 runs it (flb_engine.c, flb_output_thread.c): on SIGTERM
+	// it retries for up to Grace seconds, then joins each output's workers, which finish
+	// the flush in hand before running the rest of their queue; the plugin answers those at
+	// once while the destination is known dead. So the kubelet must wait Grace + the
+	// longest flush + a margin to exit. Each output states its flush bound explicitly.
 	grace, _ := strconv.Atoi(svc.Get("Grace"))
-	if spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds <= int64(grace) || grace == 0 {
-		t.Errorf("terminationGracePeriodSeconds %d, Grace %d", ptrValue(spec.TerminationGracePeriodSeconds), grace)
-	}
+	var longest time.Duration
 	for _, s := range secs {
-		if d, err := time.ParseDuration(s.keys.Get("shutdown_timeout")); s.name == "OUTPUT" && (err != nil || d >= time.Duration(grace)*time.Second) {
-			t.Errorf("[OUTPUT] %s: shutdown_timeout %q not under Grace %ds", s.keys.Get("Alias"), s.keys.Get("shutdown_timeout"), grace)
+		if s.name != "OUTPUT" {
+			continue
 		}
+		var keys []string
+		switch s.keys.Get("sink") {
+		case "syslog":
+			keys = []string{"write_timeout", "ack_timeout"}
+		case "stackdriver":
+			keys = []string{"timeout"}
+		}
+		var flush time.Duration
+		for _, k := range keys {
+			d, err := time.ParseDuration(s.keys.Get(k))
+			if err != nil {
+				t.Errorf("[OUTPUT] %s: %s %q: state it, it is part of the shutdown budget", s.keys.Get("Alias"), k, s.keys.Get(k))
+			}
+			flush += d
+		}
+		longest = max(longest, flush)
+	}
+	const margin = 5 * time.Second
+	if budget := time.Duration(grace)*time.Second + longest + margin; grace < 5 || spec.TerminationGracePeriodSeconds == nil ||
+		time.Duration(*spec.TerminationGracePeriodSeconds)*time.Second < budget {
+		t.Errorf("terminationGracePeriodSeconds %d < Grace %ds + longest flush %v + %v", ptrValue(spec.TerminationGracePeriodSeconds), grace, longest, margin)
 	}
 
-	// Health endpoint, node name, secret, scheduling, security.
+	// Probes on "/", which does not turn on a destination's errors.
 	port, _ := strconv.Atoi(svc.Get("HTTP_Port"))
 	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != port || p.HTTPGet.Path != "/api/v1/health" {
-			t.Errorf("%s probe %+v, want /api/v1/health on %d", name, p, port)
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != port || p.HTTPGet.Path != "/" {
+			t.Errorf("%s probe %+v, want / on %d", name, p, port)
 		}
+	}
+	if spec.NodeSelector["kubernetes.io/os"] != "linux" {
+		t.Error("pods are not kept to Linux nodes")
 	}
 	envs := map[string]corev1.EnvVar{}
 	for _, e := range c.Env {
@@ -316,7 +423,7 @@ func TestDockerfile(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^COPY --from=build /etc/ssl/certs/ca-certificates.crt ` + regexp.QuoteMeta(caFile) + `$`).MatchString(df) {
 		t.Errorf("the Dockerfile does not put a CA bundle at %s", caFile)
 	}
-	if !regexp.MustCompile(`(?m)^COPY conf/fluent-bit.conf conf/plugins.conf /fluent-bit/etc/$`).MatchString(df) {
+	if !regexp.MustCompile(`(?m)^COPY conf/fluent-bit.conf conf/plugins.conf conf/parsers.conf /fluent-bit/etc/$`).MatchString(df) {
 		t.Error("the Dockerfile does not copy the configuration to /fluent-bit/etc/")
 	}
 	if !regexp.MustCompile(`(?m)^ARG FLUENT_BIT_VERSION=\d+\.\d+\.\d+$`).MatchString(df) || !strings.Contains(df, "FROM fluent/fluent-bit:${FLUENT_BIT_VERSION}") {
@@ -324,11 +431,18 @@ func TestDockerfile(t *testing.T) {
 	}
 	gomod := string(readFile(t, "../go.mod"))
 	goVer := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(gomod)
-	if goVer == nil || !strings.Contains(df, "ARG GO_VERSION="+goVer[1]+"\n") || !strings.Contains(df, "FROM golang:${GO_VERSION}-bookworm AS build") {
+	if goVer == nil || !strings.Contains(df, "ARG GO_VERSION="+goVer[1]+"\n") || !strings.Contains(df, "FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build") {
 		t.Errorf("the builder is not Go %v on bookworm", goVer)
 	}
-	if !strings.Contains(df, "CGO_ENABLED=1 go build -buildmode=c-shared -trimpath") {
-		t.Error("the .so is not built with cgo and -trimpath")
+	if !strings.Contains(df, "CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags='-s -w'") {
+		t.Error("the .so is not built with cgo for the target, -trimpath and stripped")
+	}
+	// The build context holds no build output, test binaries or test data.
+	ignore := strings.Fields(string(readFile(t, "../.dockerignore")))
+	for _, want := range []string{"build/", "*.test", "**/testdata/", "**/*_test.go"} {
+		if !slices.Contains(ignore, want) {
+			t.Errorf(".dockerignore lacks %s", want)
+		}
 	}
 }
 

@@ -1,0 +1,204 @@
+package conf
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+// bigPod pads a pod object past the kubernetes filter's default 32 KiB Buffer_Size.
+const bigPod = 40 << 10
+
+func report(t *testing.T, n *node, scenario string, ds []delivery, extra string) {
+	t.Helper()
+	for _, d := range ds {
+		if d.lost != 0 {
+			t.Errorf("%s: %v", scenario, d)
+		}
+		if d.name == "cloud-logging" {
+			extra = fmt.Sprintf(" (%d with an insertId already written)%s", n.cloud.resent(), extra)
+		}
+		t.Logf("%s: %v%s", scenario, d, extra)
+	}
+}
+
+// Steady state: pods log, one of them larger than 32 KiB as an API object, and every line
+// arrives at both destinations under its own pod's identity.
+func TestNodeSteadyState(t *testing.T) {
+	n := newNode(t)
+	api, big := n.newPod("blog", "api-5d9b8c7f6-abcde", 0), n.newPod("mesh", "big-7f9c8d6b5-qwert", bigPod)
+	n.write(api, 1000)
+	a := n.startAgent()
+	a.waitReady()
+	n.write(big, 1000)
+	n.write(api, 1000)
+	ds := n.waitDelivered(60*time.Second, a)
+	took, killed := a.stop()
+	if killed {
+		t.Errorf("killed at the grace period")
+	}
+	a.checkNoRestart()
+	report(t, n, "steady state", ds, ", SIGTERM to exit "+took.Round(time.Millisecond).String())
+}
+
+// A rolling upgrade: the old pod is stopped while pods log; while no agent runs, a new pod
+// starts and writes (one of them larger than 32 KiB as an API object); the new agent starts
+// on the same hostPaths, and containerd rotates a 10 MiB file under it.
+func TestNodeRollingUpgrade(t *testing.T) {
+	n := newNode(t)
+	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
+	old := n.startAgent()
+	old.waitReady()
+	stopWriter := n.writer(500, api)
+	time.Sleep(3 * time.Second)
+	took, killed := old.stop()
+	if killed {
+		t.Error("the old pod was killed at the grace period")
+	}
+	old.checkNoRestart()
+	web, big := n.newPod("blog", "web-6c8d9f7b4-zxcvb", 0), n.newPod("mesh", "big-7f9c8d6b5-qwert", bigPod)
+	n.write(web, 500)
+	n.write(big, 500)
+	time.Sleep(2 * time.Second)
+	next := n.startAgent()
+	next.waitReady()
+	for api.logged() < 10<<20 {
+		n.write(api, 5000)
+	}
+	n.rotate(api)
+	n.write(api, 1000)
+	time.Sleep(2 * time.Second)
+	stopWriter()
+	ds := n.waitDelivered(120*time.Second, next)
+	next.checkNoRestart()
+	took2, killed2 := next.stop()
+	if killed2 {
+		t.Error("the new pod was killed at the grace period")
+	}
+	report(t, n, "rolling upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v, new pod %v", took.Round(time.Millisecond), took2.Round(time.Millisecond)))
+}
+
+// A node reboot: the agent is killed mid-stream with no SIGTERM, pods go on logging, and
+// the agent that starts after it on the same disk sends what was not confirmed.
+func TestNodeReboot(t *testing.T) {
+	n := newNode(t)
+	api, big := n.newPod("blog", "api-5d9b8c7f6-abcde", 0), n.newPod("mesh", "big-7f9c8d6b5-qwert", bigPod)
+	first := n.startAgent()
+	first.waitReady()
+	stopWriter := n.writer(2000, api, big)
+	time.Sleep(4 * time.Second)
+	first.kill()
+	time.Sleep(2 * time.Second)
+	second := n.startAgent()
+	second.waitReady()
+	time.Sleep(2 * time.Second)
+	stopWriter()
+	ds := n.waitDelivered(120*time.Second, second)
+	second.checkNoRestart()
+	if _, killed := second.stop(); killed {
+		t.Error("killed at the grace period")
+	}
+	report(t, n, "reboot", ds, "")
+}
+
+// Papertrail stops reading (accepts, never acknowledges) for longer than the grace period,
+// across an upgrade: the old pod exits before the kubelet's SIGKILL, Cloud Logging keeps
+// delivering meanwhile, and once Papertrail reads again every line arrives there too.
+func TestNodeDestinationHungAcrossUpgrade(t *testing.T) {
+	n := newNode(t)
+	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
+	old := n.startAgent()
+	old.waitReady()
+	stopWriter := n.writer(500, api)
+	time.Sleep(2 * time.Second)
+	n.papert.setReading(false)
+	time.Sleep(15 * time.Second)
+	took, killed := old.stop()
+	grace := time.Duration(*n.spec.TerminationGracePeriodSeconds) * time.Second
+	if killed || took >= grace {
+		t.Errorf("with Papertrail hung the old pod took %v to exit (killed: %v), grace %v:\n%s", took, killed, grace, old.tail())
+	}
+	old.checkNoRestart()
+	next := n.startAgent()
+	next.waitReady()
+	time.Sleep(5 * time.Second)
+	n.waitDelivered(60*time.Second, next, "cloud-logging")
+	n.papert.setReading(true)
+	stopWriter()
+	ds := n.waitDelivered(180*time.Second, next)
+	next.checkNoRestart()
+	took2, _ := next.stop()
+	report(t, n, "Papertrail hung across an upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v (grace %v), new pod %v", took.Round(time.Millisecond), grace, took2.Round(time.Millisecond)))
+}
+
+// Cloud Logging refuses every request (UNAVAILABLE) for a while: Papertrail gets every line
+// meanwhile, no probe fails, and Cloud Logging gets them all once it is back.
+func TestNodeOneDestinationDown(t *testing.T) {
+	n := newNode(t)
+	api, big := n.newPod("blog", "api-5d9b8c7f6-abcde", 0), n.newPod("mesh", "big-7f9c8d6b5-qwert", bigPod)
+	n.cloud.setDown(codes.Unavailable)
+	a := n.startAgent()
+	a.waitReady()
+	stopWriter := n.writer(500, api, big)
+	time.Sleep(5 * time.Second)
+	stopWriter()
+	n.waitDelivered(60*time.Second, a, "papertrail")
+	if d := n.deliveries()[1]; d.arrived != 0 {
+		t.Fatalf("the stand-in was down, yet %v", d)
+	}
+	n.cloud.setDown(codes.OK)
+	ds := n.waitDelivered(120*time.Second, a)
+	a.checkNoRestart()
+	if _, killed := a.stop(); killed {
+		t.Error("killed at the grace period")
+	}
+	report(t, n, "Cloud Logging down", ds, "")
+}
+
+// A limit of Fluent Bit 5.1.1's tail, measured rather than hidden: when containerd rotates a
+// file while no agent runs, the lines written to it after the last agent stopped are lost
+// (the new agent tails the new file; the renamed one is no longer under the Path, and the
+// DB's row for it is deleted as stale at start). Everything else arrives. README: Upgrades.
+func TestNodeRotationWhileNoAgentRuns(t *testing.T) {
+	n := newNode(t)
+	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
+	n.write(api, 100)
+	old := n.startAgent()
+	old.waitReady()
+	n.waitDelivered(60*time.Second, old)
+	if _, killed := old.stop(); killed {
+		t.Fatal("killed at the grace period")
+	}
+	n.write(api, 100) // seq 100..199, into the file that is then rotated
+	n.rotate(api)
+	n.write(api, 100)
+	next := n.startAgent()
+	next.waitReady()
+	unread := map[string]bool{}
+	for i := 100; i < 200; i++ {
+		unread[fmt.Sprintf("%s#%d", api.name, i)] = true
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, d := range []*tally{n.papert.tally, n.cloud.tally} {
+		for {
+			var others []string
+			missing := d.missing(n.expected())
+			for _, m := range missing {
+				if !unread[m] {
+					others = append(others, m)
+				}
+			}
+			if len(others) == 0 {
+				t.Logf("rotated while no agent ran: %d of the %d lines written to the rotated file after the agent stopped were lost, nothing else", len(missing), len(unread))
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("lost beyond the rotated file's unread lines: %d, first %v\n%s", len(others), others[0], next.tail())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	next.stop()
+}

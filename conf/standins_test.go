@@ -1,0 +1,358 @@
+package conf
+
+// Local stand-ins for what a GKE node talks to: Papertrail (a TLS syslog receiver), Cloud
+// Logging (a gRPC LoggingServiceV2), the Kubernetes API and the GCE metadata server. The two
+// destinations count every line they receive by its pod and sequence number, and can be
+// taken down the ways a real destination goes down.
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/trailstack/trailstack/internal/testpki"
+)
+
+// lineID finds the pod and sequence number that every harness log line carries.
+var lineID = regexp.MustCompile(`pod=(\S+) seq=(\d+)`)
+
+// tally counts what a destination received, by line id, and what arrived without its pod's
+// identity.
+type tally struct {
+	mu        sync.Mutex // guards got, anonymous and wrongName
+	got       map[string]int
+	anonymous int      // lines whose identity (metadata) was missing
+	wrongName []string // a few examples of lines under another identity
+}
+
+func newTally() *tally { return &tally{got: map[string]int{}} }
+
+// add records one line; ident is the pod the destination says it came from ("" when the
+// record had no Kubernetes metadata).
+func (t *tally) add(msg, ident string) {
+	m := lineID.FindStringSubmatch(msg)
+	if m == nil {
+		return // not a harness line (the engine's own records, for example)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.got[m[1]+"#"+m[2]]++
+	switch {
+	case ident == "":
+		t.anonymous++
+	case ident != m[1] && len(t.wrongName) < 5:
+		t.wrongName = append(t.wrongName, fmt.Sprintf("%s arrived as %s", m[0], ident))
+	}
+}
+
+// count returns how many of want arrived, how many are missing, and the extra copies.
+func (t *tally) count(want []string) (arrived, lost, dups int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, w := range want {
+		n := t.got[w]
+		if n == 0 {
+			lost++
+			continue
+		}
+		arrived++
+		dups += n - 1
+	}
+	return
+}
+
+// missing lists the ids of want that did not arrive.
+func (t *tally) missing(want []string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for _, w := range want {
+		if t.got[w] == 0 {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// syslogReceiver is Papertrail: RFC 5424 over TLS, one message per line.
+type syslogReceiver struct {
+	*tally
+	addr string
+	ln   net.Listener
+
+	mu       sync.Mutex    // guards resume and conns
+	resume   chan struct{} // non-nil while the receiver has stopped reading
+	conns    map[net.Conn]bool
+	refusing bool
+}
+
+// rfc5424 picks APP-NAME, PROCID and MSG out of a frame: <PRI>1 TS HOST APP PROCID MSGID SD MSG.
+var rfc5424 = regexp.MustCompile(`^<\d+>1 \S+ (\S+) (\S+) (\S+) \S+ (?:-|\[.*?\]) ?(.*)$`)
+
+func startSyslog(t *testing.T, pki *testpki.PKI) *syslogReceiver {
+	t.Helper()
+	// A receive buffer of a WAN link's size, not loopback's autotuned megabytes: a receiver
+	// that stops reading stops acknowledging within a chunk, as Papertrail would.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &syslogReceiver{tally: newTally(), addr: ln.Addr().String(), ln: tls.NewListener(ln, pki.Server), conns: map[net.Conn]bool{}}
+	go r.serve()
+	t.Cleanup(func() { r.ln.Close(); r.setReading(true); r.closeAll() })
+	return r
+}
+
+func (r *syslogReceiver) serve() {
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		if r.refusing {
+			r.mu.Unlock()
+			c.(*tls.Conn).NetConn().(*net.TCPConn).SetLinger(0)
+			c.Close()
+			continue
+		}
+		r.conns[c] = true
+		r.mu.Unlock()
+		go r.read(c)
+	}
+}
+
+func (r *syslogReceiver) read(c net.Conn) {
+	defer func() {
+		r.mu.Lock()
+		delete(r.conns, c)
+		r.mu.Unlock()
+		c.Close()
+	}()
+	br := bufio.NewReaderSize(c, 1<<20)
+	for {
+		r.mu.Lock()
+		wait := r.resume
+		r.mu.Unlock()
+		if wait != nil {
+			<-wait // stopped reading: the kernel's buffers fill and the sender's bytes stay unacknowledged
+		}
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		m := rfc5424.FindStringSubmatch(strings.TrimSuffix(line, "\n"))
+		if m == nil {
+			continue
+		}
+		// APP-NAME is namespace/container and PROCID the pod when the record had metadata.
+		ident := ""
+		if m[3] != "-" && strings.Contains(m[2], "/") {
+			ident = m[3]
+		}
+		r.add(m[4], ident)
+	}
+}
+
+// setReading stops (false) or resumes (true) reading from every connection.
+func (r *syslogReceiver) setReading(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case on && r.resume != nil:
+		close(r.resume)
+		r.resume = nil
+	case !on && r.resume == nil:
+		r.resume = make(chan struct{})
+	}
+}
+
+func (r *syslogReceiver) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.Close()
+	}
+}
+
+// cloudLogging is Cloud Logging's WriteLogEntries.
+type cloudLogging struct {
+	loggingpb.UnimplementedLoggingServiceV2Server
+	*tally
+	addr string
+
+	mu        sync.Mutex // guards down, insertIDs and sameID
+	down      codes.Code // non-OK: every request is answered with this code
+	insertIDs map[string]bool
+	sameID    int // entries whose insertId was seen before: the service keeps one of them
+}
+
+func startCloudLogging(t *testing.T) *cloudLogging {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &cloudLogging{tally: newTally(), addr: ln.Addr().String(), insertIDs: map[string]bool{}}
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
+	loggingpb.RegisterLoggingServiceV2Server(srv, f)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return f
+}
+
+// resent is how many entries arrived again with an insertId already written: Cloud Logging
+// keeps one entry per insertId and timestamp, so these are not duplicates to its users.
+func (f *cloudLogging) resent() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sameID
+}
+
+func (f *cloudLogging) setDown(c codes.Code) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = c
+}
+
+func (f *cloudLogging) WriteLogEntries(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) (*loggingpb.WriteLogEntriesResponse, error) {
+	f.mu.Lock()
+	down := f.down
+	f.mu.Unlock()
+	if down != codes.OK {
+		return nil, status.Error(down, "stand-in is down")
+	}
+	f.mu.Lock()
+	for _, e := range req.Entries {
+		if f.insertIDs[e.InsertId] {
+			f.sameID++
+		}
+		f.insertIDs[e.InsertId] = true
+	}
+	f.mu.Unlock()
+	for _, e := range req.Entries {
+		res := e.Resource
+		if res == nil {
+			res = req.Resource
+		}
+		ident := ""
+		if res.GetType() == "k8s_container" {
+			ident = res.Labels["pod_name"]
+		}
+		switch p := e.Payload.(type) {
+		case *loggingpb.LogEntry_TextPayload:
+			f.add(p.TextPayload, ident)
+		case *loggingpb.LogEntry_JsonPayload:
+			b, _ := json.Marshal(p.JsonPayload.AsMap())
+			f.add(string(b), ident)
+		}
+	}
+	return &loggingpb.WriteLogEntriesResponse{}, nil
+}
+
+func (f *cloudLogging) DeleteLog(context.Context, *loggingpb.DeleteLogRequest) (*emptypb.Empty, error) {
+	return &emptypb.Empty{}, nil
+}
+
+// kubeAPI serves pods as the API server does for the kubernetes filter's lookups.
+type kubeAPI struct {
+	mu      sync.Mutex // guards pods
+	pods    map[string][]byte
+	lookups int
+}
+
+// startKubeAPI listens on addr (where the pod's /etc/hosts puts kubernetes.default.svc) with
+// a certificate the pod's service-account ca.crt verifies.
+func startKubeAPI(t *testing.T, addr string, pki *testpki.PKI) *kubeAPI {
+	t.Helper()
+	k := &kubeAPI{pods: map[string][]byte{}}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: k, TLSConfig: pki.Server}
+	go srv.Serve(tls.NewListener(ln, pki.Server))
+	t.Cleanup(func() { srv.Close() })
+	return k
+}
+
+func (k *kubeAPI) addPod(ns, name string, labels, annotations map[string]string) {
+	pod := map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{
+			"name": name, "namespace": ns, "uid": podUID(ns, name),
+			"labels": labels, "annotations": annotations,
+			"creationTimestamp": "2026-11-27T00:00:00Z",
+		},
+		"spec": map[string]any{"nodeName": "node-1", "containers": []any{map[string]any{"name": "app", "image": "registry.example/app:1"}}},
+		"status": map[string]any{"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": []any{map[string]any{
+			"name": "app", "image": "registry.example/app:1", "imageID": "registry.example/app@sha256:00",
+			"containerID": "containerd://" + containerID(ns, name), "ready": true,
+		}}},
+	}
+	b, _ := json.Marshal(pod)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.pods["/api/v1/namespaces/"+ns+"/pods/"+name] = b
+}
+
+func (k *kubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		http.Error(w, "no token", http.StatusUnauthorized)
+		return
+	}
+	k.mu.Lock()
+	b, ok := k.pods[r.URL.Path]
+	k.lookups++
+	k.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// startMetadata answers as GKE's metadata server does for the Cloud Logging output.
+func startMetadata(t *testing.T) string {
+	t.Helper()
+	attrs := map[string]string{
+		"project/project-id":                   "node-harness",
+		"instance/attributes/cluster-name":     "harness",
+		"instance/attributes/cluster-location": "europe-west1",
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, ok := attrs[strings.TrimPrefix(r.URL.Path, "/computeMetadata/v1/")]
+		if r.Header.Get("Metadata-Flavor") != "Google" || !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Metadata-Flavor", "Google")
+		_, _ = w.Write([]byte(v))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
