@@ -594,10 +594,10 @@ func (n *node) expected() []string {
 
 // delivery is what one destination got of what was written.
 type delivery struct {
-	name                 string
-	arrived, lost, dups  int
-	anonymous            int
-	wrongName            []string
+	name                string
+	arrived, lost, dups int
+	anonymous           int
+	wrongName           []string
 }
 
 func (d delivery) String() string {
