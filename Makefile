@@ -3,17 +3,30 @@ GO      ?= go
 CC      ?= gcc
 BUILD   := build
 SO      := $(BUILD)/out_trailstack.so
+SO_ARM64 := $(BUILD)/arm64/out_trailstack.so
+IMAGE   ?= trailstack:dev
 TEST_SO := $(BUILD)/out_trailstack_test.so
 HOST    := $(BUILD)/flbhost
 GOFILES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 FIXTURES ?= ../shared/fixtures/fluent-bit-5.1.1
 
-.PHONY: all test bench demo lint clean
+.PHONY: all test bench demo lint clean image
 
 all: $(SO) $(HOST)
 
+# The shipped plugin, stripped as the Dockerfile builds it.
 $(SO): $(GOFILES)
-	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -o $@ ./plugin
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $@ ./plugin
+
+# The arm64 image's plugin, cross-built with Debian's gcc-aarch64-linux-gnu.
+$(SO_ARM64): $(GOFILES)
+	CGO_ENABLED=1 GOARCH=arm64 CC=aarch64-linux-gnu-gcc $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $@ ./plugin
+	readelf -h $@ | grep Machine
+	readelf -d $@ | grep NEEDED
+
+# The image for both architectures (needs a Docker engine with buildx; pushes to IMAGE).
+image:
+	docker buildx build --platform linux/amd64,linux/arm64 -t $(IMAGE) --push .
 
 # The same plugin with a destination the tests can inspect (package internal/testsink).
 $(TEST_SO): $(GOFILES)
@@ -36,9 +49,12 @@ lint:
 	# every package but plugin/ builds without cgo
 	CGO_ENABLED=0 $(GO) build $$($(GO) list ./... | grep -v /plugin$$)
 
-test: all $(TEST_SO) lint
+# Unit tests, the .so through the C host, the real engine (../shared/engine/fluent-bit or
+# FLUENT_BIT_BIN) and the node harness (conf/, as root).
+test: all $(TEST_SO) $(SO_ARM64) lint
 	TRAILSTACK_TEST_SO=$(abspath $(TEST_SO)) FLBHOST=$(abspath $(HOST)) \
-		$(GO) test -race -count=1 -timeout 30m ./...
+	TRAILSTACK_SO=$(abspath $(SO)) TRAILSTACK_SO_ARM64=$(abspath $(SO_ARM64)) \
+		$(GO) test -race -count=1 -timeout 60m ./...
 
 # Benchmarks: decoding in Go, then the whole .so through the C host with the null sink.
 bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging

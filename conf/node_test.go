@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -130,7 +131,8 @@ func TestNodeDestinationHungAcrossUpgrade(t *testing.T) {
 	ds := n.waitDelivered(180*time.Second, next)
 	next.checkNoRestart()
 	took2, _ := next.stop()
-	report(t, n, "Papertrail hung across an upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v (grace %v), new pod %v", took.Round(time.Millisecond), grace, took2.Round(time.Millisecond)))
+	pending := regexp.MustCompile(`pending chunk count: memory=\d+, filesystem=\d+`).FindString(old.tail())
+	report(t, n, "Papertrail hung across an upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v with %s (grace %v), new pod %v", took.Round(time.Millisecond), pending, grace, took2.Round(time.Millisecond)))
 }
 
 // Cloud Logging refuses every request (UNAVAILABLE) for a while: Papertrail gets every line

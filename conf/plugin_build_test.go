@@ -1,0 +1,69 @@
+package conf
+
+import (
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// checkSO holds a shipped .so to what the image needs: the machine it says, stripped, and
+// needing nothing beyond glibc (the Fluent Bit image has nothing else to offer).
+func checkSO(t *testing.T, path string, machine elf.Machine) {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != machine || f.Type != elf.ET_DYN {
+		t.Errorf("%s: %v %v, want a %v shared object", path, f.Machine, f.Type, machine)
+	}
+	if f.Section(".symtab") != nil {
+		t.Errorf("%s is not stripped (-ldflags='-s -w')", path)
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range libs {
+		if l != "libc.so.6" {
+			t.Errorf("%s needs %s: only libc is sure to be in the image", path, l)
+		}
+	}
+	syms, _ := f.DynamicSymbols()
+	var names []string
+	for _, s := range syms {
+		names = append(names, s.Name)
+	}
+	for _, want := range []string{"FLBPluginRegister", "FLBPluginInit", "FLBPluginFlushCtx", "FLBPluginExitCtx"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("%s does not export %s", path, want)
+		}
+	}
+}
+
+func TestShippedPluginAMD64(t *testing.T) {
+	checkSO(t, pluginSO(t), elf.EM_X86_64)
+}
+
+// The arm64 image's .so, cross-built as the Dockerfile builds it on an amd64 builder.
+func TestShippedPluginARM64(t *testing.T) {
+	so := os.Getenv("TRAILSTACK_SO_ARM64")
+	if so == "" {
+		cc, err := exec.LookPath("aarch64-linux-gnu-gcc")
+		if err != nil {
+			needed(t, "no aarch64-linux-gnu-gcc (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross)")
+		}
+		so = filepath.Join(t.TempDir(), "out_trailstack.so")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", so, "./plugin")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOARCH=arm64", "CC="+cc)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("cross-building for arm64: %v\n%s", err, b)
+		}
+	}
+	checkSO(t, so, elf.EM_AARCH64)
+}
