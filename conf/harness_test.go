@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,7 +330,19 @@ func (n *node) startAgent() *agent {
 			fmt.Fprintf(&sh, "mount --bind %q \"$R\"%q\n", m[0], m[1])
 		}
 	}
-	sh.WriteString("exec chroot \"$R\" \"$@\"\n")
+	// The container's security context: no capability left and no privilege to gain
+	// (setpriv is util-linux's, from the host's /usr mounted in the root).
+	sc, drop := n.c.SecurityContext, ""
+	if sc != nil && sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL") {
+		drop += " --bounding-set=-all --inh-caps=-all"
+	}
+	if sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+		drop += " --no-new-privs"
+	}
+	if drop != "" {
+		drop = " /usr/bin/setpriv" + drop
+	}
+	sh.WriteString("exec chroot \"$R\"" + drop + " \"$@\"\n")
 	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", sh.String(), "pod"}, n.argv...)
 	a.cmd = exec.Command("unshare", args...)
 	a.cmd.Env = append([]string{"R=" + n.root}, n.env...)
@@ -456,6 +469,11 @@ func (a *agent) checkNoRestart() {
 	}
 }
 
+func (a *agent) output() string {
+	b, _ := os.ReadFile(a.log)
+	return string(b)
+}
+
 func (a *agent) tail() string {
 	b, _ := os.ReadFile(a.log)
 	if len(b) > 6000 {
@@ -469,6 +487,7 @@ func (a *agent) tail() string {
 type appPod struct {
 	ns, name string
 	file     string // the log file, on the node's disk
+	logfmt   bool   // key=value lines instead of text
 
 	mu   sync.Mutex // guards seq and size, and orders writes with rotation: one writer, as containerd
 	seq  int
@@ -494,6 +513,11 @@ func (n *node) newPod(ns, name string, annotationBytes int) *appPod {
 	if annotationBytes > 0 {
 		ann["example.com/injected-config"] = strings.Repeat("x", annotationBytes)
 	}
+	return n.newAnnotatedPod(ns, name, ann)
+}
+
+func (n *node) newAnnotatedPod(ns, name string, ann map[string]string) *appPod {
+	n.t.Helper()
 	n.kube.addPod(ns, name, map[string]string{"app": name}, ann)
 	varlog := n.hostPath("/var/log")
 	dir := filepath.Join("pods", ns+"_"+name+"_"+podUID(ns, name), "app")
@@ -532,6 +556,9 @@ func (n *node) write(p *appPod, count int) {
 			stream = "stderr"
 		}
 		line := fmt.Sprintf("%s %s F pod=%s seq=%d GET /api/v1/items?page=%d 200 %s\n", ts, stream, p.name, p.seq, p.seq, strings.Repeat("a", 120))
+		if p.logfmt {
+			line = fmt.Sprintf("%s %s F level=info msg=\"request done\" pod=%s seq=%d\n", ts, stream, p.name, p.seq)
+		}
 		w.WriteString(line)
 		p.size += int64(len(line))
 		ids = append(ids, p.name+"#"+strconv.Itoa(p.seq))

@@ -26,16 +26,23 @@ func report(t *testing.T, n *node, scenario string, ds []delivery, extra string)
 }
 
 // Steady state: pods log, one of them larger than 32 KiB as an API object, and every line
-// arrives at both destinations under its own pod's identity.
+// arrives at both destinations under its own pod's identity. A pod that names a parser in
+// its annotation gets its lines parsed (the parsers file is in the ConfigMap).
 func TestNodeSteadyState(t *testing.T) {
 	n := newNode(t)
 	api, big := n.newPod("blog", "api-5d9b8c7f6-abcde", 0), n.newPod("mesh", "big-7f9c8d6b5-qwert", bigPod)
+	grafana := n.newAnnotatedPod("monitoring", "grafana-6b8f7d9c4-wl9zt", map[string]string{"fluentbit.io/parser": "logfmt"})
+	grafana.logfmt = true
 	n.write(api, 1000)
 	a := n.startAgent()
 	a.waitReady()
 	n.write(big, 1000)
 	n.write(api, 1000)
+	n.write(grafana, 200)
 	ds := n.waitDelivered(60*time.Second, a)
+	if got := n.cloud.jsonEntries(grafana.name); got != 200 {
+		t.Errorf("%d of 200 logfmt lines of a pod annotated fluentbit.io/parser: logfmt were parsed", got)
+	}
 	took, killed := a.stop()
 	if killed {
 		t.Errorf("killed at the grace period")
@@ -131,7 +138,7 @@ func TestNodeDestinationHungAcrossUpgrade(t *testing.T) {
 	ds := n.waitDelivered(180*time.Second, next)
 	next.checkNoRestart()
 	took2, _ := next.stop()
-	pending := regexp.MustCompile(`pending chunk count: memory=\d+, filesystem=\d+`).FindString(old.tail())
+	pending := regexp.MustCompile(`pending chunk count: memory=\d+, filesystem=\d+`).FindString(old.output())
 	report(t, n, "Papertrail hung across an upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v with %s (grace %v), new pod %v", took.Round(time.Millisecond), pending, grace, took2.Round(time.Millisecond)))
 }
 

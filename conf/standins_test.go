@@ -28,8 +28,9 @@ import (
 	"github.com/trailstack/trailstack/internal/testpki"
 )
 
-// lineID finds the pod and sequence number that every harness log line carries.
-var lineID = regexp.MustCompile(`pod=(\S+) seq=(\d+)`)
+// lineID finds the pod and sequence number that every harness log line carries, as text
+// (pod=P seq=N) or as the JSON of a parsed line ("pod":"P","seq":"N").
+var lineID = regexp.MustCompile(`pod"?[=:]"?([^"\s,]+)"?[ ,]"?seq"?[=:]"?(\d+)`)
 
 // tally counts what a destination received, by line id, and what arrived without its pod's
 // identity.
@@ -199,10 +200,11 @@ type cloudLogging struct {
 	*tally
 	addr string
 
-	mu        sync.Mutex // guards down, insertIDs and sameID
-	down      codes.Code // non-OK: every request is answered with this code
-	insertIDs map[string]bool
-	sameID    int // entries whose insertId was seen before: the service keeps one of them
+	mu         sync.Mutex // guards down, insertIDs, sameID and structured
+	down       codes.Code // non-OK: every request is answered with this code
+	insertIDs  map[string]bool
+	sameID     int            // entries whose insertId was seen before: the service keeps one of them
+	structured map[string]int // jsonPayload entries by pod
 }
 
 func startCloudLogging(t *testing.T) *cloudLogging {
@@ -211,7 +213,7 @@ func startCloudLogging(t *testing.T) *cloudLogging {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &cloudLogging{tally: newTally(), addr: ln.Addr().String(), insertIDs: map[string]bool{}}
+	f := &cloudLogging{tally: newTally(), addr: ln.Addr().String(), insertIDs: map[string]bool{}, structured: map[string]int{}}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
 	loggingpb.RegisterLoggingServiceV2Server(srv, f)
 	go srv.Serve(ln)
@@ -225,6 +227,13 @@ func (f *cloudLogging) resent() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.sameID
+}
+
+// jsonEntries is how many of a pod's entries came with a jsonPayload.
+func (f *cloudLogging) jsonEntries(pod string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.structured[pod]
 }
 
 func (f *cloudLogging) setDown(c codes.Code) {
@@ -263,6 +272,9 @@ func (f *cloudLogging) WriteLogEntries(ctx context.Context, req *loggingpb.Write
 		case *loggingpb.LogEntry_JsonPayload:
 			b, _ := json.Marshal(p.JsonPayload.AsMap())
 			f.add(string(b), ident)
+			f.mu.Lock()
+			f.structured[ident]++
+			f.mu.Unlock()
 		}
 	}
 	return &loggingpb.WriteLogEntriesResponse{}, nil
