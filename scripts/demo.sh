@@ -18,6 +18,9 @@ echo "== Papertrail stand-in: RFC 5424 over TLS at $syslog_addr (CA $work/ca.pem
 echo "== Cloud Logging stand-in: gRPC at $logging_addr"
 
 fluent_bit=${FLUENT_BIT_BIN:-$(command -v fluent-bit || true)}
+if [ -z "$fluent_bit" ] && [ -x ../shared/engine/fluent-bit ]; then
+	fluent_bit=$(realpath ../shared/engine/fluent-bit)
+fi
 if [ -n "$fluent_bit" ]; then
 	# The shipped conf/fluent-bit.conf in a real fluent-bit, pointed at this machine: the
 	# sample container logs instead of /var/log/containers, state in a temporary folder, the
@@ -25,14 +28,15 @@ if [ -n "$fluent_bit" ]; then
 	# records carry no pod metadata.
 	mkdir -p "$work/state"
 	printf '[PLUGINS]\n    Path %s\n' "$(realpath "$build/out_trailstack.so")" >"$work/plugins.conf"
-	awk -v logs="$(realpath testdata/containers)" -v work="$work" -v logging="$logging_addr" '
+	awk -v logs="$(realpath testdata/containers)" -v work="$work" -v logging="$logging_addr" -v conf="$(realpath conf)" '
 		/^\[FILTER\]/ { skip = 1; next }
 		/^\[/ { skip = 0 }
 		skip { next }
 		/^ *Plugins_File/ { print "    Plugins_File " work "/plugins.conf"; next }
+		/^ *Parsers_File/ { print "    Parsers_File " conf "/parsers.conf"; next }
 		/^ *storage.path/ { print "    storage.path " work "/state/storage/"; next }
 		/^ *DB / { print "    DB " work "/state/tail.db"; next }
-		/^ *Path / { print "    Path " logs "/*.log"; print "    Read_from_Head On"; next }
+		/^ *Path / { print "    Path " logs "/*.log"; next }
 		/^ *HTTP_Server/ { print "    HTTP_Server Off"; next }
 		/^ *ca_file/ { print "    ca_file " work "/ca.pem"; next }
 		/^ *sink  *stackdriver/ { print; print "    endpoint " logging; print "    endpoint_plaintext on";
