@@ -30,7 +30,7 @@ type Instance struct {
 
 	batches sync.Pool // *[]record.Record, reused across flushes
 
-	flushes, delivered, retries, failures atomic.Int64
+	flushes, delivered, retries, failures, refused atomic.Int64
 }
 
 // NewInstance reads the instance's keys through get and builds its sink. An error names the
@@ -152,7 +152,8 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs})
 	switch res.Status {
 	case Delivered:
-		in.delivered.Add(int64(len(recs)))
+		in.delivered.Add(int64(len(recs) - res.Refused))
+		in.refused.Add(int64(res.Refused))
 		if corrupt != nil {
 			// What could be read is delivered; what follows the corruption cannot be.
 			in.log.Errorf("delivered the %d records before the corruption, dropping the rest of the chunk (tag %s): %v", len(recs), tag, corrupt)
@@ -205,8 +206,8 @@ func (in *Instance) Close() {
 	if err := in.sink.Close(); err != nil {
 		in.log.Warnf("closing sink: %v", err)
 	}
-	in.log.Infof("exited after %d flushes: %d records delivered, %d retries, %d chunks dropped",
-		in.flushes.Load(), in.delivered.Load(), in.retries.Load(), in.failures.Load())
+	in.log.Infof("exited after %d flushes: %d records delivered, %d retries, %d chunks dropped, %d records refused by the destination",
+		in.flushes.Load(), in.delivered.Load(), in.retries.Load(), in.failures.Load(), in.refused.Load())
 }
 
 // Registry maps the opaque contexts Fluent Bit hands back on every flush to instances.

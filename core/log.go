@@ -50,3 +50,26 @@ func (l *Logger) Warnf(format string, args ...any) { l.logf(" warn", format, arg
 
 // Infof logs a normal event.
 func (l *Logger) Infof(format string, args ...any) { l.logf(" info", format, args...) }
+
+// Every lets one line per interval through and counts the rest, so that a cause that
+// repeats on every chunk is logged once per interval with how often it recurred.
+type Every struct {
+	Interval time.Duration
+
+	mu         sync.Mutex // guards last and suppressed
+	last       time.Time
+	suppressed int
+}
+
+// Allow reports whether a line may be logged now and how many were held back since the last.
+func (e *Every) Allow() (ok bool, suppressed int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := timeNow()
+	if !e.last.IsZero() && now.Sub(e.last) < e.Interval {
+		e.suppressed++
+		return false, 0
+	}
+	e.last, suppressed, e.suppressed = now, e.suppressed, 0
+	return true, suppressed
+}

@@ -42,6 +42,10 @@ type Batch struct {
 type Result struct {
 	Status Status
 	Err    error
+	// Refused counts the records of a Delivered batch that the destination refused one by
+	// one and that can never be delivered: dropped, each with its reason logged, while
+	// every other record was delivered.
+	Refused int
 }
 
 // Sink is one destination. Deliver is called concurrently when the instance has several

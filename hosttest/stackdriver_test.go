@@ -2,11 +2,16 @@ package hosttest
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/trailstack/trailstack/internal/fixture"
 )
 
 // The fixture chunks through the real .so (its own Go runtime, gRPC and Cloud Logging
@@ -44,4 +49,66 @@ func TestStackdriverThroughTheSO(t *testing.T) {
 	if !strings.Contains(r.stderr, fmt.Sprintf("[output:trailstack:trailstack.0] exited after 3 flushes: %d records delivered", 206)) {
 		t.Errorf("log:\n%s", r.stderr)
 	}
+}
+
+// In the real engine, one entry that Cloud Logging refuses (in a request it then refuses as a
+// whole) costs that entry only: every other line of the fixture logs arrives, the flush
+// answers OK, and the engine's log names the refused entry.
+func TestRealFluentBitOneRefusedEntry(t *testing.T) {
+	bin := fluentBit(t)
+	dir := t.TempDir()
+	copyLogs(t, filepath.Join(fixture.Dir(), "..", "container-logs", "*.log"), dir)
+	want := len(expected(t, fixtures(t, "kube-raw")))
+	fake := goBuild(t, "./internal/cmd/fakelogging", dir)
+	srv := exec.Command(fake, "-expect", fmt.Sprint(want-1), "-refuse", "héllo", "-timeout", "60s")
+	stdout, _ := srv.StdoutPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	lines.Scan()
+	addr := strings.TrimPrefix(lines.Text(), "listening ")
+	conf := filepath.Join(dir, "fluent-bit.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[SERVICE]
+    Flush        1
+    Grace        5
+    Log_Level    info
+[INPUT]
+    Name             tail
+    Tag              kube.*
+    Path             %[1]s/*.log
+    multiline.parser cri
+    Read_from_Head   On
+    Buffer_Max_Size  512k
+[OUTPUT]
+    Name               trailstack
+    Match              *
+    Workers            1
+    Retry_Limit        no_limits
+    sink               stackdriver
+    endpoint           %[2]s
+    endpoint_plaintext on
+    project_id         blog-prod
+    cluster_name       blog
+    cluster_location   europe-west1
+`, dir, addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NODE_NAME", "node-1")
+	logPath := filepath.Join(dir, "engine-output.txt")
+	cmd := startEngine(t, bin, conf, logPath)
+	lines.Scan()
+	if got, wantLine := lines.Text(), fmt.Sprintf("received %d entries in ", want-1); !strings.HasPrefix(got, wantLine) {
+		t.Fatalf("fakelogging: %q, want %q...", got, wantLine)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	engineLog, _ := os.ReadFile(logPath)
+	for _, w := range []string{"Cloud Logging refused 1 of 1 entries", "héllo", fmt.Sprintf("%d records delivered, 0 retries, 0 chunks dropped, 1 records refused", want-1)} {
+		if !bytes.Contains(engineLog, []byte(w)) {
+			t.Errorf("the engine's log lacks %q:\n%s", w, engineLog)
+		}
+	}
+	t.Logf("%d of %d lines written, the refused one named in the log", want-1, want)
 }

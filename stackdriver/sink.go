@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +44,7 @@ type sink struct {
 	timeout time.Duration
 	scratch sync.Pool // *scratch
 	backoff core.Backoff
+	refused core.Every // one log line per interval about refused entries
 }
 
 // New builds the Cloud Logging sink from an instance's keys, asking the metadata server for
@@ -122,6 +125,7 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 		return nil, fmt.Errorf("cloud logging client: %w", err)
 	}
 	s := &sink{client: client, m: newMapper(project, location, cluster, fallback, ex), log: env.Log, timeout: timeout}
+	s.refused.Interval = 10 * time.Second
 	s.m.logName, s.m.nodeName = logName, nodeName
 	s.scratch.New = func() any { return s.m.newScratch() }
 	env.Log.Infof("Cloud Logging: project %s, cluster %s in %s", project, cluster, location)
@@ -243,6 +247,10 @@ type hoist struct {
 }
 
 // write sends one request, synchronously: the flush answers only when Cloud Logging has.
+// When the service refuses the request as a whole (INVALID_ARGUMENT without per-entry
+// errors), one bad entry must not cost the others: the request is split in halves and each
+// half sent again, down to single entries, so that only the entries refused on their own are
+// dropped. A chunk of n entries with one bad entry takes about 2·log2(n) more requests.
 func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) core.Result {
 	// No retries inside the client: a failed flush answers RETRY at once and Fluent Bit's
 	// scheduler, which keeps the chunk, decides when to try again.
@@ -255,12 +263,58 @@ func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest)
 		// at once for a while instead of each waiting out the timeout (a cancelled flush,
 		// at shutdown, says nothing about the service).
 		s.backoff.Failed(err, true)
+	case refusedWhole(err):
+		if len(req.Entries) == 1 {
+			s.logRefused(1, len(req.Entries), fmt.Sprintf("entry %s: %v", req.Entries[0].InsertId, status.Convert(err).Message()))
+			return core.Result{Status: core.Delivered, Refused: 1}
+		}
+		var refused int
+		half := len(req.Entries) / 2
+		for _, part := range [][]*loggingpb.LogEntry{req.Entries[:half], req.Entries[half:]} {
+			sub := &loggingpb.WriteLogEntriesRequest{LogName: req.LogName, Resource: req.Resource, Labels: req.Labels, PartialSuccess: true, Entries: part}
+			res := s.write(ctx, sub)
+			if res.Status != core.Delivered {
+				return res
+			}
+			refused += res.Refused
+		}
+		return core.Result{Status: core.Delivered, Refused: refused}
 	}
-	return classify(err, len(req.Entries), s.log)
+	res := classify(err)
+	if pe := partialErrors(err); pe != nil {
+		// partial_success: the valid entries were written; these never will be.
+		first := slices.Min(slices.Collect(maps.Keys(pe.LogEntryErrors)))
+		s.logRefused(len(pe.LogEntryErrors), len(req.Entries), fmt.Sprintf("entry %s: %s", req.Entries[first].GetInsertId(), pe.LogEntryErrors[first].GetMessage()))
+		res.Refused = len(pe.LogEntryErrors)
+	}
+	return res
 }
 
-// classify turns the API's answer into ours. See the README's outcome table.
-func classify(err error, entries int, log *core.Logger) core.Result {
+// logRefused says which entries Cloud Logging refused, at most once per interval.
+func (s *sink) logRefused(n, of int, first string) {
+	if ok, more := s.refused.Allow(); ok {
+		s.log.Errorf("Cloud Logging refused %d of %d entries of a request, dropped (the rest are written); first: %s (%d such lines held back in the last %v)", n, of, first, more, s.refused.Interval)
+	}
+}
+
+// refusedWhole is an INVALID_ARGUMENT answer that names no entry: the whole request was
+// refused, valid entries included.
+func refusedWhole(err error) bool {
+	return status.Code(err) == codes.InvalidArgument && partialErrors(err) == nil
+}
+
+func partialErrors(err error) *loggingpb.WriteLogEntriesPartialErrors {
+	for _, d := range status.Convert(err).Details() {
+		if pe, ok := d.(*loggingpb.WriteLogEntriesPartialErrors); ok && len(pe.LogEntryErrors) > 0 {
+			return pe
+		}
+	}
+	return nil
+}
+
+// classify turns the API's answer into ours. See the README's outcome table. A request
+// refused as a whole never reaches it (write splits it).
+func classify(err error) core.Result {
 	if err == nil {
 		return core.Result{Status: core.Delivered}
 	}
@@ -270,19 +324,8 @@ func classify(err error, entries int, log *core.Logger) core.Result {
 	}
 	switch st.Code() {
 	case codes.InvalidArgument:
-		for _, d := range st.Details() {
-			if pe, ok := d.(*loggingpb.WriteLogEntriesPartialErrors); ok && len(pe.LogEntryErrors) > 0 {
-				// partial_success: the valid entries were written; these never will be.
-				var first string
-				for i, e := range pe.LogEntryErrors {
-					first = fmt.Sprintf("entry %d: %s", i, e.GetMessage())
-					break
-				}
-				log.Errorf("Cloud Logging rejected %d of %d entries, dropped (the rest are written): %s", len(pe.LogEntryErrors), entries, first)
-				return core.Result{Status: core.Delivered}
-			}
-		}
-		return core.Result{Status: core.Failed, Err: fmt.Errorf("Cloud Logging rejected the whole request as invalid: %w", err)}
+		// partial_success: the valid entries were written; write logs the others.
+		return core.Result{Status: core.Delivered}
 	case codes.Unauthenticated, codes.PermissionDenied:
 		return core.Result{Status: core.Retry, Err: fmt.Errorf("%w (check the node's service account or Workload Identity has roles/logging.logWriter)", err)}
 	case codes.NotFound:

@@ -202,7 +202,7 @@ func TestOutcomes(t *testing.T) {
 	}{
 		{"ok", nil, false, core.Delivered},
 		{"partial", partial.Err(), false, core.Delivered},
-		{"invalid request", status.Error(codes.InvalidArgument, "request malformed"), false, core.Failed},
+		{"invalid request", status.Error(codes.InvalidArgument, "request malformed"), false, core.Delivered},
 		{"unavailable", status.Error(codes.Unavailable, "down"), false, core.Retry},
 		{"quota", status.Error(codes.ResourceExhausted, "quota"), false, core.Retry},
 		{"internal", status.Error(codes.Internal, "oops"), false, core.Retry},
@@ -227,6 +227,10 @@ func TestOutcomes(t *testing.T) {
 		close(release)
 		if res.Status != c.want {
 			t.Errorf("%s: %v (%v), want %v", c.name, res.Status, res.Err, c.want)
+		}
+		// Refused one by one, every entry is dropped and counted; partially, the one named.
+		if want := map[string]int{"invalid request": len(b.Records), "partial": 1}[c.name]; res.Refused != want {
+			t.Errorf("%s: %d refused, want %d", c.name, res.Refused, want)
 		}
 		if c.slow && time.Since(start) > 3*time.Second {
 			t.Errorf("%s: took %v with a 1s timeout", c.name, time.Since(start))
@@ -455,4 +459,37 @@ func TestHungServiceAnswersAtOnce(t *testing.T) {
 	s.backoff.Reset()
 	f.setAnswer(nil)
 	deliver(t, s, b)
+}
+
+// One entry that the service refuses, in a request it then refuses as a whole (no per-entry
+// errors), costs that entry only: the requests are halved down to it, every other entry is
+// written, and a chunk split into several requests still sends the ones after it.
+func TestOneRefusedEntryCostsOneEntry(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	b := fixture.Batch(t, fixture.Files(t, "kube-merged")[0]) // api: several resources, several requests
+	var requests atomic.Int32
+	f.setAnswer(func(r *loggingpb.WriteLogEntriesRequest) error {
+		requests.Add(1)
+		for _, e := range r.Entries {
+			if strings.Contains(e.GetTextPayload(), "héllo") {
+				return status.Error(codes.InvalidArgument, "entry has a forbidden word")
+			}
+		}
+		return nil
+	})
+	res := s.Deliver(context.Background(), b)
+	if res.Status != core.Delivered || res.Refused != 1 {
+		t.Fatalf("%v %v, %d refused; want delivered with 1 refused", res.Status, res.Err, res.Refused)
+	}
+	got := f.entries()
+	if len(got) != len(b.Records)-1 {
+		t.Fatalf("%d of %d entries written, want all but the refused one", len(got), len(b.Records))
+	}
+	for _, e := range got {
+		if strings.Contains(e.GetTextPayload(), "héllo") {
+			t.Fatal("the refused entry was written")
+		}
+	}
+	t.Logf("%d records, 1 refused: %d requests", len(b.Records), requests.Load())
 }

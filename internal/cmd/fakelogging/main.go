@@ -2,7 +2,10 @@
 // a LoggingServiceV2 gRPC server on loopback that counts the entries written to it,
 // optionally prints them, and exits once it has the number it was told to expect.
 //
-//	fakelogging -expect N [-print]   prints "listening ADDR"
+//	fakelogging -expect N [-print] [-refuse TEXT]   prints "listening ADDR"
+//
+// With -refuse, a request holding an entry whose payload contains TEXT is refused as a whole
+// (INVALID_ARGUMENT with no per-entry errors), as the service refuses a malformed request.
 package main
 
 import (
@@ -11,17 +14,21 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 type server struct {
 	loggingpb.UnimplementedLoggingServiceV2Server
 	print   bool
+	refuse  string
 	expect  int64
 	entries atomic.Int64
 	reqs    atomic.Int64
@@ -32,6 +39,14 @@ type server struct {
 
 func (s *server) WriteLogEntries(_ context.Context, r *loggingpb.WriteLogEntriesRequest) (*loggingpb.WriteLogEntriesResponse, error) {
 	s.reqs.Add(1)
+	if s.refuse != "" {
+		for _, e := range r.Entries {
+			b, _ := e.GetJsonPayload().MarshalJSON()
+			if strings.Contains(e.GetTextPayload(), s.refuse) || strings.Contains(string(b), s.refuse) {
+				return nil, status.Error(codes.InvalidArgument, "refused: the request holds an entry with "+s.refuse)
+			}
+		}
+	}
 	if s.print {
 		s.mu.Lock()
 		for _, e := range r.Entries {
@@ -64,6 +79,7 @@ func (s *server) WriteLogEntries(_ context.Context, r *loggingpb.WriteLogEntries
 func main() {
 	expect := flag.Int64("expect", 0, "exit after this many entries (0: never)")
 	print := flag.Bool("print", false, "print each entry")
+	refuse := flag.String("refuse", "", "refuse every request holding an entry with this text")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	flag.Parse()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -71,7 +87,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	s := &server{print: *print, expect: *expect, done: make(chan struct{})}
+	s := &server{print: *print, refuse: *refuse, expect: *expect, done: make(chan struct{})}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
 	loggingpb.RegisterLoggingServiceV2Server(srv, s)
 	go srv.Serve(ln)
