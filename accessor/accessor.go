@@ -273,6 +273,9 @@ func AppendScalar(dst []byte, v record.Value) []byte {
 type Extractor struct {
 	root  node
 	slots int
+	// The kubernetes filter's map, and in it the identity that must agree with the tag.
+	kube                   *node
+	kubeNS, kubePod, kubeC int
 }
 
 type node struct {
@@ -281,8 +284,16 @@ type node struct {
 	children []*node
 }
 
-// NewExtractor starts an empty set of wanted paths.
-func NewExtractor() *Extractor { return &Extractor{root: node{slot: -1}} }
+// NewExtractor starts a set of wanted paths with the kubernetes filter's identity fields,
+// which Extract checks against the tag.
+func NewExtractor() *Extractor {
+	e := &Extractor{root: node{slot: -1}}
+	e.kubeNS = e.Add([]string{"kubernetes", "namespace_name"})
+	e.kubePod = e.Add([]string{"kubernetes", "pod_name"})
+	e.kubeC = e.Add([]string{"kubernetes", "container_name"})
+	e.kube = e.root.children[0]
+	return e
+}
 
 // Slots is how many values Extract fills.
 func (e *Extractor) Slots() int { return e.slots }
@@ -312,15 +323,45 @@ func (e *Extractor) Add(path []string) int {
 }
 
 // Extract fills vals (len Slots) from body; values not found are left nil.
-func (e *Extractor) Extract(body record.Value, vals []record.Value) {
+//
+// A record may hold a key twice: with Merge_Log the kubernetes filter merges an
+// application's JSON after the keys the engine wrote (stream, _p, time) and appends its own
+// kubernetes map last. So at the top level the first occurrence of a key counts, but for
+// kubernetes the last; and that map counts only if it names the container of the tag (id).
+// The namespace, pod and container are the tag's whenever it names them, filter or not.
+// An application can therefore name no other container than its own.
+func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value) {
 	clear(vals)
-	walk(body, &e.root, vals, false)
+	var seen uint64
+	walk(body, &e.root, vals, false, e.kube, &seen)
+	if id == nil || !id.OK || !sameString(vals[e.kubeNS], id.Namespace) || !sameString(vals[e.kubePod], id.Pod) || !sameString(vals[e.kubeC], id.Container) {
+		clearSubtree(e.kube, vals) // not the filter's map for this container, or no way to tell
+	}
+	if id != nil && id.OK {
+		vals[e.kubeNS], vals[e.kubePod], vals[e.kubeC] = id.ns, id.pod, id.container
+	}
+}
+
+func sameString(v record.Value, s string) bool {
+	b, ok := v.Bytes()
+	return ok && string(b) == s
+}
+
+func clearSubtree(n *node, vals []record.Value) {
+	if n.slot >= 0 {
+		vals[n.slot] = nil
+	}
+	for _, c := range n.children {
+		clearSubtree(c, vals)
+	}
 }
 
 // walk reads the map at the start of m in one pass, storing the values n wants and
 // descending into the maps it wants values of. When needEnd is set it returns the map's
 // size, skipping what follows the last wanted entry in one go; otherwise it stops there.
-func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
+// At the top level (seen non-nil) it reads every key: the first occurrence of a key counts,
+// but of last (the kubernetes map) the last occurrence.
+func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen *uint64) int {
 	count, rest, err := msgp.ReadMapHeaderBytes(m)
 	if err != nil {
 		return len(m)
@@ -328,7 +369,7 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
 	pos := len(m) - len(rest)
 	found := 0
 	for i := 0; i < int(count); i++ {
-		if found == len(n.children) {
+		if found >= len(n.children) && seen == nil {
 			if !needEnd {
 				return pos
 			}
@@ -355,10 +396,20 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
 			pos += kl
 		}
 		var c *node
-		for _, ch := range n.children {
+		for j, ch := range n.children {
 			if ch.key == string(key) {
 				c = ch
 				found++
+				if seen != nil && j < 64 {
+					switch {
+					case *seen&(1<<j) == 0:
+						*seen |= 1 << j
+					case ch == last:
+						clearSubtree(ch, vals) // a later map replaces the earlier
+					default:
+						c = nil // the engine's key came first: later ones are the application's
+					}
+				}
 				break
 			}
 		}
@@ -375,7 +426,7 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool) int {
 			// The nested map's end matters only if something may follow it: Fluent Bit's
 			// kubernetes filter appends its map last, so usually nothing does.
 			stop := i == int(count)-1 && !needEnd && c.slot < 0
-			vl = walk(m[pos:], c, vals, !stop)
+			vl = walk(m[pos:], c, vals, !stop, nil, nil)
 			if stop {
 				return pos
 			}

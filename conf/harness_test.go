@@ -488,6 +488,7 @@ type appPod struct {
 	ns, name string
 	file     string // the log file, on the node's disk
 	logfmt   bool   // key=value lines instead of text
+	spoof    bool   // JSON lines that claim another pod's identity
 
 	mu   sync.Mutex // guards seq and size, and orders writes with rotation: one writer, as containerd
 	seq  int
@@ -519,9 +520,18 @@ func (n *node) newPod(ns, name string, annotationBytes int) *appPod {
 func (n *node) newAnnotatedPod(ns, name string, ann map[string]string) *appPod {
 	n.t.Helper()
 	n.kube.addPod(ns, name, map[string]string{"app": name}, ann)
+	p := &appPod{ns: ns, name: name}
+	n.podFiles(p)
+	return p
+}
+
+// podFiles creates the pod's log file and its link, as containerd and the kubelet do.
+func (n *node) podFiles(p *appPod) {
+	n.t.Helper()
+	ns, name := p.ns, p.name
 	varlog := n.hostPath("/var/log")
 	dir := filepath.Join("pods", ns+"_"+name+"_"+podUID(ns, name), "app")
-	p := &appPod{ns: ns, name: name, file: filepath.Join(varlog, dir, "0.log")}
+	p.file = filepath.Join(varlog, dir, "0.log")
 	writeFile(n.t, p.file, nil)
 	link := filepath.Join(varlog, "containers", fmt.Sprintf("%s_%s_app-%s.log", name, ns, containerID(ns, name)))
 	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
@@ -534,7 +544,6 @@ func (n *node) newAnnotatedPod(ns, name string, ann map[string]string) *appPod {
 	n.podMu.Lock()
 	n.pods[name] = p
 	n.podMu.Unlock()
-	return p
 }
 
 // write appends count lines to the pod's log as containerd does (CRI format).
@@ -558,6 +567,9 @@ func (n *node) write(p *appPod, count int) {
 		line := fmt.Sprintf("%s %s F pod=%s seq=%d GET /api/v1/items?page=%d 200 %s\n", ts, stream, p.name, p.seq, p.seq, strings.Repeat("a", 120))
 		if p.logfmt {
 			line = fmt.Sprintf("%s %s F level=info msg=\"request done\" pod=%s seq=%d\n", ts, stream, p.name, p.seq)
+		}
+		if p.spoof {
+			line = fmt.Sprintf(`%s %s F {"msg":"pod=%s seq=%d","stream":"audit","kubernetes":{"namespace_name":"kube-system","pod_name":"kube-apiserver-0","container_name":"kube-apiserver","host":"victim-node","labels":{"tier":"control-plane"}}}`+"\n", ts, stream, p.name, p.seq)
 		}
 		w.WriteString(line)
 		p.size += int64(len(line))

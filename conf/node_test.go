@@ -211,3 +211,22 @@ func TestNodeRotationWhileNoAgentRuns(t *testing.T) {
 	}
 	next.stop()
 }
+
+// No pod can log under another's identity: pods write JSON lines that claim to be the API
+// server on another node (a kubernetes map and a stream of their own), one with the
+// filter's metadata, one whose lookup fails (the API server does not know it). Every line
+// arrives under the pod that wrote it, from this node, in its runtime stream.
+func TestNodeNoPodSpeaksForAnother(t *testing.T) {
+	n := newNode(t)
+	known := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
+	known.spoof = true
+	unknown := &appPod{ns: "blog", name: "ghost-7d9f8c6b5-lkjhg", spoof: true}
+	n.podFiles(unknown) // its log exists, the API server has no such pod
+	a := n.startAgent()
+	a.waitReady()
+	n.write(known, 300)
+	n.write(unknown, 300)
+	ds := n.waitDelivered(60*time.Second, a) // fails on any line under another identity
+	a.stop()
+	report(t, n, "spoofed identity", ds, "")
+}

@@ -102,8 +102,9 @@ type syslogReceiver struct {
 	refusing bool
 }
 
-// rfc5424 picks APP-NAME, PROCID and MSG out of a frame: <PRI>1 TS HOST APP PROCID MSGID SD MSG.
-var rfc5424 = regexp.MustCompile(`^<\d+>1 \S+ (\S+) (\S+) (\S+) \S+ (?:-|\[.*?\]) ?(.*)$`)
+// rfc5424 picks HOSTNAME, APP-NAME, PROCID, MSGID and MSG out of a frame:
+// <PRI>1 TS HOST APP PROCID MSGID SD MSG.
+var rfc5424 = regexp.MustCompile(`^<\d+>1 \S+ (\S+) (\S+) (\S+) (\S+) (?:-|\[.*?\]) ?(.*)$`)
 
 func startSyslog(t *testing.T, pki *testpki.PKI) *syslogReceiver {
 	t.Helper()
@@ -164,12 +165,16 @@ func (r *syslogReceiver) read(c net.Conn) {
 		if m == nil {
 			continue
 		}
-		// APP-NAME is namespace/container and PROCID the pod when the record had metadata.
+		// APP-NAME is namespace/container and PROCID the pod; HOSTNAME is the node and
+		// MSGID the stream the runtime wrote: none of them the application's to choose.
 		ident := ""
 		if m[3] != "-" && strings.Contains(m[2], "/") {
 			ident = m[3]
 		}
-		r.add(m[4], ident)
+		if m[1] != nodeName || m[4] != "stdout" && m[4] != "stderr" {
+			ident = "host " + m[1] + ", msgid " + m[4]
+		}
+		r.add(m[5], ident)
 	}
 }
 
@@ -265,6 +270,13 @@ func (f *cloudLogging) WriteLogEntries(ctx context.Context, req *loggingpb.Write
 		ident := ""
 		if res.GetType() == "k8s_container" {
 			ident = res.Labels["pod_name"]
+		}
+		logName := e.LogName
+		if logName == "" {
+			logName = req.LogName
+		}
+		if !strings.HasSuffix(logName, "/stdout") && !strings.HasSuffix(logName, "/stderr") {
+			ident = "log name " + logName
 		}
 		switch p := e.Payload.(type) {
 		case *loggingpb.LogEntry_TextPayload:

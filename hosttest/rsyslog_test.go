@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -174,6 +175,9 @@ func TestRsyslogReceivesEveryFixtureRecord(t *testing.T) {
 	}
 }
 
+// containerFile is the kubelet's /var/log/containers/<pod>_<namespace>_<container>-<id>.log.
+var containerFile = regexp.MustCompile(`containers\.([^_]+)_([^_]+)_(.+)-[0-9a-f]{64}\.log$`)
+
 func checkParsed(t *testing.T, framing string, i int, got []string, tag string, r *record.Record) {
 	t.Helper()
 	nil5424 := func(s string) string {
@@ -182,20 +186,22 @@ func checkParsed(t *testing.T, framing string, i int, got []string, tag string, 
 		}
 		return s
 	}
-	app := tag[:strings.IndexByte(tag, '.')]
-	sd := "-"
-	if ns := strAt(r, "kubernetes", "namespace_name"); ns != "" {
-		app = ns + "/" + strAt(r, "kubernetes", "container_name")
-		sd = fmt.Sprintf(`[k8s@32473 ns="%s" pod="%s"`, ns, strAt(r, "kubernetes", "pod_name"))
-		labels, _ := r.Lookup("kubernetes", "labels")
-		_ = labels.Range(func(k []byte, v record.Value) bool {
-			b, _ := v.Bytes()
-			sd += fmt.Sprintf(` label.%s="%s"`, k, b)
-			return true
-		})
-		sd += "]"
+	// Namespace, container and pod are the tag's (the kubelet's file name); the pod's
+	// labels come with the filter's metadata only.
+	file := containerFile.FindStringSubmatch(tag)
+	if file == nil {
+		t.Fatalf("fixture tag %q names no container", tag)
 	}
-	want := []string{nil5424(strAt(r, "kubernetes", "host")), app, nil5424(strAt(r, "kubernetes", "pod_name")), nil5424(strAt(r, "stream")), sd}
+	pod, app := file[1], file[2]+"/"+file[3]
+	sd := fmt.Sprintf(`[k8s@32473 ns="%s" pod="%s"`, file[2], pod)
+	labels, _ := r.Lookup("kubernetes", "labels")
+	_ = labels.Range(func(k []byte, v record.Value) bool {
+		b, _ := v.Bytes()
+		sd += fmt.Sprintf(` label.%s="%s"`, k, b)
+		return true
+	})
+	sd += "]"
+	want := []string{nil5424(strAt(r, "kubernetes", "host")), app, pod, nil5424(strAt(r, "stream")), sd}
 	for j, name := range []string{"hostname", "app-name", "procid", "msgid", "structured-data"} {
 		if got[j] != want[j] && !(j == 0 && want[j] == "-") {
 			t.Fatalf("%s record %d: %s = %q, want %q", framing, i, name, got[j], want[j])

@@ -65,7 +65,10 @@ func newMapper(project, location, cluster, fallback string, ex *accessor.Extract
 type scratch struct {
 	vals []record.Value
 	buf  []byte
-	seen map[uint64]int // insertId hashes of this chunk, to number repeats
+	// The container the tag names, for the last tag seen (a chunk has one tag).
+	idTag string
+	id    accessor.Identity
+	seen  map[uint64]int // insertId hashes of this chunk, to number repeats
 
 	res                    *monitoredres.MonitoredResource
 	resNS, resPod, resCont string
@@ -142,7 +145,10 @@ func str(v record.Value) string {
 
 // entry maps one record. now is the time the flush began.
 func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) *loggingpb.LogEntry {
-	m.ex.Extract(record.Value(r.Body), s.vals)
+	if tag != s.idTag {
+		s.idTag, s.id = tag, accessor.ParseTag(tag)
+	}
+	m.ex.Extract(&s.id, record.Value(r.Body), s.vals)
 	v := s.vals
 	s.sharedLabels = false
 	e, stamp := s.newEntry()

@@ -68,7 +68,7 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 		return t
 	}
 	logName := tmpl("log_name", "$stream||$TAG")
-	nodeName := tmpl("node_name", "$kubernetes['host']||${NODE_NAME}")
+	nodeName := tmpl("node_name", "${NODE_NAME}||$kubernetes['host']")
 	if p.Err() != nil {
 		return nil, nil
 	}

@@ -319,7 +319,9 @@ func TestFutureTimestamp(t *testing.T) {
 
 func TestFallbackResources(t *testing.T) {
 	t.Setenv("NODE_NAME", "node-9")
+	// A record with no metadata under a tag that names no container (a node's own log).
 	plain := fixture.Batch(t, fixture.Files(t, "plain")[1])
+	plain.Tag = "node.var.log.syslog"
 	for kind, want := range map[string]map[string]string{
 		"k8s_node":     {"project_id": "blog-prod", "location": "europe-west1", "cluster_name": "blog-cluster", "node_name": "node-9"},
 		"generic_node": {"project_id": "blog-prod", "location": "europe-west1", "namespace": "blog-cluster", "node_id": "node-9"},
@@ -492,4 +494,18 @@ func TestOneRefusedEntryCostsOneEntry(t *testing.T) {
 		}
 	}
 	t.Logf("%d records, 1 refused: %d requests", len(b.Records), requests.Load())
+}
+
+// Without the filter's metadata, a container's records still get its k8s_container
+// resource: from the tag, the kubelet's file name, as GKE's agent does.
+func TestContainerResourceFromTheTag(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	deliver(t, s, fixture.Batch(t, fixture.Files(t, "plain")[1]))
+	for _, e := range f.entries() {
+		l := e.Resource.GetLabels()
+		if e.Resource.GetType() != "k8s_container" || l["namespace_name"] != "monitoring" || l["pod_name"] != "grafana-6b8f7d9c4-wl9zt" || l["container_name"] != "grafana" {
+			t.Fatalf("%v", e.Resource)
+		}
+	}
 }

@@ -15,7 +15,7 @@ import (
 // the "program" (APP-NAME) is namespace/container, PROCID is the pod and MSGID the stream,
 // so that Papertrail's system and program filters follow the cluster's own names.
 const (
-	defaultHostname = `$kubernetes['host']||${NODE_NAME}`
+	defaultHostname = `${NODE_NAME}||$kubernetes['host']`
 	defaultAppname  = `$kubernetes['namespace_name']/$kubernetes['container_name']||$TAG[0]`
 	defaultProcid   = `$kubernetes['pod_name']`
 	defaultMsgid    = `$stream`

@@ -61,6 +61,11 @@ type scratch struct {
 	msg  []byte
 	json sliceWriter
 
+	// The container the tag names, for the last tag seen: every record of a chunk has
+	// the chunk's tag.
+	idTag string
+	id    accessor.Identity
+
 	// The timestamp up to the seconds, for the last second seen: records of a chunk
 	// mostly share their second.
 	tsSec    int64
@@ -73,7 +78,10 @@ func (f *formatter) newScratch() *scratch {
 
 // appendFrame appends one framed message for r to dst.
 func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scratch) []byte {
-	f.ex.Extract(record.Value(r.Body), s.vals)
+	if tag != s.idTag {
+		s.idTag, s.id = tag, accessor.ParseTag(tag)
+	}
+	f.ex.Extract(&s.id, record.Value(r.Body), s.vals)
 	switch f.framing {
 	case framingOctet:
 		s.msg = f.appendMessage(s.msg[:0], r, tag, s)

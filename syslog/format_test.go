@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -152,12 +153,17 @@ func TestRoundTripEveryFixtureRecord(t *testing.T) {
 				}
 			}
 			check("hostname", msg.Hostname, str(r, "kubernetes", "host"))
-			app := recs[i].tag[:strings.IndexByte(recs[i].tag, '.')]
-			if ns := str(r, "kubernetes", "namespace_name"); ns != "" {
-				app = ns + "/" + str(r, "kubernetes", "container_name")
+			// Namespace, container and pod are the tag's (the kubelet's file name), with or
+			// without the filter's metadata, which agrees with it where present.
+			file := containerFile.FindStringSubmatch(recs[i].tag)
+			if file == nil {
+				t.Fatalf("fixture tag %q names no container", recs[i].tag)
 			}
-			check("appname", msg.Appname, app)
-			check("procid", msg.ProcID, str(r, "kubernetes", "pod_name"))
+			if ns := str(r, "kubernetes", "namespace_name"); ns != "" && (ns != file[2] || str(r, "kubernetes", "pod_name") != file[1]) {
+				t.Fatalf("the fixture's metadata disagrees with its tag")
+			}
+			check("appname", msg.Appname, file[2]+"/"+file[3])
+			check("procid", msg.ProcID, file[1])
 			check("msgid", msg.MsgID, str(r, "stream"))
 			if !msg.Timestamp.Equal(r.Time().Truncate(time.Microsecond)) {
 				t.Fatalf("record %d: timestamp %v, want %v", i, msg.Timestamp, r.Time())
@@ -178,13 +184,13 @@ func TestRoundTripEveryFixtureRecord(t *testing.T) {
 			if int(*msg.Severity) != wantSev {
 				t.Fatalf("record %d: severity %d, want %d", i, *msg.Severity, wantSev)
 			}
-			if ns := str(r, "kubernetes", "namespace_name"); ns != "" {
-				sd := (*msg.StructuredData)[defaultSDID]
-				if sd["ns"] != ns || sd["pod"] != str(r, "kubernetes", "pod_name") || sd["label.app"] != str(r, "kubernetes", "labels", "app") {
-					t.Fatalf("record %d: structured data %v", i, sd)
-				}
-			} else if msg.StructuredData != nil {
-				t.Fatalf("record %d: structured data %v for a record without metadata", i, *msg.StructuredData)
+			// ns and pod are the tag's; the pod's labels come only with the filter's metadata.
+			if msg.StructuredData == nil {
+				t.Fatalf("record %d: no structured data", i)
+			}
+			sd := (*msg.StructuredData)[defaultSDID]
+			if sd["ns"] != file[2] || sd["pod"] != file[1] || sd["label.app"] != str(r, "kubernetes", "labels", "app") {
+				t.Fatalf("record %d: structured data %v", i, sd)
 			}
 			want, isJSON := wantMessage(t, r, fr == framingLF)
 			got := ""
@@ -213,6 +219,9 @@ func TestRoundTripEveryFixtureRecord(t *testing.T) {
 	}
 }
 
+// containerFile is the kubelet's /var/log/containers/<pod>_<namespace>_<container>-<id>.log.
+var containerFile = regexp.MustCompile(`containers\.([^_]+)_([^_]+)_(.+)-[0-9a-f]{64}\.log$`)
+
 func frame(t *testing.T, f *formatter, tag string, body map[string]any) string {
 	t.Helper()
 	b, err := msgp.AppendIntf(nil, body)
@@ -236,8 +245,15 @@ func TestTemplatesAndFallbacks(t *testing.T) {
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
+	// Under a tag that names no container, a kubernetes map proves nothing and is ignored.
 	got = frame(t, f, "a", map[string]any{"log": "y", "kubernetes": map[string]any{"host": "n1", "pod_name": "p"}})
-	if !strings.HasPrefix(got, "<14>1 2026-11-26T12:00:00.123456Z n1 - p fixed_id_with_spaces - y") {
+	if !strings.HasPrefix(got, "<14>1 2026-11-26T12:00:00.123456Z node-7 - pid-a fixed_id_with_spaces - y") {
+		t.Errorf("got %q", got)
+	}
+	// Under the container's own tag, the filter's map counts.
+	tag := "kube.var.log.containers.p_ns_c-" + strings.Repeat("ab", 32) + ".log"
+	got = frame(t, f, tag, map[string]any{"log": "y", "kubernetes": map[string]any{"host": "n1", "pod_name": "p", "namespace_name": "ns", "container_name": "c"}})
+	if !strings.HasPrefix(got, "<14>1 2026-11-26T12:00:00.123456Z n1 var-log p fixed_id_with_spaces - y") {
 		t.Errorf("got %q", got)
 	}
 	// An unset environment variable makes its alternative fail.

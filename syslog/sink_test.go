@@ -106,7 +106,14 @@ func TestDeliverOverPlainTCPAndUDP(t *testing.T) {
 func TestReceiverKilledMidChunk(t *testing.T) {
 	pki := newPKI(t, "localhost")
 	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
-	dying := startReceiver(t, &receiver{tlsCfg: pki.Server, readStop: 300 << 10})
+	// A small receive buffer, so that the receiver's kernel cannot have acknowledged the
+	// whole chunk before it dies (loopback's autotuned buffers could hold all of it).
+	lc := net.ListenConfig{Control: smallRcvBuf}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dying := startReceiver(t, &receiver{ln: ln, tlsCfg: pki.Server, readStop: 300 << 10})
 	s := newSink(t, core.MapGetter{"address": dying.addr(), "ca_file": pki.CAFile, "ack_timeout": "5s", "write_timeout": "5s"})
 	res := s.Deliver(context.Background(), b)
 	if res.Status != core.Retry {
@@ -119,7 +126,7 @@ func TestReceiverKilledMidChunk(t *testing.T) {
 	}
 	addr := dying.addr()
 	dying.stop()
-	ln := listenAgain(t, addr)
+	ln = listenAgain(t, addr)
 	alive := startReceiver(t, &receiver{ln: ln, tlsCfg: pki.Server})
 	s.backoff.Reset() // the sink backs off after a failure; skip the wait
 	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
