@@ -21,8 +21,9 @@ func BenchmarkMap20k(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if i%len(batch.Records) == 0 {
 			sc.reset()
+			sc.startChunk(batch, now)
 		}
-		_ = s.m.entry(&batch.Records[i%len(batch.Records)], batch.Tag, sc, now)
+		_ = s.m.entry(&batch.Records[i%len(batch.Records)], i%len(batch.Records), batch.Tag, sc, now)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/trailstack/trailstack/accessor"
+	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/record"
 )
 
@@ -68,7 +69,15 @@ type scratch struct {
 	// The container the tag names, for the last tag seen (a chunk has one tag).
 	idTag string
 	id    accessor.Identity
-	seen  map[uint64]int // insertId hashes of this chunk, to number repeats
+
+	// insertIds are <chunk>-<index>: chunk is a hash of the tag and of every record's time
+	// and body, the same on every retry of the chunk (Fluent Bit hands the same bytes), and
+	// different for any other chunk unless all its records are byte for byte the same.
+	chunk []byte // 16 hex digits
+	// A record stamped more than a day ahead takes the time of the last record before it
+	// that is not (or, at the head of the chunk, of the first one after it): the same on
+	// every retry, so the retry is a copy that Cloud Logging drops.
+	anchor, firstSane time.Time
 
 	res                    *monitoredres.MonitoredResource
 	resNS, resPod, resCont string
@@ -115,12 +124,12 @@ func (s *scratch) newText(text string) *loggingpb.LogEntry_TextPayload {
 }
 
 func (m *mapper) newScratch() *scratch {
-	return &scratch{vals: make([]record.Value, m.ex.Slots()), seen: map[uint64]int{}}
+	return &scratch{vals: make([]record.Value, m.ex.Slots()), chunk: make([]byte, 16)}
 }
 
 // reset forgets the chunk: its values point into memory that is about to be reused.
 func (s *scratch) reset() {
-	clear(s.seen)
+	s.anchor, s.firstSane = time.Time{}, time.Time{}
 	clear(s.vals)
 	// The requests that held this chunk's entries are sent: their slabs are free again,
 	// once nothing in them points into the chunk any more.
@@ -143,8 +152,33 @@ func str(v record.Value) string {
 	return validString(b)
 }
 
-// entry maps one record. now is the time the flush began.
-func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) *loggingpb.LogEntry {
+// startChunk prepares s for the records of one chunk: its id for insertIds, and the first
+// time in it that is not too far ahead.
+func (s *scratch) startChunk(b *core.Batch, now time.Time) {
+	var h xxhash.Digest
+	h.Reset()
+	_, _ = h.WriteString(b.Tag)
+	var t [16]byte
+	for i := range b.Records {
+		r := &b.Records[i]
+		binary.LittleEndian.PutUint64(t[:8], uint64(r.Sec))
+		binary.LittleEndian.PutUint64(t[8:], uint64(r.Nsec))
+		_, _ = h.Write(t[:])
+		_, _ = h.Write(r.Body)
+		if s.firstSane.IsZero() && !r.Time().After(now.Add(maxFuture)) {
+			s.firstSane = r.Time()
+		}
+	}
+	sum := h.Sum64()
+	const hexdigits = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		s.chunk[i] = hexdigits[sum&15]
+		sum >>= 4
+	}
+}
+
+// entry maps the i-th record of the chunk. now is the time the flush began.
+func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time.Time) *loggingpb.LogEntry {
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
@@ -163,10 +197,19 @@ func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) 
 
 	ts := r.Time()
 	if ts.After(now.Add(maxFuture)) {
-		// The API refuses entries more than a day ahead: keep the record, stamped now,
-		// with the time it claimed.
+		// The API refuses entries more than a day ahead: keep the record, stamped with a
+		// neighbour's time (see scratch.anchor), with the time it claimed.
 		e.Labels = map[string]string{"trailstack/original_timestamp": ts.UTC().Format(time.RFC3339Nano)}
-		ts = now
+		switch {
+		case !s.anchor.IsZero():
+			ts = s.anchor
+		case !s.firstSane.IsZero():
+			ts = s.firstSane
+		default:
+			ts = now // no record of the chunk has a usable time: a retry is not a copy
+		}
+	} else {
+		s.anchor = ts
 	}
 	stamp.Seconds, stamp.Nanos = ts.Unix(), int32(ts.Nanosecond())
 	e.Timestamp = stamp
@@ -227,7 +270,7 @@ func (m *mapper) entry(r *record.Record, tag string, s *scratch, now time.Time) 
 	}
 
 	if e.InsertId == "" {
-		e.InsertId = insertID(tag, r, v[m.slot.log], v[m.slot.stream], s)
+		e.InsertId = s.insertID(i)
 	}
 	return e
 }
@@ -289,43 +332,17 @@ func logID(b []byte) string {
 	return string(b)
 }
 
-// insertID is the same for the same record of the same chunk every time it is sent, so that
-// Cloud Logging drops the copies a retry writes: a 64-bit xxHash of tag, time, stream and log
-// line (the whole body when there is no log line; Cloud Logging deduplicates only entries
-// whose insertId and timestamp both match, so a hash collision would also need equal
-// timestamps). Equal records in one chunk are numbered.
-func insertID(tag string, r *record.Record, logLine, stream record.Value, s *scratch) string {
-	var h xxhash.Digest
-	h.Reset()
-	_, _ = h.WriteString(tag)
-	var t [16]byte
-	binary.LittleEndian.PutUint64(t[:8], uint64(r.Sec))
-	binary.LittleEndian.PutUint64(t[8:], uint64(r.Nsec))
-	_, _ = h.Write(t[:])
-	if logLine != nil {
-		_, _ = h.Write(stream)
-		_, _ = h.Write(logLine)
-	} else {
-		_, _ = h.Write(r.Body)
-	}
-	sum := h.Sum64()
-	n := s.seen[sum]
-	s.seen[sum] = n + 1
-	if cap(s.ids)-len(s.ids) < 24 {
+// insertID is the i-th record's of the chunk: the same every time the chunk is sent, so that
+// Cloud Logging drops the copies a retry writes (it deduplicates entries whose insertId and
+// timestamp both match), and different for two equal lines of different chunks, which are
+// two writes. README: insertIds, with the limits.
+func (s *scratch) insertID(i int) string {
+	if cap(s.ids)-len(s.ids) < 40 {
 		s.ids = make([]byte, 0, 24*slab)
 	}
 	start := len(s.ids)
-	s.ids = append(s.ids, make([]byte, 16)...)
+	s.ids = strconv.AppendInt(append(append(s.ids, s.chunk...), '-'), int64(i), 10)
 	id := s.ids[start:]
-	const hexdigits = "0123456789abcdef"
-	for i := 15; i >= 0; i-- {
-		id[i] = hexdigits[sum&15]
-		sum >>= 4
-	}
-	if n > 0 {
-		s.ids = strconv.AppendInt(append(s.ids, '-'), int64(n), 10)
-	}
-	id = s.ids[start:]
 	return unsafe.String(unsafe.SliceData(id), len(id)) // the slab is never written again
 }
 

@@ -175,8 +175,9 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		size = 0
 		return res
 	}
+	sc.startChunk(b, now)
 	for i := range b.Records {
-		e := s.m.entry(&b.Records[i], b.Tag, sc, now)
+		e := s.m.entry(&b.Records[i], i, b.Tag, sc, now)
 		// What an entry shares with its chunk (the container's resource, the pod's labels)
 		// goes once into the request, whose defaults the API applies to every entry that
 		// lacks them: encoding those maps per entry cost more than all the rest.
@@ -258,7 +259,7 @@ func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest)
 	switch {
 	case err == nil:
 		s.backoff.Succeeded()
-	case status.Code(err) == codes.DeadlineExceeded && errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case status.Code(err) == codes.DeadlineExceeded && !errors.Is(ctx.Err(), context.Canceled):
 		// The service did not answer in time: the flushes queued behind this one answer
 		// at once for a while instead of each waiting out the timeout (a cancelled flush,
 		// at shutdown, says nothing about the service).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,8 +88,8 @@ func TestMappingOfEveryFixtureRecord(t *testing.T) {
 				if e.Labels["k8s-pod/app"] != str2(r, "kubernetes", "labels", "app") || e.Labels["k8s-pod/app"] == "" {
 					t.Fatalf("entry %d: labels %v", i, e.Labels)
 				}
-				if ids[e.InsertId] || len(e.InsertId) != 16 {
-					t.Fatalf("entry %d: insertId %q repeated or short", i, e.InsertId)
+				if ids[e.InsertId] || !regexp.MustCompile(`^[0-9a-f]{16}-[0-9]+$`).MatchString(e.InsertId) {
+					t.Fatalf("entry %d: insertId %q repeated or malformed", i, e.InsertId)
 				}
 				ids[e.InsertId] = true
 
@@ -448,6 +449,8 @@ func TestHungServiceAnswersAtOnce(t *testing.T) {
 	start := time.Now()
 	if res := s.Deliver(context.Background(), b); res.Status != core.Retry || time.Since(start) > 5*time.Second {
 		t.Fatalf("first: %v after %v", res.Status, time.Since(start))
+	} else {
+		t.Logf("first flush: %v", res.Err)
 	}
 	start = time.Now()
 	for i := 0; i < 10; i++ {
@@ -506,6 +509,65 @@ func TestContainerResourceFromTheTag(t *testing.T) {
 		l := e.Resource.GetLabels()
 		if e.Resource.GetType() != "k8s_container" || l["namespace_name"] != "monitoring" || l["pod_name"] != "grafana-6b8f7d9c4-wl9zt" || l["container_name"] != "grafana" {
 			t.Fatalf("%v", e.Resource)
+		}
+	}
+}
+
+// insertIds: the same record of the same chunk gets the same id on every try, also after a
+// restart (nothing but the chunk's bytes goes into it), and two equal lines with equal
+// times in two chunks are two entries (their chunks differ).
+func TestInsertIDsAreTheChunksNotTheLines(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	body := func(line string) []byte {
+		b, _ := msgp.AppendIntf(nil, map[string]any{"log": line, "stream": "stdout"})
+		return b
+	}
+	tag := "kube.var.log.containers.p_ns_c-" + strings.Repeat("ab", 32) + ".log"
+	same := record.Record{Sec: 1795694400, Body: body("ping")} // second-resolution time, from a parser
+	a := &core.Batch{Tag: tag, Records: []record.Record{{Sec: 1795694399, Body: body("start")}, same}}
+	b := &core.Batch{Tag: tag, Records: []record.Record{same, {Sec: 1795694401, Body: body("stop")}}}
+	deliver(t, s, a)
+	deliver(t, s, b)
+	s2 := newSink(t, f, nil) // another process: an engine restarted on the same storage
+	deliver(t, s2, a)
+	got := f.entries()
+	if got[1].GetTextPayload() != "ping" || got[2].GetTextPayload() != "ping" || got[1].InsertId == got[2].InsertId {
+		t.Fatalf("two writes of ping share insertId %s", got[1].InsertId)
+	}
+	for i := 0; i < 2; i++ {
+		if got[i].InsertId != got[4+i].InsertId || !got[i].Timestamp.AsTime().Equal(got[4+i].Timestamp.AsTime()) {
+			t.Fatalf("entry %d: %s %v, then %s %v after a restart", i, got[i].InsertId, got[i].Timestamp, got[4+i].InsertId, got[4+i].Timestamp)
+		}
+	}
+}
+
+// A record more than a day ahead takes the time of the record before it (at the head of a
+// chunk, the first after it): a retry, even a day later, writes the same timestamp.
+func TestFutureRecordTakesItsNeighboursTime(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	body := func(line string) []byte {
+		b, _ := msgp.AppendIntf(nil, map[string]any{"log": line, "stream": "stdout"})
+		return b
+	}
+	now := time.Now()
+	future := now.Add(72 * time.Hour).Unix()
+	b := &core.Batch{Tag: "t", Records: []record.Record{
+		{Sec: future, Body: body("head")},
+		{Sec: now.Unix() - 10, Body: body("a")},
+		{Sec: future, Body: body("b")},
+	}}
+	deliver(t, s, b)
+	deliver(t, s, b)
+	got := f.entries()
+	want := []int64{now.Unix() - 10, now.Unix() - 10, now.Unix() - 10}
+	for i, e := range got {
+		if e.Timestamp.Seconds != want[i%3] || (i%3 != 1) != (e.Labels["trailstack/original_timestamp"] != "") {
+			t.Fatalf("entry %d (%s): %v %v", i, e.GetTextPayload(), e.Timestamp.AsTime(), e.Labels)
+		}
+		if e.InsertId != got[i%3].InsertId {
+			t.Fatalf("entry %d: insertId %s on retry, was %s", i, e.InsertId, got[i%3].InsertId)
 		}
 	}
 }
