@@ -73,3 +73,6 @@ func (e *Every) Allow() (ok bool, suppressed int) {
 	e.last, suppressed, e.suppressed = now, e.suppressed, 0
 	return true, suppressed
 }
+
+// NewTestLogger logs to w, for tests that check what an instance says.
+func NewTestLogger(w io.Writer) *Logger { return newLogger("test", &lockedWriter{w: w}) }

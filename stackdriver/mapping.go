@@ -79,6 +79,9 @@ type scratch struct {
 	// every retry, so the retry is a copy that Cloud Logging drops.
 	anchor, firstSane time.Time
 
+	conv    converter // the flush's budget of protobuf values
+	textual int       // JSON payloads sent as text: too large, or over the budget
+
 	res                    *monitoredres.MonitoredResource
 	resNS, resPod, resCont string
 	logName, logID         string
@@ -130,6 +133,7 @@ func (m *mapper) newScratch() *scratch {
 // reset forgets the chunk: its values point into memory that is about to be reused.
 func (s *scratch) reset() {
 	s.anchor, s.firstSane = time.Time{}, time.Time{}
+	s.conv, s.textual = converter{}, 0
 	clear(s.vals)
 	// The requests that held this chunk's entries are sent: their slabs are free again,
 	// once nothing in them points into the chunk any more.
@@ -169,6 +173,7 @@ func (s *scratch) startChunk(b *core.Batch, now time.Time) {
 			s.firstSane = r.Time()
 		}
 	}
+	s.conv.budget = maxFlushValues
 	sum := h.Sum64()
 	const hexdigits = "0123456789abcdef"
 	for i := 15; i >= 0; i-- {
@@ -218,17 +223,26 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	if lv := v[m.slot.log]; lv != nil {
 		text := trimNewlines(chunkString(lv))
 		if t := strings.TrimSpace(text); len(t) > 1 && t[0] == '{' && t[len(t)-1] == '}' {
-			p := &structpb.Struct{}
-			if p.UnmarshalJSON([]byte(t)) == nil {
-				payload = p
+			if n := jsonValues(t); len(t) <= entryBudget && n <= s.conv.budget {
+				p := &structpb.Struct{}
+				if p.UnmarshalJSON([]byte(t)) == nil {
+					payload = p
+					s.conv.budget -= n
+				}
+			} else {
+				s.textual++ // stays text; shrink cuts it if it is too long
 			}
 		}
 		if payload == nil {
 			e.Payload = s.newText(text)
 		}
-	} else {
+	} else if body := record.Value(r.Body); len(body) <= entryBudget {
 		// The kubernetes filter merged the application's JSON into the body.
-		payload = toStruct(record.Value(r.Body), isRecordMeta)
+		payload = s.conv.toStruct(body, isRecordMeta)
+	}
+	if payload == nil && v[m.slot.log] == nil {
+		s.textual++
+		e.Payload = s.newText(jsonText(record.Value(r.Body), isRecordMeta, entryBudget-1024))
 	}
 
 	e.Severity = ltype.LogSeverity_DEFAULT

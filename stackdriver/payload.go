@@ -11,20 +11,37 @@ import (
 	"github.com/trailstack/trailstack/record"
 )
 
-// toStruct converts a msgpack map to a protobuf Struct, leaving out the keys skip says to.
-// It reads the chunk in place; strings are copied (the chunk does not outlive the flush) and
-// repaired to valid UTF-8, which protobuf requires.
-func toStruct(m record.Value, skip func(key string) bool) *structpb.Struct {
-	return toStructDepth(m, skip, 0)
+// Memory: a protobuf Value costs tens of bytes where msgpack spends one on a small number,
+// so a body that is one long array grows about 80 times. A flush converts at most
+// maxFlushValues values (about 16 MB); payloads beyond that, and any larger than an entry
+// may be, go as their JSON text, cut to size and marked, as shrink would have cut them.
+const maxFlushValues = 200_000
+
+// converter turns msgpack into protobuf values within a flush's budget.
+type converter struct {
+	budget  int // values the flush may still convert
+	tooDeep int // values nested deeper than maxDepth, written as null
 }
 
-func toStructDepth(m record.Value, skip func(key string) bool, depth int) *structpb.Struct {
+// toStruct converts a msgpack map to a protobuf Struct, leaving out the keys skip says to;
+// nil when the flush's budget ran out. It reads the chunk in place; strings are copied (the
+// chunk does not outlive the flush) and repaired to valid UTF-8, which protobuf requires.
+func (c *converter) toStruct(m record.Value, skip func(key string) bool) *structpb.Struct {
+	s := c.toStructDepth(m, skip, 0)
+	if c.budget < 0 {
+		c.budget = 0
+		return nil
+	}
+	return s
+}
+
+func (c *converter) toStructDepth(m record.Value, skip func(key string) bool, depth int) *structpb.Struct {
 	it, err := m.Iter()
 	if err != nil {
 		return &structpb.Struct{}
 	}
 	s := &structpb.Struct{Fields: make(map[string]*structpb.Value)}
-	for {
+	for c.budget >= 0 {
 		k, v, ok := it.Next()
 		if !ok {
 			return s
@@ -36,13 +53,18 @@ func toStructDepth(m record.Value, skip func(key string) bool, depth int) *struc
 		if skip != nil && skip(key) {
 			continue
 		}
-		s.Fields[key] = toValue(v, depth+1)
+		s.Fields[key] = c.toValue(v, depth+1)
 	}
+	return s
 }
 
+// maxDepth counts both steps of each level (a map's value, then the map): 32 levels of JSON.
 const maxDepth = 64
 
-func toValue(v record.Value, depth int) *structpb.Value {
+func (c *converter) toValue(v record.Value, depth int) *structpb.Value {
+	if c.budget--; c.budget < 0 {
+		return nil
+	}
 	switch v.Type() {
 	case msgp.StrType, msgp.BinType:
 		b, _ := v.Bytes()
@@ -64,11 +86,13 @@ func toValue(v record.Value, depth int) *structpb.Value {
 		return structpb.NewBoolValue(b)
 	case msgp.MapType:
 		if depth >= maxDepth {
+			c.tooDeep++
 			return structpb.NewNullValue()
 		}
-		return structpb.NewStructValue(toStructDepth(v, nil, depth+1))
+		return structpb.NewStructValue(c.toStructDepth(v, nil, depth+1))
 	case msgp.ArrayType:
 		if depth >= maxDepth {
+			c.tooDeep++
 			return structpb.NewNullValue()
 		}
 		n, b, err := msgp.ReadArrayHeaderBytes(v)
@@ -76,12 +100,12 @@ func toValue(v record.Value, depth int) *structpb.Value {
 			return structpb.NewNullValue()
 		}
 		l := &structpb.ListValue{Values: make([]*structpb.Value, 0, n)}
-		for i := uint32(0); i < n; i++ {
+		for i := uint32(0); i < n && c.budget >= 0; i++ {
 			sz, err := record.SkipObjects(b, 1)
 			if err != nil {
 				break
 			}
-			l.Values = append(l.Values, toValue(record.Value(b[:sz]), depth+1))
+			l.Values = append(l.Values, c.toValue(record.Value(b[:sz]), depth+1))
 			b = b[sz:]
 		}
 		return structpb.NewListValue(l)
@@ -106,3 +130,46 @@ func validString(b []byte) string {
 	}
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
+
+// jsonValues bounds from above how many values a JSON text holds, without parsing it.
+func jsonValues(t string) int {
+	n := 1
+	for i := 0; i < len(t); i++ {
+		switch t[i] {
+		case ',', ':', '[', '{':
+			n++
+		}
+	}
+	return n
+}
+
+// jsonText renders a msgpack map as JSON text, leaving out the keys skip says to, cut to
+// max bytes and marked when longer.
+func jsonText(m record.Value, skip func(key string) bool, max int) string {
+	var w sliceWriter
+	w.b = append(w.b, '{')
+	it, err := m.Iter()
+	for first := true; err == nil && len(w.b) <= max; {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if k == nil || skip != nil && skip(string(k)) {
+			continue
+		}
+		if !first {
+			w.b = append(w.b, ',')
+		}
+		first = false
+		_, _ = msgp.UnmarshalAsJSON(&w, msgp.AppendString(nil, validString(k)))
+		w.b = append(w.b, ':')
+		_, _ = msgp.UnmarshalAsJSON(&w, v)
+	}
+	w.b = append(w.b, '}')
+	return truncateUTF8(string(w.b), max)
+}
+
+// sliceWriter lets msgp's JSON writer append to a slice.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }

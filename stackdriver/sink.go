@@ -45,6 +45,7 @@ type sink struct {
 	scratch sync.Pool // *scratch
 	backoff core.Backoff
 	refused core.Every // one log line per interval about refused entries
+	shaped  core.Every // and about payloads sent as text or cut short
 }
 
 // New builds the Cloud Logging sink from an instance's keys, asking the metadata server for
@@ -126,6 +127,7 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 	}
 	s := &sink{client: client, m: newMapper(project, location, cluster, fallback, ex), log: env.Log, timeout: timeout}
 	s.refused.Interval = 10 * time.Second
+	s.shaped.Interval = 10 * time.Second
 	s.m.logName, s.m.nodeName = logName, nodeName
 	s.scratch.New = func() any { return s.m.newScratch() }
 	env.Log.Infof("Cloud Logging: project %s, cluster %s in %s", project, cluster, location)
@@ -218,6 +220,12 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		}
 		req.Entries = append(req.Entries, e)
 		size += n + 8
+	}
+	if sc.textual > 0 || sc.conv.tooDeep > 0 {
+		if ok, more := s.shaped.Allow(); ok {
+			s.log.Warnf("chunk (tag %s): %d JSON payloads sent as text, cut at %d bytes (larger than an entry may be, or past the %d values a flush converts); %d values nested deeper than %d levels written as null (%d such lines held back in the last %v)",
+				b.Tag, sc.textual, entryBudget-1024, maxFlushValues, sc.conv.tooDeep, maxDepth/2, more, s.shaped.Interval)
+		}
 	}
 	return send()
 }
@@ -344,8 +352,14 @@ func shrink(e *loggingpb.LogEntry, size int) int {
 	case *loggingpb.LogEntry_TextPayload:
 		text = p.TextPayload
 	case *loggingpb.LogEntry_JsonPayload:
+		// Its JSON text may be far smaller than its protobuf (a number is a byte or two of
+		// text, eleven of protobuf): measure again as text before cutting.
 		b, _ := p.JsonPayload.MarshalJSON()
 		text = string(b)
+		e.Payload = &loggingpb.LogEntry_TextPayload{TextPayload: text}
+		if size = proto.Size(e); size <= entryBudget {
+			return size
+		}
 	}
 	over := size - entryBudget
 	keep := len(text) - over - len(truncMarker) - 64

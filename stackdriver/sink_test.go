@@ -1,11 +1,13 @@
 package stackdriver
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,7 +110,7 @@ func TestMappingOfEveryFixtureRecord(t *testing.T) {
 					fields = map[string]any{}
 					_ = record.Value(r.Body).Range(func(k []byte, v record.Value) bool {
 						if !isRecordMeta(string(k)) {
-							fields[string(k)] = toValue(v, 0).AsInterface()
+							fields[string(k)] = (&converter{budget: maxFlushValues}).toValue(v, 0).AsInterface()
 						}
 						return true
 					})
@@ -569,5 +571,67 @@ func TestFutureRecordTakesItsNeighboursTime(t *testing.T) {
 		if e.InsertId != got[i%3].InsertId {
 			t.Fatalf("entry %d: insertId %s on retry, was %s", i, e.InsertId, got[i%3].InsertId)
 		}
+	}
+}
+
+// A body that is one long array of small numbers would grow about 80 times as protobuf
+// values: past the flush's budget, payloads go as JSON text, cut and marked; the flush's
+// heap stays bounded, every record is still written, and the log says what happened.
+func TestPayloadMemoryIsBounded(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	arr := make([]any, 60000)
+	for i := range arr {
+		arr[i] = i % 100
+	}
+	var recs []record.Record
+	for i := 0; i < 8; i++ { // about 1.6 MB of msgpack: one chunk
+		b, _ := msgp.AppendIntf(nil, map[string]any{"stream": "stdout", "samples": arr, "n": i})
+		recs = append(recs, record.Record{Sec: 1795694400, Body: b})
+	}
+	batch := &core.Batch{Tag: "t", Records: recs}
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	deliver(t, s, batch)
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("one flush of %d KB allocated %d MB", len(recs)*len(recs[0].Body)>>10, grew>>20)
+	}
+	got := f.entries()
+	if len(got) != len(recs) {
+		t.Fatalf("%d entries, want %d", len(got), len(recs))
+	}
+	var text int
+	for _, e := range got {
+		if p := e.GetTextPayload(); p != "" {
+			text++
+			if !strings.HasPrefix(p, `{"`) || !strings.Contains(p, `"n":`) || len(p) > entryBudget {
+				t.Fatalf("text payload of %d bytes: %.80s", len(p), p)
+			}
+		}
+	}
+	if text == 0 {
+		t.Error("every array became protobuf values")
+	}
+	t.Logf("%d of 8 array records as JSON text; allocated %d MB", text, (after.TotalAlloc-before.TotalAlloc)>>20)
+}
+
+// A value nested deeper than 32 levels becomes null in jsonPayload, and the log says so.
+func TestDeepNestingIsLogged(t *testing.T) {
+	f := startFake(t)
+	var logged bytes.Buffer
+	s := newSink(t, f, nil)
+	s.log = core.NewTestLogger(&logged)
+	deep := any("leaf")
+	for i := 0; i < 100; i++ {
+		deep = map[string]any{"d": deep}
+	}
+	b, _ := msgp.AppendIntf(nil, map[string]any{"stream": "stdout", "deep": deep, "msg": "hi"})
+	deliver(t, s, &core.Batch{Tag: "t", Records: []record.Record{{Sec: 1795694400, Body: b}}})
+	e := f.entries()[0]
+	if e.GetJsonPayload().GetFields()["msg"].GetStringValue() != "hi" || !strings.Contains(logged.String(), "1 values nested deeper than 32 levels written as null") {
+		t.Fatalf("%v\nlog: %s", e.GetJsonPayload() != nil, logged.String())
 	}
 }

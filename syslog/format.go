@@ -66,6 +66,10 @@ type scratch struct {
 	idTag string
 	id    accessor.Identity
 
+	// Records of this flush whose MSG could not be rendered whole as JSON, and why.
+	jsonErrs int
+	jsonErr  error
+
 	// The timestamp up to the seconds, for the last second seen: records of a chunk
 	// mostly share their second.
 	tsSec    int64
@@ -127,13 +131,13 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 			b, _ := v.Bytes()
 			dst = appendMsgText(dst, b, f.framing == framingLF)
 		case msgp.MapType, msgp.ArrayType:
-			dst = appendJSON(dst, v, "", &s.json)
+			dst = s.appendJSON(dst, v, "")
 		default:
 			dst = accessor.AppendScalar(dst, v)
 		}
 	} else {
 		// No message key: the kubernetes filter merged a JSON log into the body.
-		dst = appendJSON(dst, record.Value(r.Body), f.excludeFromJSON, &s.json)
+		dst = s.appendJSON(dst, record.Value(r.Body), f.excludeFromJSON)
 	}
 	if len(dst) == msgStart {
 		return dst[:hdr] // no MSG at all rather than an empty one
@@ -324,11 +328,16 @@ func appendMsgText(dst, b []byte, oneLine bool) []byte {
 }
 
 // appendJSON appends v as compact JSON; at the top level of a map, the key exclude is left
-// out. Strings are repaired to valid UTF-8 by msgp's JSON writer.
-func appendJSON(dst []byte, v record.Value, exclude string, w *sliceWriter) []byte {
+// out. Strings are repaired to valid UTF-8 by msgp's JSON writer. What msgp cannot render
+// (a value nested deeper than its recursion limit) ends the JSON there, counted in s for the
+// sink to log.
+func (s *scratch) appendJSON(dst []byte, v record.Value, exclude string) []byte {
+	w := &s.json
 	w.b = dst
 	if exclude == "" || v.Type() != msgp.MapType {
-		_, _ = msgp.UnmarshalAsJSON(w, v)
+		if _, err := msgp.UnmarshalAsJSON(w, v); err != nil {
+			s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
+		}
 		return w.b
 	}
 	w.b = append(w.b, '{')
@@ -347,6 +356,7 @@ func appendJSON(dst []byte, v record.Value, exclude string, w *sliceWriter) []by
 		keyRaw = keyRaw[:len(keyRaw)-len(b)]
 		val := b
 		if b, err = msgp.Skip(b); err != nil {
+			s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
 			break
 		}
 		val = val[:len(val)-len(b)]
@@ -363,7 +373,9 @@ func appendJSON(dst []byte, v record.Value, exclude string, w *sliceWriter) []by
 			_, _ = msgp.UnmarshalAsJSON(w, keyRaw)
 		}
 		w.b = append(w.b, ':')
-		_, _ = msgp.UnmarshalAsJSON(w, val)
+		if _, err := msgp.UnmarshalAsJSON(w, val); err != nil {
+			s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
+		}
 	}
 	w.b = append(w.b, '}')
 	return w.b

@@ -388,3 +388,23 @@ func TestDefaultsRenderedForPapertrail(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+// A value nested deeper than msgpack's recursion limit cannot be rendered as JSON: the MSG
+// ends there and the flush counts it, for the sink to log, instead of sending "{}" silently.
+func TestTooDeepIsCounted(t *testing.T) {
+	f := newFormatter(t, core.MapGetter{})
+	b := msgp.AppendMapHeader(nil, 2)
+	b = msgp.AppendString(b, "stream")
+	b = msgp.AppendString(b, "stdout")
+	b = msgp.AppendString(b, "deep")
+	for i := 0; i < 100001; i++ {
+		b = append(b, 0x91) // an array of one element
+	}
+	b = append(b, 0x01)
+	s := f.newScratch()
+	r := record.Record{Sec: 1795694400, Body: b}
+	out := string(f.appendFrame(nil, &r, "t", s))
+	if s.jsonErrs != 1 || s.jsonErr == nil || !strings.Contains(out, `{"stream":"stdout"`) {
+		t.Fatalf("%d errors (%v), frame %.120q", s.jsonErrs, s.jsonErr, out)
+	}
+}

@@ -39,7 +39,8 @@ type sink struct {
 	tlsConf *tls.Config
 	bufs    sync.Pool // *buffer
 
-	backoff core.Backoff
+	backoff  core.Backoff
+	cutShort core.Every // one log line per interval about MSGs cut short
 
 	mu     sync.Mutex // guards idle and closed
 	idle   []*conn
@@ -77,6 +78,7 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 	}
 	s := &sink{cfg: cfg, f: f, log: env.Log}
 	s.backoff.Now = func() time.Time { return timeNow() }
+	s.cutShort.Interval = 10 * time.Second
 	s.bufs.New = func() any { return &buffer{b: make([]byte, 0, 64<<10), s: f.newScratch()} }
 	if cfg.useTLS {
 		s.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.serverName, InsecureSkipVerify: cfg.insecureSkipVerify}
@@ -118,10 +120,17 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		return s.deliverUDP(ctx, b, buf)
 	}
 	out := buf.b[:0]
+	buf.s.jsonErrs = 0
 	for i := range b.Records {
 		out = s.f.appendFrame(out, &b.Records[i], b.Tag, buf.s)
 	}
 	buf.b = out
+	if buf.s.jsonErrs > 0 {
+		if ok, more := s.cutShort.Allow(); ok {
+			s.log.Warnf("chunk (tag %s): the JSON MSG of %d records ends where msgpack could not be rendered (%v); sent as far as it goes (%d such lines held back in the last %v)",
+				b.Tag, buf.s.jsonErrs, buf.s.jsonErr, more, s.cutShort.Interval)
+		}
+	}
 
 	c, err := s.get(ctx)
 	if err != nil {
