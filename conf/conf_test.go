@@ -332,7 +332,7 @@ func TestManifests(t *testing.T) {
 		var keys []string
 		switch s.keys.Get("sink") {
 		case "syslog":
-			keys = []string{"write_timeout", "ack_timeout"}
+			keys = []string{"flush_timeout"}
 		case "stackdriver":
 			keys = []string{"timeout"}
 		}

@@ -33,7 +33,7 @@ type config struct {
 	serverName         string
 	insecureSkipVerify bool
 
-	dialTimeout, writeTimeout, ackTimeout, keepalive time.Duration
+	dialTimeout, writeTimeout, ackTimeout, flushTimeout, keepalive time.Duration
 }
 
 func parseConfig(p *core.Parser) (config, *formatter) {
@@ -57,6 +57,7 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 	c.dialTimeout = p.Duration("dial_timeout", 10*time.Second, time.Millisecond, 10*time.Minute)
 	c.writeTimeout = p.Duration("write_timeout", 30*time.Second, time.Millisecond, 10*time.Minute)
 	c.ackTimeout = p.Duration("ack_timeout", 30*time.Second, time.Millisecond, 10*time.Minute)
+	c.flushTimeout = p.Duration("flush_timeout", time.Minute, time.Millisecond, time.Hour)
 	c.keepalive = p.Duration("keepalive", 30*time.Second, 0, time.Hour)
 
 	f := &formatter{ex: accessor.NewExtractor()}

@@ -26,6 +26,7 @@ type receiver struct {
 	noRead   bool // accept and never read
 	idleKill bool // close each connection after its first frame has been read
 	discard  bool // count nothing, keep nothing: for benchmarks
+	readRate int  // bytes per second a slow link lets through (0: no limit)
 
 	mu     sync.Mutex // guards frames, conns
 	frames [][]byte
@@ -105,6 +106,9 @@ func (r *receiver) serve(c net.Conn) {
 		return
 	}
 	var src io.Reader = c
+	if r.readRate > 0 {
+		src = &slowReader{r: c, rate: r.readRate}
+	}
 	if r.readStop > 0 {
 		src = io.LimitReader(c, int64(r.readStop))
 	}
@@ -170,4 +174,17 @@ func (r *receiver) waitFrames(n int) [][]byte {
 		}
 	}
 	return r.received()
+}
+
+// slowReader reads at about rate bytes per second, as a slow link delivers.
+type slowReader struct {
+	r    io.Reader
+	rate int
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	p = p[:min(len(p), s.rate/20)]
+	n, err := s.r.Read(p)
+	time.Sleep(time.Duration(n) * time.Second / time.Duration(s.rate))
+	return n, err
 }

@@ -105,11 +105,17 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 	return s, nil
 }
 
-// Deliver formats the batch into one buffer, writes it in one go, and answers Delivered once
-// the peer's TCP has acknowledged every byte. The whole flush, dial included, ends within
-// write_timeout + ack_timeout: the shutdown budget in conf/ rests on that bound.
+// writeSegment is how much of a flush's buffer one write hands the socket: the write
+// deadline is renewed between segments, so write_timeout bounds a stall, not a slow link.
+const writeSegment = 64 << 10
+
+// Deliver formats the batch into one buffer, writes it, and answers Delivered once the
+// peer's TCP has acknowledged every byte. write_timeout and ack_timeout bound how long the
+// peer may take no byte and acknowledge none: a slow link that keeps moving delivers. The
+// whole flush, dial included, ends within flush_timeout: the shutdown budget in conf/ rests
+// on that bound.
 func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.writeTimeout+s.cfg.ackTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.flushTimeout)
 	defer cancel()
 	buf := s.bufs.Get().(*buffer)
 	defer func() {
@@ -136,17 +142,24 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	if err != nil {
 		return retry(err)
 	}
-	// A cancelled flush (shutdown) unblocks the write at once.
+	// A cancelled or expired flush unblocks the write at once.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
-	if err := c.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout)); err != nil {
-		stop()
-		c.abort()
-		return retry(err)
-	}
-	if _, err := c.Write(out); err != nil {
-		stop()
-		c.abort()
-		return s.failed(fmt.Errorf("write to %s: %w", s.cfg.addr, err))
+	for off := 0; off < len(out); {
+		end := min(off+writeSegment, len(out))
+		err := ctx.Err() // checked before each new deadline, which would undo the cancel's
+		if err == nil {
+			err = c.SetWriteDeadline(time.Now().Add(s.cfg.writeTimeout))
+		}
+		if err == nil {
+			var n int
+			n, err = c.Write(out[off:end])
+			off += n
+		}
+		if err != nil {
+			stop()
+			c.abort()
+			return s.failed(fmt.Errorf("write to %s (%d of %d bytes written): %w", s.cfg.addr, off, len(out), err))
+		}
 	}
 	if err := s.waitAcked(ctx, c, len(out)); err != nil {
 		stop()
@@ -202,9 +215,11 @@ func (s *sink) deliverUDP(ctx context.Context, b *core.Batch, buf *buffer) core.
 	return core.Result{Status: core.Delivered}
 }
 
-// waitAcked polls the socket's unacknowledged byte count down to zero.
+// waitAcked polls the socket's unacknowledged byte count down to zero, within ack_timeout
+// of the last progress.
 func (s *sink) waitAcked(ctx context.Context, c *conn, wrote int) error {
 	deadline := timeNow().Add(s.cfg.ackTimeout)
+	last := wrote + 1
 	poll := ackPollMin
 	for {
 		n, usable, err := unacked(c.raw)
@@ -216,6 +231,9 @@ func (s *sink) waitAcked(ctx context.Context, c *conn, wrote int) error {
 		}
 		if n == 0 {
 			return nil
+		}
+		if n < last {
+			last, deadline = n, timeNow().Add(s.cfg.ackTimeout) // the peer is acknowledging
 		}
 		if timeNow().After(deadline) {
 			return fmt.Errorf("%d of %d bytes not acknowledged by %s within ack_timeout %v: %w", n, wrote, s.cfg.addr, s.cfg.ackTimeout, errTimedOut)

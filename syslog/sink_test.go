@@ -14,6 +14,7 @@ import (
 
 	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/record"
 )
 
 func newSink(t testing.TB, keys core.MapGetter) *sink {
@@ -371,7 +372,8 @@ func TestHungDestinationAnswersAtOnce(t *testing.T) {
 	}
 	r := startReceiver(t, &receiver{ln: ln, noRead: true})
 	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
-	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "300ms", "ack_timeout": "300ms"})
+	// The clock is the test's: flush_timeout (real time) ends the flushes that try.
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "300ms", "ack_timeout": "300ms", "flush_timeout": "1s"})
 	if res := s.Deliver(context.Background(), b); res.Status != core.Retry {
 		t.Fatalf("first flush: %v %v", res.Status, res.Err)
 	}
@@ -391,7 +393,7 @@ func TestHungDestinationAnswersAtOnce(t *testing.T) {
 }
 
 // A TLS destination that accepts and never answers the handshake: the flush ends within
-// write_timeout + ack_timeout even with a long dial_timeout.
+// flush_timeout even with a long dial_timeout.
 func TestFlushDeadlineCoversTheDial(t *testing.T) {
 	pki := newPKI(t, "localhost")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -400,7 +402,7 @@ func TestFlushDeadlineCoversTheDial(t *testing.T) {
 	}
 	defer ln.Close() // the kernel completes connections; nobody speaks TLS
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	s := newSink(t, core.MapGetter{"address": "localhost:" + port, "ca_file": pki.CAFile, "dial_timeout": "1m", "write_timeout": "300ms", "ack_timeout": "300ms"})
+	s := newSink(t, core.MapGetter{"address": "localhost:" + port, "ca_file": pki.CAFile, "dial_timeout": "1m", "write_timeout": "300ms", "ack_timeout": "300ms", "flush_timeout": "600ms"})
 	start := time.Now()
 	res := s.Deliver(context.Background(), chunkBatch(t, "kube-merged", "chunk-002.msgpack"))
 	if res.Status != core.Retry || time.Since(start) > 5*time.Second {
@@ -409,4 +411,29 @@ func TestFlushDeadlineCoversTheDial(t *testing.T) {
 	if res := s.Deliver(context.Background(), chunkBatch(t, "kube-merged", "chunk-002.msgpack")); !strings.Contains(res.Err.Error(), "not trying") {
 		t.Fatalf("a handshake timeout must back off like a hung peer: %v", res.Err)
 	}
+}
+
+// A slow but live link (1 MB/s, a small receive window) delivers a 2 MB chunk although it
+// takes several times write_timeout and ack_timeout: they bound a stall, not the transfer.
+func TestSlowLinkDelivers(t *testing.T) {
+	lc := net.ListenConfig{Control: smallRcvBuf}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startReceiver(t, &receiver{ln: ln, readRate: 1 << 20})
+	var recs []record.Record
+	for _, f := range []string{"chunk-001.msgpack", "chunk-002.msgpack", "chunk-003.msgpack"} {
+		recs = append(recs, chunkBatch(t, "kube-20k", f).Records...)
+	}
+	b := &core.Batch{Tag: chunkBatch(t, "kube-20k", "chunk-001.msgpack").Tag, Records: recs}
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "500ms", "ack_timeout": "500ms", "flush_timeout": "30s"})
+	start := time.Now()
+	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+		t.Fatalf("after %v: %v %v", time.Since(start), res.Status, res.Err)
+	}
+	if n := len(r.waitFrames(len(recs))); n != len(recs) {
+		t.Fatalf("%d of %d arrived", n, len(recs))
+	}
+	t.Logf("%d records (about 2 MB) over a 1 MB/s link in %v with 500 ms timeouts", len(recs), time.Since(start).Round(time.Millisecond))
 }
