@@ -65,6 +65,7 @@ type Parser struct {
 type setting struct {
 	key, value string
 	secret     bool
+	shown      string // what Effective prints instead of value, when set
 }
 
 // NewParser reads keys through get.
@@ -96,7 +97,15 @@ func (p *Parser) bad(key, value, want string) {
 }
 
 func (p *Parser) note(key, value string, secret bool) {
-	p.settings = append(p.settings, setting{key, value, secret})
+	p.settings = append(p.settings, setting{key: key, value: value, secret: secret})
+}
+
+// Shown reads a free-form value that is logged only as show renders it (a destination
+// whose port is a credential: the host may be shown, the port not).
+func (p *Parser) Shown(key, def string, show func(string) string) string {
+	v := p.String(key, def)
+	p.settings[len(p.settings)-1].shown = show(v)
+	return v
 }
 
 // String reads a free-form value.
@@ -246,6 +255,8 @@ func (p *Parser) Effective() string {
 		v := s.value
 		if s.secret && v != "" {
 			v = "<redacted>"
+		} else if s.shown != "" {
+			v = s.shown
 		}
 		fmt.Fprintf(&sb, "%s=%q", s.key, v)
 	}

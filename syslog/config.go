@@ -36,9 +36,28 @@ type config struct {
 	dialTimeout, writeTimeout, ackTimeout, flushTimeout, keepalive time.Duration
 }
 
+// redactAddress hides the port of a host:port (with its scheme, if any).
+func redactAddress(a string) string {
+	if i := strings.LastIndexByte(a, ':'); i >= 0 && i < len(a)-1 && !strings.HasSuffix(a[:i+1], "//") {
+		return a[:i+1] + "*****"
+	}
+	return a
+}
+
+// redactPort is an error whose text never shows the destination's port.
+type redactPort struct {
+	err  error
+	port string // ":12345"
+}
+
+func (e redactPort) Error() string { return strings.ReplaceAll(e.err.Error(), e.port, ":*****") }
+func (e redactPort) Unwrap() error { return e.err }
+
 func parseConfig(p *core.Parser) (config, *formatter) {
 	var c config
-	address := p.String("address", "")
+	// Papertrail's port identifies the destination: whoever has it can write into the
+	// account. It is never logged (the host is).
+	address := p.Shown("address", "", redactAddress)
 	mode, addr, err := splitAddress(address)
 	if address == "" {
 		p.Fail("address", "required: the syslog destination, e.g. logs3.papertrailapp.com:12345 (TLS), tcp://host:514 or udp://host:514")
@@ -155,14 +174,14 @@ func splitAddress(a string) (mode, hostport string, err error) {
 		mode, hostport = strings.ToLower(scheme), rest
 	}
 	if mode != "tls" && mode != "tcp" && mode != "udp" {
-		return "", "", fmt.Errorf("invalid value %q: scheme must be tls, tcp or udp", a)
+		return "", "", fmt.Errorf("invalid value %q: scheme must be tls, tcp or udp", redactAddress(a))
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil || host == "" {
-		return "", "", fmt.Errorf("invalid value %q: want host:port, e.g. logs3.papertrailapp.com:12345", a)
+		return "", "", fmt.Errorf("invalid value %q: want host:port, e.g. logs3.papertrailapp.com:12345", redactAddress(a))
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", "", fmt.Errorf("invalid value %q: bad port", a)
+		return "", "", fmt.Errorf("invalid value %q: bad port", redactAddress(a))
 	}
 	return mode, hostport, nil
 }

@@ -115,6 +115,16 @@ const writeSegment = 64 << 10
 // whole flush, dial included, ends within flush_timeout: the shutdown budget in conf/ rests
 // on that bound.
 func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
+	res := s.deliver(ctx, b)
+	if res.Err != nil {
+		if _, port, err := net.SplitHostPort(s.cfg.addr); err == nil {
+			res.Err = redactPort{res.Err, ":" + port}
+		}
+	}
+	return res
+}
+
+func (s *sink) deliver(ctx context.Context, b *core.Batch) core.Result {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.flushTimeout)
 	defer cancel()
 	buf := s.bufs.Get().(*buffer)

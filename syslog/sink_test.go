@@ -1,6 +1,7 @@
 package syslog
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"path/filepath"
@@ -339,7 +340,7 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{core.MapGetter{}, `config key "address": required`},
-		{core.MapGetter{"address": "http://h:1"}, `config key "address": invalid value "http://h:1"`},
+		{core.MapGetter{"address": "http://h:1"}, `config key "address": invalid value "http://h:*****"`},
 		{core.MapGetter{"address": "h"}, `want host:port`},
 		{core.MapGetter{"address": "h:1", "ca_file": "/nonexistent"}, `config key "ca_file"`},
 		{core.MapGetter{"address": "udp://h:1", "framing": "lf"}, `config key "framing"`},
@@ -436,4 +437,35 @@ func TestSlowLinkDelivers(t *testing.T) {
 		t.Fatalf("%d of %d arrived", n, len(recs))
 	}
 	t.Logf("%d records (about 2 MB) over a 1 MB/s link in %v with 500 ms timeouts", len(recs), time.Since(start).Round(time.Millisecond))
+}
+
+// Papertrail's port is a credential: no log line and no error shows it, the host stays.
+func TestPortIsNeverShown(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close() // refused
+	_, port, _ := net.SplitHostPort(addr)
+	var logged bytes.Buffer
+	keys := core.MapGetter{"address": "tcp://" + addr, "dial_timeout": "1s"}
+	p := core.NewParser(keys)
+	snk, err := New(p, core.Env{Log: core.NewTestLogger(&logged)})
+	if err != nil || p.Err() != nil {
+		t.Fatal(err, p.Err())
+	}
+	defer snk.Close()
+	b := &core.Batch{Tag: "t", Records: chunkBatch(t, "kube-merged", "chunk-002.msgpack").Records[:1]}
+	var errs []string
+	for i := 0; i < 2; i++ { // refused, then within the backoff
+		res := snk.Deliver(context.Background(), b)
+		errs = append(errs, res.Err.Error())
+	}
+	shown := p.Effective() + logged.String() + strings.Join(errs, "\n")
+	if strings.Contains(shown, port) || !strings.Contains(shown, "127.0.0.1:*****") {
+		t.Fatalf("port %s shown, or host hidden:\n%s", port, shown)
+	}
+	for a, want := range map[string]string{"logs3.papertrailapp.com:12345": "logs3.papertrailapp.com:*****", "tcp://h:514": "tcp://h:*****", "udp://[::1]:514": "udp://[::1]:*****", "h": "h"} {
+		if got := redactAddress(a); got != want {
+			t.Errorf("redactAddress(%q) = %q, want %q", a, got, want)
+		}
+	}
 }
