@@ -78,8 +78,11 @@ func FLBPluginInit(plugin unsafe.Pointer) (ret int) {
 	return output.FLB_OK
 }
 
+// The context is an integer in a void*: Go takes it as uintptr_t (the same register in the
+// C calling convention), never as an unsafe.Pointer, which must hold a real address.
+//
 //export FLBPluginFlushCtx
-func FLBPluginFlushCtx(ctx, data unsafe.Pointer, length C.int, tag *C.char) (ret int) {
+func FLBPluginFlushCtx(ctx C.uintptr_t, data unsafe.Pointer, length C.int, tag *C.char) (ret int) {
 	defer recoverTo(&ret, output.FLB_RETRY, "FLBPluginFlushCtx")
 	in := registry.Get(uintptr(ctx))
 	if in == nil {
@@ -95,7 +98,7 @@ func FLBPluginFlushCtx(ctx, data unsafe.Pointer, length C.int, tag *C.char) (ret
 }
 
 //export FLBPluginExitCtx
-func FLBPluginExitCtx(ctx unsafe.Pointer) (ret int) {
+func FLBPluginExitCtx(ctx C.uintptr_t) (ret int) {
 	defer recoverTo(&ret, output.FLB_ERROR, "FLBPluginExitCtx")
 	if in := registry.Remove(uintptr(ctx)); in != nil {
 		in.Close()

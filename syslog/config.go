@@ -36,6 +36,9 @@ type config struct {
 	dialTimeout, writeTimeout, ackTimeout, flushTimeout, keepalive time.Duration
 }
 
+// maxUDPPayload is the most an IPv4 UDP datagram carries: 65,535 - 8 (UDP) - 20 (IP).
+const maxUDPPayload = 65507
+
 // redactAddress hides the port of a host:port (with its scheme, if any).
 func redactAddress(a string) string {
 	if i := strings.LastIndexByte(a, ':'); i >= 0 && i < len(a)-1 && !strings.HasSuffix(a[:i+1], "//") {
@@ -94,6 +97,10 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 		p.Fail("framing", "%q does not go with %s (UDP takes none; TCP and TLS take lf or octet)", f.framing.String(), mode)
 	}
 	f.maxSize = int(p.Size("max_size", defMax, 1024, 16<<20))
+	// A datagram larger than UDP's payload limit fails with EMSGSIZE on every try.
+	if mode == "udp" && f.maxSize > maxUDPPayload {
+		p.Fail("max_size", "%d is more than a UDP datagram holds (%d)", f.maxSize, maxUDPPayload)
+	}
 
 	fac := p.String("facility", "user")
 	if n, ok := facilities[strings.ToLower(fac)]; ok {

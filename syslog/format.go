@@ -204,10 +204,12 @@ func (f *formatter) appendSD(dst []byte, vals []record.Value, tag string) []byte
 	for i := range f.sd {
 		p := &f.sd[i]
 		if p.slot >= 0 && vals[p.slot].Type() == msgp.MapType {
+			// <name>.<key>, at most 32 bytes in all, with room for a byte of the key.
+			prefix := p.name[:min(len(p.name), maxSDName-2)]
 			_ = vals[p.slot].Range(func(k []byte, v record.Value) bool {
 				mark := len(dst)
 				dst = append(dst, ' ')
-				dst = append(dst, p.name...)
+				dst = append(dst, prefix...)
 				dst = append(dst, '.')
 				dst = appendSDName(dst, k, mark+1)
 				dst = append(dst, `="`...)

@@ -408,3 +408,22 @@ func TestTooDeepIsCounted(t *testing.T) {
 		t.Fatalf("%d errors (%v), frame %.120q", s.jsonErrs, s.jsonErr, out)
 	}
 }
+
+// A parameter name that fills the 32 bytes RFC 5424 allows, expanded over a map's keys,
+// still gives names within the limit, and the frame still parses.
+func TestSDNameFromAMapKeyStaysWithin32Bytes(t *testing.T) {
+	name := strings.Repeat("n", 32)
+	f := newFormatter(t, core.MapGetter{"sd_params": name + "=$m"})
+	got := frame(t, f, "a", map[string]any{"log": "x", "m": map[string]any{strings.Repeat("k", 40): "w"}})
+	m, err := rfc5424.NewParser().Parse([]byte(strings.TrimSuffix(got, "\n")))
+	if err != nil {
+		t.Fatalf("%v: %q", err, got)
+	}
+	for id, params := range *m.(*rfc5424.SyslogMessage).StructuredData {
+		for k := range params {
+			if len(k) > 32 || len(id) > 32 {
+				t.Errorf("name %q (%d bytes)", k, len(k))
+			}
+		}
+	}
+}

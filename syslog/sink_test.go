@@ -344,6 +344,7 @@ func TestConfigErrors(t *testing.T) {
 		{core.MapGetter{"address": "h"}, `want host:port`},
 		{core.MapGetter{"address": "h:1", "ca_file": "/nonexistent"}, `config key "ca_file"`},
 		{core.MapGetter{"address": "udp://h:1", "framing": "lf"}, `config key "framing"`},
+		{core.MapGetter{"address": "udp://h:1", "max_size": "100000"}, `config key "max_size": 100000 is more than a UDP datagram holds (65507)`},
 		{core.MapGetter{"address": "h:1", "ack_timeout": "soon"}, `config key "ack_timeout": invalid value "soon"`},
 		{core.MapGetter{"address": "h:1", "hostname": "$x['unclosed"}, `config key "hostname"`},
 	} {
