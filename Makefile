@@ -10,7 +10,7 @@ HOST    := $(BUILD)/flbhost
 GOFILES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 FIXTURES ?= ../shared/fixtures/fluent-bit-5.1.1
 
-.PHONY: all test bench demo lint clean image
+.PHONY: all test bench demo lint clean image fuzz
 
 all: $(SO) $(HOST)
 
@@ -55,6 +55,15 @@ test: all $(TEST_SO) $(SO_ARM64) lint
 	TRAILSTACK_TEST_SO=$(abspath $(TEST_SO)) FLBHOST=$(abspath $(HOST)) \
 	TRAILSTACK_SO=$(abspath $(SO)) TRAILSTACK_SO_ARM64=$(abspath $(SO_ARM64)) \
 		$(GO) test -race -count=1 -timeout 60m ./...
+
+# Every fuzz target for FUZZTIME each (not part of make test; the seed corpora are).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME) ./record
+	$(GO) test -run XXX -fuzz '^FuzzObjectLen$$' -fuzztime $(FUZZTIME) ./record
+	$(GO) test -run XXX -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./accessor
+	$(GO) test -run XXX -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME) ./syslog
+	$(GO) test -run XXX -fuzz '^FuzzFrameFields$$' -fuzztime $(FUZZTIME) ./syslog
 
 # Benchmarks: decoding in Go, then the whole .so through the C host with the null sink.
 bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging
