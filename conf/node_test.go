@@ -3,6 +3,7 @@ package conf
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +49,10 @@ func TestNodeSteadyState(t *testing.T) {
 		t.Errorf("killed at the grace period")
 	}
 	a.checkNoRestart()
+	// Papertrail's port is a credential: the agent's log never shows it.
+	if port := n.papert.addr[strings.LastIndexByte(n.papert.addr, ':'):]; strings.Contains(a.output(), port) || !strings.Contains(a.output(), "localhost:*****") {
+		t.Errorf("the agent's log shows the Papertrail port %s, or not the host", port)
+	}
 	report(t, n, "steady state", ds, ", SIGTERM to exit "+took.Round(time.Millisecond).String())
 }
 
