@@ -519,7 +519,13 @@ func (n *node) newPod(ns, name string, annotationBytes int) *appPod {
 
 func (n *node) newAnnotatedPod(ns, name string, ann map[string]string) *appPod {
 	n.t.Helper()
-	n.kube.addPod(ns, name, map[string]string{"app": name}, ann)
+	labels := map[string]string{"app": name, "app.kubernetes.io/name": strings.Split(name, "-")[0]}
+	if i := strings.LastIndexByte(name, '-'); i > 0 {
+		if j := strings.LastIndexByte(name[:i], '-'); j > 0 {
+			labels["pod-template-hash"] = name[j+1 : i]
+		}
+	}
+	n.kube.addPod(ns, name, labels, ann)
 	p := &appPod{ns: ns, name: name}
 	n.podFiles(p)
 	return p

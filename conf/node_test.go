@@ -44,6 +44,19 @@ func TestNodeSteadyState(t *testing.T) {
 	if got := n.cloud.jsonEntries(grafana.name); got != 200 {
 		t.Errorf("%d of 200 logfmt lines of a pod annotated fluentbit.io/parser: logfmt were parsed", got)
 	}
+	// The labels GKE's agent writes: the node, the pod's labels with '_' for '.', and the
+	// top-level controller from the pod's ownerReferences (Owner_References On).
+	l := n.cloud.labelsOf(api.name)
+	for k, want := range map[string]string{
+		"compute.googleapis.com/resource_name":     nodeName,
+		"k8s-pod/app_kubernetes_io/name":           "api",
+		"logging.gke.io/top_level_controller_type": "Deployment",
+		"logging.gke.io/top_level_controller_name": "api",
+	} {
+		if l[k] != want {
+			t.Errorf("label %s = %q, want %q (all: %v)", k, l[k], want, l)
+		}
+	}
 	took, killed := a.stop()
 	if killed {
 		t.Errorf("killed at the grace period")

@@ -208,8 +208,9 @@ type cloudLogging struct {
 	mu         sync.Mutex // guards down, insertIDs, sameID and structured
 	down       codes.Code // non-OK: every request is answered with this code
 	insertIDs  map[string]bool
-	sameID     int            // entries whose insertId was seen before: the service keeps one of them
-	structured map[string]int // jsonPayload entries by pod
+	sameID     int                          // entries whose insertId was seen before: the service keeps one of them
+	structured map[string]int               // jsonPayload entries by pod
+	labels     map[string]map[string]string // the labels of a pod's last entry, defaults merged
 }
 
 func startCloudLogging(t *testing.T) *cloudLogging {
@@ -218,7 +219,7 @@ func startCloudLogging(t *testing.T) *cloudLogging {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &cloudLogging{tally: newTally(), addr: ln.Addr().String(), insertIDs: map[string]bool{}, structured: map[string]int{}}
+	f := &cloudLogging{tally: newTally(), addr: ln.Addr().String(), insertIDs: map[string]bool{}, structured: map[string]int{}, labels: map[string]map[string]string{}}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
 	loggingpb.RegisterLoggingServiceV2Server(srv, f)
 	go srv.Serve(ln)
@@ -232,6 +233,13 @@ func (f *cloudLogging) resent() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.sameID
+}
+
+// labelsOf is the labels of the last entry written for a pod.
+func (f *cloudLogging) labelsOf(pod string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.labels[pod]
 }
 
 // jsonEntries is how many of a pod's entries came with a jsonPayload.
@@ -271,6 +279,16 @@ func (f *cloudLogging) WriteLogEntries(ctx context.Context, req *loggingpb.Write
 		if res.GetType() == "k8s_container" {
 			ident = res.Labels["pod_name"]
 		}
+		l := map[string]string{}
+		for k, v := range req.Labels {
+			l[k] = v
+		}
+		for k, v := range e.Labels {
+			l[k] = v
+		}
+		f.mu.Lock()
+		f.labels[ident] = l
+		f.mu.Unlock()
 		logName := e.LogName
 		if logName == "" {
 			logName = req.LogName
@@ -325,6 +343,7 @@ func (k *kubeAPI) addPod(ns, name string, labels, annotations map[string]string)
 			"name": name, "namespace": ns, "uid": podUID(ns, name),
 			"labels": labels, "annotations": annotations,
 			"creationTimestamp": "2026-11-27T00:00:00Z",
+			"ownerReferences":   owners(name),
 		},
 		"spec": map[string]any{"nodeName": "node-1", "containers": []any{map[string]any{"name": "app", "image": "registry.example/app:1"}}},
 		"status": map[string]any{"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": []any{map[string]any{
@@ -336,6 +355,16 @@ func (k *kubeAPI) addPod(ns, name string, labels, annotations map[string]string)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.pods["/api/v1/namespaces/"+ns+"/pods/"+name] = b
+}
+
+// owners is what a Deployment's pod carries: its ReplicaSet, <deployment>-<hash>, named in
+// the pod's name <deployment>-<hash>-<suffix>.
+func owners(pod string) []any {
+	i := strings.LastIndexByte(pod, '-')
+	if i < 0 {
+		return nil
+	}
+	return []any{map[string]any{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": pod[:i], "uid": "00000000-0000-0000-0000-000000000001", "controller": true, "blockOwnerDeletion": true}}
 }
 
 func (k *kubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/cespare/xxhash/v2"
+	"github.com/tinylib/msgp/msgp"
 	"google.golang.org/genproto/googleapis/api/monitoredres"
 	ltype "google.golang.org/genproto/googleapis/logging/type"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -42,7 +44,7 @@ type mapper struct {
 	logName, nodeName          *accessor.Template
 	ex                         *accessor.Extractor
 	slot                       struct {
-		log, stream, severity, level, ns, pod, container, host, labels int
+		log, stream, severity, level, ns, pod, container, host, labels, owners int
 	}
 }
 
@@ -57,6 +59,7 @@ func newMapper(project, location, cluster, fallback string, ex *accessor.Extract
 	m.slot.container = ex.Add([]string{"kubernetes", "container_name"})
 	m.slot.host = ex.Add([]string{"kubernetes", "host"})
 	m.slot.labels = ex.Add([]string{"kubernetes", "labels"})
+	m.slot.owners = ex.Add([]string{"kubernetes", "ownerReferences"})
 	return m
 }
 
@@ -86,7 +89,9 @@ type scratch struct {
 	resNS, resPod, resCont string
 	logName, logID         string
 	podLabels              map[string]string
-	podLabelsRaw           record.Value
+	podLabelsRaw           record.Value // the pod's labels, ownerReferences and node podLabels was built from
+	podOwnersRaw           record.Value
+	podNode                string
 	labelsGen              int  // counts podLabels rebuilt, to tell them apart
 	sharedLabels           bool // the last entry has pod labels: podLabels, which its request carries
 
@@ -144,7 +149,7 @@ func (s *scratch) reset() {
 		s.entries[i/slab][i%slab].Reset()
 	}
 	s.nEntry, s.nText, s.ids = 0, 0, nil
-	s.res, s.podLabels, s.podLabelsRaw = nil, nil, nil
+	s.res, s.podLabels, s.podLabelsRaw, s.podOwnersRaw, s.podNode = nil, nil, nil, nil, ""
 	s.logName, s.logID = "", ""
 }
 
@@ -200,28 +205,10 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	}
 	e.LogName = s.logName
 
-	ts := r.Time()
-	if ts.After(now.Add(maxFuture)) {
-		// The API refuses entries more than a day ahead: keep the record, stamped with a
-		// neighbour's time (see scratch.anchor), with the time it claimed.
-		e.Labels = map[string]string{"trailstack/original_timestamp": ts.UTC().Format(time.RFC3339Nano)}
-		switch {
-		case !s.anchor.IsZero():
-			ts = s.anchor
-		case !s.firstSane.IsZero():
-			ts = s.firstSane
-		default:
-			ts = now // no record of the chunk has a usable time: a retry is not a copy
-		}
-	} else {
-		s.anchor = ts
-	}
-	stamp.Seconds, stamp.Nanos = ts.Unix(), int32(ts.Nanosecond())
-	e.Timestamp = stamp
-
 	var payload *structpb.Struct
+	var text string
 	if lv := v[m.slot.log]; lv != nil {
-		text := trimNewlines(chunkString(lv))
+		text = trimNewlines(chunkString(lv))
 		if t := strings.TrimSpace(text); len(t) > 1 && t[0] == '{' && t[len(t)-1] == '}' {
 			if n := jsonValues(t); len(t) <= entryBudget && n <= s.conv.budget {
 				p := &structpb.Struct{}
@@ -238,26 +225,42 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 		}
 	} else if body := record.Value(r.Body); len(body) <= entryBudget {
 		// The kubernetes filter merged the application's JSON into the body.
-		payload = s.conv.toStruct(body, isRecordMeta)
+		payload = s.conv.toStruct(body, true)
 	}
 	if payload == nil && v[m.slot.log] == nil {
 		s.textual++
-		e.Payload = s.newText(jsonText(record.Value(r.Body), isRecordMeta, entryBudget-1024))
+		e.Payload = s.newText(jsonText(record.Value(r.Body), entryBudget-1024))
 	}
 
+	// Severity, as GKE's agent reads it: a severity (or level) field; a severity field it
+	// does not understand gives DEFAULT and stays in the payload; a glog/klog line's
+	// header; else the stream.
+	ts := r.Time()
 	e.Severity = ltype.LogSeverity_DEFAULT
-	sevSet := false
+	var sev sevState
 	for _, sv := range []record.Value{v[m.slot.severity], v[m.slot.level]} {
-		if sev, ok := severityOf(sv); ok {
-			e.Severity, sevSet = sev, true
+		if sv == nil {
+			continue
+		}
+		if got, ok := severityOf(sv); ok {
+			e.Severity, sev.known = got, true
 			break
 		}
 	}
-	if payload != nil {
-		m.lift(e, payload, &sevSet)
-		e.Payload = &loggingpb.LogEntry_JsonPayload{JsonPayload: payload}
+	if v[m.slot.severity] != nil && !sev.known {
+		sev.found = true
 	}
-	if !sevSet {
+	if payload != nil {
+		if t, ok := m.lift(e, payload, &sev); ok {
+			ts = t
+		}
+		e.Payload = &loggingpb.LogEntry_JsonPayload{JsonPayload: payload}
+	} else if !sev.known && !sev.found {
+		if gs, gt, ok := glogHeader(text, ts); ok {
+			e.Severity, ts, sev.known = gs, gt, true
+		}
+	}
+	if !sev.known && !sev.found {
 		switch str(v[m.slot.stream]) {
 		case "stderr":
 			e.Severity = ltype.LogSeverity_ERROR
@@ -266,20 +269,36 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 		}
 	}
 
-	if labels := v[m.slot.labels]; labels != nil {
-		if !bytes.Equal(labels, s.podLabelsRaw) || s.podLabels == nil {
-			s.podLabelsRaw = labels
-			s.podLabels = map[string]string{}
-			s.labelsGen++
-			_ = labels.Range(func(k []byte, lv record.Value) bool {
-				if len(s.podLabels) < maxLabels {
-					s.podLabels["k8s-pod/"+validString(k)] = truncateUTF8(str(lv), maxLabelValue)
-				}
-				return true
-			})
+	if ts.After(now.Add(maxFuture)) {
+		// The API refuses entries more than a day ahead: keep the record, stamped with a
+		// neighbour's time (see scratch.anchor), with the time it claimed.
+		addLabel(e, "trailstack/original_timestamp", ts.UTC().Format(time.RFC3339Nano))
+		switch {
+		case !s.anchor.IsZero():
+			ts = s.anchor
+		case !s.firstSane.IsZero():
+			ts = s.firstSane
+		default:
+			ts = now // no record of the chunk has a usable time: a retry is not a copy
 		}
-		// The pod's labels are the same for every entry of the pod: they go once into the
-		// request's defaults, which Cloud Logging merges under an entry's own labels.
+	} else {
+		s.anchor = ts
+	}
+	stamp.Seconds, stamp.Nanos = ts.Unix(), int32(ts.Nanosecond())
+	e.Timestamp = stamp
+
+	if e.Resource.GetType() == "k8s_container" {
+		// What GKE's agent puts on every entry of a pod: the node, the pod's labels and its
+		// top-level controller. They are the same for every entry of the pod, so they are
+		// built once per pod and go once into the request's defaults, which Cloud Logging
+		// merges under an entry's own labels.
+		labels, owners := v[m.slot.labels], v[m.slot.owners]
+		s.buf, _ = m.nodeName.Render(s.buf[:0], v, tag)
+		if s.podLabels == nil || !bytes.Equal(labels, s.podLabelsRaw) || !bytes.Equal(owners, s.podOwnersRaw) || string(s.buf) != s.podNode {
+			s.podLabelsRaw, s.podOwnersRaw, s.podNode = labels, owners, string(s.buf)
+			s.podLabels = podLabels(labels, owners, s.podNode)
+			s.labelsGen++
+		}
 		s.sharedLabels = true
 	}
 
@@ -289,15 +308,78 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	return e
 }
 
-// isRecordMeta names the body keys that Fluent Bit's tail, cri parser and kubernetes filter
-// add: they describe the record, not the application's log, and stay out of jsonPayload.
-func isRecordMeta(k string) bool {
-	switch k {
-	case "kubernetes", "stream", "_p", "time", "logtag":
-		return true
+// Labels GKE's agent writes on container entries.
+const (
+	labelNode           = "compute.googleapis.com/resource_name"
+	labelControllerType = "logging.gke.io/top_level_controller_type"
+	labelControllerName = "logging.gke.io/top_level_controller_name"
+)
+
+// podLabels builds the labels of a pod's entries: k8s-pod/<key> for each pod label, with the
+// dots of the key as '_' (slashes kept), as GKE writes them; the node; and the top-level
+// controller from the pod's ownerReferences (Owner_References On in the filter).
+func podLabels(labels, owners record.Value, node string) map[string]string {
+	out := map[string]string{}
+	if node != "" {
+		out[labelNode] = node
 	}
-	return false
+	var hash string
+	_ = labels.Range(func(k []byte, lv record.Value) bool {
+		if string(k) == "pod-template-hash" {
+			hash = str(lv)
+		}
+		if len(out) < maxLabels-2 {
+			out["k8s-pod/"+strings.ReplaceAll(validString(k), ".", "_")] = truncateUTF8(str(lv), maxLabelValue)
+		}
+		return true
+	})
+	if kind, name := topController(owners, hash); kind != "" {
+		out[labelControllerType], out[labelControllerName] = kind, name
+	}
+	return out
 }
+
+// cronJobSuffix is what a CronJob adds to the names of its Jobs: the scheduled time, in
+// minutes since the epoch.
+var cronJobSuffix = regexp.MustCompile(`^(.+)-[0-9]{8,}$`)
+
+// topController reads the pod's controlling owner (the first one marked controller, else
+// the first) and climbs as far as the name allows without the API: a ReplicaSet named
+// <deployment>-<pod-template-hash> is a Deployment's, a Job named <cronjob>-<minutes> a
+// CronJob's. Other kinds (StatefulSet, DaemonSet, a bare ReplicaSet or Job) are their own top.
+func topController(owners record.Value, podTemplateHash string) (kind, name string) {
+	n, rest, err := msgp.ReadArrayHeaderBytes(owners)
+	for i := uint32(0); err == nil && i < n; i++ {
+		sz, err := record.SkipObjects(rest, 1)
+		if err != nil {
+			break
+		}
+		o := record.Value(rest[:sz])
+		rest = rest[sz:]
+		k, _ := o.Lookup("kind")
+		nm, _ := o.Lookup("name")
+		c, _ := o.Lookup("controller")
+		isController, _, _ := msgp.ReadBoolBytes(c)
+		if kind == "" || isController {
+			kind, name = str(k), str(nm)
+		}
+		if isController {
+			break
+		}
+	}
+	switch kind {
+	case "ReplicaSet":
+		if base, ok := strings.CutSuffix(name, "-"+podTemplateHash); ok && podTemplateHash != "" {
+			return "Deployment", base
+		}
+	case "Job":
+		if m := cronJobSuffix.FindStringSubmatch(name); m != nil {
+			return "CronJob", m[1]
+		}
+	}
+	return kind, name
+}
+
 
 func (m *mapper) resource(v []record.Value, tag string, s *scratch) *monitoredres.MonitoredResource {
 	nsB, _ := v[m.slot.ns].Bytes()
@@ -393,30 +475,62 @@ func addLabel(e *loggingpb.LogEntry, k, v string) {
 
 // lift moves Cloud Logging's special JSON fields out of the payload into the entry, as
 // GKE's agent does.
-func (m *mapper) lift(e *loggingpb.LogEntry, p *structpb.Struct, sevSet *bool) {
+// sevState is what an entry's severity came from: a field understood (known), or a severity
+// field present but not understood (found: DEFAULT, and the field stays in the payload).
+type sevState struct{ known, found bool }
+
+// lift moves Cloud Logging's special fields out of a JSON payload into the entry, as GKE's
+// agent does, and returns the time the payload gives, if any: timestamp{seconds,nanos},
+// else timestampSeconds and timestampNanos, else time (RFC 3339); the field used is removed.
+func (m *mapper) lift(e *loggingpb.LogEntry, p *structpb.Struct, sev *sevState) (time.Time, bool) {
 	f := p.Fields
 	take := func(k string) *structpb.Value {
 		v := f[k]
 		delete(f, k)
 		return v
 	}
-	if !*sevSet {
-		for _, k := range []string{"severity", "level"} {
-			if sv := f[k]; sv != nil {
-				if sev, ok := severityOfJSON(sv); ok {
-					e.Severity, *sevSet = sev, true
-					if k == "severity" {
-						delete(f, k)
-					}
-					break
-				}
+	if !sev.known {
+		if sv := f["severity"]; sv != nil {
+			if got, ok := severityOfJSON(sv); ok {
+				e.Severity, sev.known = got, true
+				delete(f, "severity")
+			} else {
+				sev.found = true // DEFAULT, and the field stays
 			}
 		}
-	} else {
-		delete(f, "severity")
+		if lv := f["level"]; !sev.known && !sev.found && lv != nil {
+			if got, ok := severityOfJSON(lv); ok {
+				e.Severity, sev.known = got, true
+			}
+		}
+	} else if sv := f["severity"]; sv != nil {
+		if _, ok := severityOfJSON(sv); ok {
+			delete(f, "severity") // the one used
+		}
+	}
+	var ts time.Time
+	var tsOK bool
+	if st := f["timestamp"].GetStructValue(); st != nil && st.Fields["seconds"] != nil {
+		sec, _ := strconv.ParseInt(scalarString(st.Fields["seconds"]), 10, 64)
+		ns, _ := strconv.ParseInt(scalarString(st.Fields["nanos"]), 10, 64)
+		ts, tsOK = time.Unix(sec, ns), true
+		delete(f, "timestamp")
+	} else if f["timestampSeconds"] != nil {
+		sec, _ := strconv.ParseInt(scalarString(take("timestampSeconds")), 10, 64)
+		ns, _ := strconv.ParseInt(scalarString(take("timestampNanos")), 10, 64)
+		ts, tsOK = time.Unix(sec, ns), true
+	} else if t := f["time"].GetStringValue(); t != "" {
+		if parsed, err := time.Parse(time.RFC3339Nano, t); err == nil {
+			ts, tsOK = parsed, true
+			delete(f, "time")
+		}
 	}
 	if v := take(specialPrefix + "trace"); v != nil {
 		e.Trace = v.GetStringValue()
+		// A bare trace ID: the link to Cloud Trace needs the resource name.
+		if isHex(e.Trace, 32) {
+			e.Trace = "projects/" + m.project + "/traces/" + e.Trace
+		}
 	}
 	if v := take(specialPrefix + "spanId"); v != nil {
 		e.SpanId = v.GetStringValue()
@@ -449,6 +563,68 @@ func (m *mapper) lift(e *loggingpb.LogEntry, p *structpb.Struct, sevSet *bool) {
 	if v := take("httpRequest"); v != nil {
 		e.HttpRequest = httpRequest(v.GetStructValue().GetFields())
 	}
+	return ts, tsOK
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// glogHeader reads the header of a glog/klog line, Lmmdd hh:mm:ss.uuuuuu (L one of I, W, E,
+// F), as GKE's agent does for Kubernetes components: its severity, and its time, in UTC,
+// in the year that puts it nearest the record's own time (the header has no year).
+func glogHeader(line string, near time.Time) (ltype.LogSeverity, time.Time, bool) {
+	if len(line) < 21 || line[5] != ' ' || line[8] != ':' || line[11] != ':' || line[14] != '.' {
+		return 0, time.Time{}, false
+	}
+	var sev ltype.LogSeverity
+	switch line[0] {
+	case 'I':
+		sev = ltype.LogSeverity_INFO
+	case 'W':
+		sev = ltype.LogSeverity_WARNING
+	case 'E':
+		sev = ltype.LogSeverity_ERROR
+	case 'F':
+		sev = ltype.LogSeverity_CRITICAL
+	default:
+		return 0, time.Time{}, false
+	}
+	num := func(s string) (int, bool) {
+		n := 0
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(s[i]-'0')
+		}
+		return n, true
+	}
+	mo, ok1 := num(line[1:3])
+	d, ok2 := num(line[3:5])
+	h, ok3 := num(line[6:8])
+	mi, ok4 := num(line[9:11])
+	sec, ok5 := num(line[12:14])
+	us, ok6 := num(line[15:21])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 {
+		return 0, time.Time{}, false
+	}
+	best := time.Time{}
+	for _, y := range []int{near.Year() - 1, near.Year(), near.Year() + 1} {
+		t := time.Date(y, time.Month(mo), d, h, mi, sec, us*1000, time.UTC)
+		if best.IsZero() || t.Sub(near).Abs() < best.Sub(near).Abs() {
+			best = t
+		}
+	}
+	return sev, best, true
 }
 
 func httpRequest(f map[string]*structpb.Value) *ltype.HttpRequest {
@@ -484,6 +660,12 @@ func scalarString(v *structpb.Value) string {
 }
 
 var severityNames = map[string]ltype.LogSeverity{
+	// The first letters GKE's agent accepts, and Java's (java.util.logging) levels.
+	"d": ltype.LogSeverity_DEBUG, "i": ltype.LogSeverity_INFO, "n": ltype.LogSeverity_NOTICE,
+	"w": ltype.LogSeverity_WARNING, "e": ltype.LogSeverity_ERROR, "c": ltype.LogSeverity_CRITICAL,
+	"a": ltype.LogSeverity_ALERT, "f": ltype.LogSeverity_CRITICAL,
+	"severe": ltype.LogSeverity_ERROR, "config": ltype.LogSeverity_DEBUG,
+	"fine": ltype.LogSeverity_DEBUG, "finer": ltype.LogSeverity_DEBUG, "finest": ltype.LogSeverity_DEBUG,
 	"default": ltype.LogSeverity_DEFAULT,
 	"debug":   ltype.LogSeverity_DEBUG, "trace": ltype.LogSeverity_DEBUG, "dbug": ltype.LogSeverity_DEBUG,
 	"info": ltype.LogSeverity_INFO, "information": ltype.LogSeverity_INFO, "informational": ltype.LogSeverity_INFO,
@@ -495,11 +677,6 @@ var severityNames = map[string]ltype.LogSeverity{
 	"emergency": ltype.LogSeverity_EMERGENCY, "emerg": ltype.LogSeverity_EMERGENCY, "panic": ltype.LogSeverity_EMERGENCY,
 }
 
-// syslogSeverities maps syslog's 0-7 to Cloud Logging's severities.
-var syslogSeverities = [8]ltype.LogSeverity{
-	ltype.LogSeverity_EMERGENCY, ltype.LogSeverity_ALERT, ltype.LogSeverity_CRITICAL, ltype.LogSeverity_ERROR,
-	ltype.LogSeverity_WARNING, ltype.LogSeverity_NOTICE, ltype.LogSeverity_INFO, ltype.LogSeverity_DEBUG,
-}
 
 func severityOf(v record.Value) (ltype.LogSeverity, bool) {
 	if v == nil {
@@ -517,20 +694,17 @@ func severityOfJSON(v *structpb.Value) (ltype.LogSeverity, bool) {
 	return severityText(strings.TrimSpace(scalarString(v)))
 }
 
-// severityText reads a name in any case, a Cloud Logging number (0, 100 ... 800) or a
-// syslog number (0-7).
+// severityText reads a name in any case, or a number as Cloud Logging's, rounded down to the
+// hundred (GKE's agent reads numbers so: 450 is WARNING, 7 is DEFAULT, above 800 EMERGENCY).
 func severityText(s string) (ltype.LogSeverity, bool) {
 	if s == "" {
 		return 0, false
 	}
 	if n, err := strconv.Atoi(s); err == nil {
-		if n >= 0 && n <= 7 {
-			return syslogSeverities[n], true
+		if n < 0 {
+			return 0, false
 		}
-		if _, ok := ltype.LogSeverity_name[int32(n)]; ok {
-			return ltype.LogSeverity(n), true
-		}
-		return 0, false
+		return ltype.LogSeverity(min(n/100*100, 800)), true
 	}
 	sev, ok := severityNames[strings.ToLower(s)]
 	return sev, ok

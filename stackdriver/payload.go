@@ -23,11 +23,12 @@ type converter struct {
 	tooDeep int // values nested deeper than maxDepth, written as null
 }
 
-// toStruct converts a msgpack map to a protobuf Struct, leaving out the keys skip says to;
-// nil when the flush's budget ran out. It reads the chunk in place; strings are copied (the
-// chunk does not outlive the flush) and repaired to valid UTF-8, which protobuf requires.
-func (c *converter) toStruct(m record.Value, skip func(key string) bool) *structpb.Struct {
-	s := c.toStructDepth(m, skip, 0)
+// toStruct converts a msgpack map to a protobuf Struct (a record's body, when body is set:
+// without the keys the engine added, see engineKey); nil when the flush's budget ran out.
+// It reads the chunk in place; strings are copied (the chunk does not outlive the flush)
+// and repaired to valid UTF-8, which protobuf requires.
+func (c *converter) toStruct(m record.Value, body bool) *structpb.Struct {
+	s := c.toStructDepth(m, body, 0)
 	if c.budget < 0 {
 		c.budget = 0
 		return nil
@@ -35,12 +36,13 @@ func (c *converter) toStruct(m record.Value, skip func(key string) bool) *struct
 	return s
 }
 
-func (c *converter) toStructDepth(m record.Value, skip func(key string) bool, depth int) *structpb.Struct {
+func (c *converter) toStructDepth(m record.Value, body bool, depth int) *structpb.Struct {
 	it, err := m.Iter()
 	if err != nil {
 		return &structpb.Struct{}
 	}
 	s := &structpb.Struct{Fields: make(map[string]*structpb.Value)}
+	var seen uint8
 	for c.budget >= 0 {
 		k, v, ok := it.Next()
 		if !ok {
@@ -49,13 +51,37 @@ func (c *converter) toStructDepth(m record.Value, skip func(key string) bool, de
 		if k == nil {
 			continue // a key that is not a string has no place in JSON
 		}
-		key := validString(k)
-		if skip != nil && skip(key) {
+		if body && skipEngineKey(k, &seen) {
 			continue
 		}
-		s.Fields[key] = c.toValue(v, depth+1)
+		s.Fields[validString(k)] = c.toValue(v, depth+1)
 	}
 	return s
+}
+
+// skipEngineKey tells the keys of a body that describe the record rather than the
+// application's log: the kubernetes filter's map, and the first time, stream, _p and logtag
+// (tail's parsers write them first; the same keys later are the application's own, merged
+// by Merge_Log, and stay in its payload).
+func skipEngineKey(k []byte, seen *uint8) bool {
+	var bit uint8
+	switch string(k) {
+	case "kubernetes":
+		return true
+	case "time":
+		bit = 1
+	case "stream":
+		bit = 2
+	case "_p":
+		bit = 4
+	case "logtag":
+		bit = 8
+	default:
+		return false
+	}
+	first := *seen&bit == 0
+	*seen |= bit
+	return first
 }
 
 // maxDepth counts both steps of each level (a map's value, then the map): 32 levels of JSON.
@@ -89,7 +115,7 @@ func (c *converter) toValue(v record.Value, depth int) *structpb.Value {
 			c.tooDeep++
 			return structpb.NewNullValue()
 		}
-		return structpb.NewStructValue(c.toStructDepth(v, nil, depth+1))
+		return structpb.NewStructValue(c.toStructDepth(v, false, depth+1))
 	case msgp.ArrayType:
 		if depth >= maxDepth {
 			c.tooDeep++
@@ -143,18 +169,19 @@ func jsonValues(t string) int {
 	return n
 }
 
-// jsonText renders a msgpack map as JSON text, leaving out the keys skip says to, cut to
+// jsonText renders a record's body as JSON text without the keys the engine added, cut to
 // max bytes and marked when longer.
-func jsonText(m record.Value, skip func(key string) bool, max int) string {
+func jsonText(m record.Value, max int) string {
 	var w sliceWriter
 	w.b = append(w.b, '{')
 	it, err := m.Iter()
+	var seen uint8
 	for first := true; err == nil && len(w.b) <= max; {
 		k, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		if k == nil || skip != nil && skip(string(k)) {
+		if k == nil || skipEngineKey(k, &seen) {
 			continue
 		}
 		if !first {
