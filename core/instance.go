@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trailstack/trailstack/metrics"
 	"github.com/trailstack/trailstack/record"
 )
 
@@ -29,6 +30,8 @@ type Instance struct {
 	inflight sync.WaitGroup
 
 	batches sync.Pool // *[]record.Record, reused across flushes
+	metrics *metrics.Instance
+	health  health // what the log has said of failures, to say each cause once a minute
 
 	flushes, delivered, retries, failures, refused atomic.Int64
 }
@@ -47,10 +50,18 @@ func newInstance(name string, get Getter, log *Logger) (*Instance, error) {
 		return nil, fmt.Errorf("config key \"sink\" is required: one of %v", names)
 	}
 	timeout := p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
+	if addr := p.String("metrics_listen", ""); addr != "" && p.Err() == nil {
+		if bound, err := metrics.Listen(addr); err != nil {
+			p.Fail("metrics_listen", "%v", err)
+		} else {
+			log.Infof("metrics on http://%s/metrics", bound)
+		}
+	}
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	sink, err := lookupSink(sinkName)(p, Env{Log: log})
+	m := metrics.NewInstance(name, sinkName)
+	sink, err := lookupSink(sinkName)(p, Env{Log: log, Metrics: m})
 	if err == nil {
 		err = p.Err()
 	}
@@ -58,9 +69,10 @@ func newInstance(name string, get Getter, log *Logger) (*Instance, error) {
 		if sink != nil {
 			_ = sink.Close()
 		}
+		m.Remove()
 		return nil, err
 	}
-	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: timeout}
+	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: timeout, metrics: m}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	in.batches.New = func() any { s := make([]record.Record, 0, 1024); return &s }
 	log.Infof("initialised: %s", p.Effective())
@@ -77,6 +89,7 @@ func Check(keys MapGetter) error {
 		return fmt.Errorf("config key \"sink\" is required: one of %v", names)
 	}
 	p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
+	p.String("metrics_listen", "")
 	if err := p.Err(); err != nil {
 		return err
 	}
@@ -120,8 +133,12 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		switch st {
 		case Retry:
 			in.retries.Add(1)
+			in.metrics.FlushRetry.Inc()
 		case Failed:
 			in.failures.Add(1)
+			in.metrics.FlushError.Inc()
+		default:
+			in.metrics.FlushOK.Inc()
 		}
 	}()
 
@@ -139,21 +156,33 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	*bp = recs
 	if n, first := dec.Skipped(); n > 0 {
 		in.log.Errorf("dropped %d events of a chunk (tag %s) that are not log records; first: %v", n, tag, first)
+		in.metrics.Dropped("not_a_record").Add(float64(n))
 	}
 	corrupt := dec.Err()
 	if len(recs) == 0 {
 		if corrupt != nil {
 			in.log.Errorf("dropping chunk (tag %s): %v", tag, corrupt)
+			in.metrics.Dropped("corrupt_chunk").Inc()
 			return Failed
 		}
 		return Delivered
 	}
 
+	start := time.Now()
 	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs})
+	m := in.metrics
+	m.FlushDuration.Observe(time.Since(start).Seconds())
+	m.FlushRecords.Observe(float64(len(recs)))
 	switch res.Status {
 	case Delivered:
-		in.delivered.Add(int64(len(recs) - res.Refused))
+		ok := len(recs) - res.Refused
+		in.delivered.Add(int64(ok))
 		in.refused.Add(int64(res.Refused))
+		m.Delivered.Add(float64(ok))
+		m.Dropped("rejected").Add(float64(res.Refused))
+		m.Truncated.Add(float64(res.Truncated))
+		m.LastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
+		in.health.recovered(in.log)
 		if corrupt != nil {
 			// What could be read is delivered; what follows the corruption cannot be.
 			in.log.Errorf("delivered the %d records before the corruption, dropping the rest of the chunk (tag %s): %v", len(recs), tag, corrupt)
@@ -162,10 +191,67 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		return Delivered
 	case Failed:
 		in.log.Errorf("dropping chunk of %d records (tag %s): %v", len(recs), tag, res.Err)
+		m.Dropped("undeliverable").Add(float64(len(recs)))
 		return Failed
 	default:
-		in.log.Warnf("chunk of %d records (tag %s) kept for retry: %v", len(recs), tag, res.Err)
+		in.health.failed(in.log, len(recs), tag, res.Err)
 		return Retry
+	}
+}
+
+// health logs failures an operator can act on without one line per retried chunk: the
+// first failure and the recovery always, then each cause once a minute with a count of the
+// chunks it held back since.
+type health struct {
+	mu      sync.Mutex // guards the rest
+	failing bool
+	since   time.Time
+	retries int
+	causes  map[string]*Every
+}
+
+// cause is an error's text without its numbers (counts, durations, addresses' ports),
+// which vary from one chunk to the next.
+func cause(err error) string {
+	var b strings.Builder
+	for _, r := range fmt.Sprint(err) {
+		if r < '0' || r > '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func (h *health) failed(log *Logger, n int, tag string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.retries++
+	c := cause(err)
+	e := h.causes[c]
+	if e == nil {
+		if h.causes == nil || len(h.causes) > 64 {
+			h.causes = map[string]*Every{}
+		}
+		e = &Every{Interval: time.Minute}
+		h.causes[c] = e
+	}
+	allowed, held := e.Allow()
+	if !h.failing {
+		h.failing, h.since = true, timeNow()
+		log.Warnf("chunk of %d records (tag %s) kept for retry: %v (the same cause is logged once a minute until a flush succeeds)", n, tag, err)
+		return
+	}
+	if allowed {
+		log.Warnf("chunk of %d records (tag %s) kept for retry: %v (%d more chunks kept for this cause in the last minute; failing since %v)", n, tag, err, held, timeNow().Sub(h.since).Round(time.Second))
+	}
+}
+
+func (h *health) recovered(log *Logger) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failing {
+		log.Infof("delivering again after %d retried chunks over %v", h.retries, timeNow().Sub(h.since).Round(time.Second))
+		h.failing, h.retries, h.causes = false, 0, nil
 	}
 }
 
@@ -206,6 +292,7 @@ func (in *Instance) Close() {
 	if err := in.sink.Close(); err != nil {
 		in.log.Warnf("closing sink: %v", err)
 	}
+	in.metrics.Remove() // an exited instance leaves no series behind
 	in.log.Infof("exited after %d flushes: %d records delivered, %d retries, %d chunks dropped, %d records refused by the destination",
 		in.flushes.Load(), in.delivered.Load(), in.retries.Load(), in.failures.Load(), in.refused.Load())
 }

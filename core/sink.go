@@ -5,6 +5,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/trailstack/trailstack/metrics"
 	"github.com/trailstack/trailstack/record"
 )
 
@@ -46,6 +47,9 @@ type Result struct {
 	// one and that can never be delivered: dropped, each with its reason logged, while
 	// every other record was delivered.
 	Refused int
+	// Truncated counts the records of a Delivered batch that were cut to the destination's
+	// size limit.
+	Truncated int
 }
 
 // Sink is one destination. Deliver is called concurrently when the instance has several
@@ -58,7 +62,8 @@ type Sink interface {
 
 // Env is what a sink factory gets besides its keys.
 type Env struct {
-	Log *Logger
+	Log     *Logger
+	Metrics *metrics.Instance // the instance's series, for what only the sink knows
 	// DryRun asks the factory to read and check its keys and stop there: no files, no
 	// network, no sink (it returns nil). Check uses it to validate configuration files.
 	DryRun bool

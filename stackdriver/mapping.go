@@ -380,7 +380,6 @@ func topController(owners record.Value, podTemplateHash string) (kind, name stri
 	return kind, name
 }
 
-
 func (m *mapper) resource(v []record.Value, tag string, s *scratch) *monitoredres.MonitoredResource {
 	nsB, _ := v[m.slot.ns].Bytes()
 	podB, _ := v[m.slot.pod].Bytes()
@@ -676,7 +675,6 @@ var severityNames = map[string]ltype.LogSeverity{
 	"alert":     ltype.LogSeverity_ALERT,
 	"emergency": ltype.LogSeverity_EMERGENCY, "emerg": ltype.LogSeverity_EMERGENCY, "panic": ltype.LogSeverity_EMERGENCY,
 }
-
 
 func severityOf(v record.Value) (ltype.LogSeverity, bool) {
 	if v == nil {

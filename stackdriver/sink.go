@@ -30,6 +30,7 @@ import (
 
 	"github.com/trailstack/trailstack/accessor"
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/metrics"
 )
 
 func init() { core.RegisterSink("stackdriver", New) }
@@ -46,6 +47,7 @@ type sink struct {
 	backoff core.Backoff
 	refused core.Every // one log line per interval about refused entries
 	shaped  core.Every // and about payloads sent as text or cut short
+	met     *metrics.Instance
 }
 
 // New builds the Cloud Logging sink from an instance's keys, asking the metadata server for
@@ -127,6 +129,9 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 	}
 	s := &sink{client: client, m: newMapper(project, location, cluster, fallback, ex), log: env.Log, timeout: timeout}
 	s.refused.Interval = 10 * time.Second
+	if s.met = env.Metrics; s.met == nil {
+		s.met = metrics.NewInstance("unnamed", "stackdriver")
+	}
 	s.shaped.Interval = 10 * time.Second
 	s.m.logName, s.m.nodeName = logName, nodeName
 	s.scratch.New = func() any { return s.m.newScratch() }
@@ -164,17 +169,21 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	}()
 	now := timeNow()
 	var (
-		req  = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true}
-		size int
-		key  hoist
+		req       = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true}
+		size      int
+		key       hoist
+		truncated int
+		refused   int
 	)
 	send := func() core.Result {
 		if len(req.Entries) == 0 {
-			return core.Result{Status: core.Delivered}
+			return core.Result{Status: core.Delivered, Refused: refused, Truncated: truncated}
 		}
 		res := s.write(ctx, req)
 		req = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true}
 		size = 0
+		refused += res.Refused
+		res.Refused, res.Truncated = refused, truncated
 		return res
 	}
 	sc.startChunk(b, now)
@@ -202,6 +211,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		if n > entryBudget/2 {
 			if n = proto.Size(e); n > entryBudget {
 				n = shrink(e, n)
+				truncated++
 			}
 		}
 		if size+n > maxRequestBytes {
@@ -263,7 +273,10 @@ type hoist struct {
 func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) core.Result {
 	// No retries inside the client: a failed flush answers RETRY at once and Fluent Bit's
 	// scheduler, which keeps the chunk, decides when to try again.
+	start := time.Now()
 	_, err := s.client.WriteLogEntries(ctx, req, gax.WithRetry(nil))
+	s.met.RequestDuration.Observe(time.Since(start).Seconds())
+	s.met.Requests(status.Code(err).String()).Inc()
 	switch {
 	case err == nil:
 		s.backoff.Succeeded()
@@ -275,6 +288,7 @@ func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest)
 	case refusedWhole(err):
 		if len(req.Entries) == 1 {
 			s.logRefused(1, len(req.Entries), fmt.Sprintf("entry %s: %v", req.Entries[0].InsertId, status.Convert(err).Message()))
+			s.met.Rejected.Inc()
 			return core.Result{Status: core.Delivered, Refused: 1}
 		}
 		var refused int
@@ -295,6 +309,7 @@ func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest)
 		first := slices.Min(slices.Collect(maps.Keys(pe.LogEntryErrors)))
 		s.logRefused(len(pe.LogEntryErrors), len(req.Entries), fmt.Sprintf("entry %s: %s", req.Entries[first].GetInsertId(), pe.LogEntryErrors[first].GetMessage()))
 		res.Refused = len(pe.LogEntryErrors)
+		s.met.Rejected.Add(float64(res.Refused))
 	}
 	return res
 }

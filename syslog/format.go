@@ -66,9 +66,11 @@ type scratch struct {
 	idTag string
 	id    accessor.Identity
 
-	// Records of this flush whose MSG could not be rendered whole as JSON, and why.
-	jsonErrs int
-	jsonErr  error
+	// Records of this flush whose MSG could not be rendered whole as JSON, and why; and
+	// those cut to max_size.
+	jsonErrs  int
+	jsonErr   error
+	truncated int
 
 	// The timestamp up to the seconds, for the last second seen: records of a chunk
 	// mostly share their second.
@@ -144,6 +146,7 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 	}
 	if len(dst)-start > f.maxSize {
 		dst = truncate(dst, start, msgStart, f.maxSize)
+		s.truncated++
 	}
 	return dst
 }

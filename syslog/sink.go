@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/metrics"
 )
 
 func init() { core.RegisterSink("syslog", New) }
@@ -41,6 +42,7 @@ type sink struct {
 
 	backoff  core.Backoff
 	cutShort core.Every // one log line per interval about MSGs cut short
+	m        *metrics.Instance
 
 	mu     sync.Mutex // guards idle and closed
 	idle   []*conn
@@ -76,7 +78,10 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 	if p.Err() != nil || env.DryRun {
 		return nil, nil
 	}
-	s := &sink{cfg: cfg, f: f, log: env.Log}
+	s := &sink{cfg: cfg, f: f, log: env.Log, m: env.Metrics}
+	if s.m == nil {
+		s.m = metrics.NewInstance("unnamed", "syslog")
+	}
 	s.backoff.Now = func() time.Time { return timeNow() }
 	s.cutShort.Interval = 10 * time.Second
 	s.bufs.New = func() any { return &buffer{b: make([]byte, 0, 64<<10), s: f.newScratch()} }
@@ -136,7 +141,7 @@ func (s *sink) deliver(ctx context.Context, b *core.Batch) core.Result {
 		return s.deliverUDP(ctx, b, buf)
 	}
 	out := buf.b[:0]
-	buf.s.jsonErrs = 0
+	buf.s.jsonErrs, buf.s.truncated = 0, 0
 	for i := range b.Records {
 		out = s.f.appendFrame(out, &b.Records[i], b.Tag, buf.s)
 	}
@@ -164,6 +169,7 @@ func (s *sink) deliver(ctx context.Context, b *core.Batch) core.Result {
 			var n int
 			n, err = c.Write(out[off:end])
 			off += n
+			s.m.SyslogBytes.Add(float64(n))
 		}
 		if err != nil {
 			stop()
@@ -171,11 +177,13 @@ func (s *sink) deliver(ctx context.Context, b *core.Batch) core.Result {
 			return s.failed(fmt.Errorf("write to %s (%d of %d bytes written): %w", s.cfg.addr, off, len(out), err))
 		}
 	}
+	ackStart := time.Now()
 	if err := s.waitAcked(ctx, c, len(out)); err != nil {
 		stop()
 		c.abort()
 		return s.failed(err)
 	}
+	s.m.AckWait.Observe(time.Since(ackStart).Seconds())
 	// Acknowledged: delivered. The connection goes back to the pool only if the
 	// cancellation cannot touch its deadline any more.
 	if stop() {
@@ -184,7 +192,7 @@ func (s *sink) deliver(ctx context.Context, b *core.Batch) core.Result {
 		c.abort()
 	}
 	s.backoff.Succeeded()
-	return core.Result{Status: core.Delivered}
+	return core.Result{Status: core.Delivered, Truncated: buf.s.truncated}
 }
 
 func retry(err error) core.Result { return core.Result{Status: core.Retry, Err: err} }
@@ -200,6 +208,28 @@ func (s *sink) failed(err error) core.Result {
 	}
 	return retry(err)
 }
+
+// connectResult names a dial's outcome for trailstack_syslog_connects_total.
+func connectResult(err error) string {
+	var tlsErr *tlsHandshakeError
+	switch {
+	case err == nil:
+		return "ok"
+	case timedOut(err):
+		return "timeout"
+	case errors.As(err, &tlsErr):
+		return "tls"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	}
+	return "error"
+}
+
+// tlsHandshakeError is a connection made but refused at TLS (certificate, name, protocol).
+type tlsHandshakeError struct{ err error }
+
+func (e *tlsHandshakeError) Error() string { return e.err.Error() }
+func (e *tlsHandshakeError) Unwrap() error { return e.err }
 
 // timedOut tells a destination that accepts but does not answer (TLS handshake, write or
 // acknowledgement timed out) from one that refuses. A cancelled flush (shutdown) is neither.
@@ -282,6 +312,7 @@ func (s *sink) get(ctx context.Context) (*conn, error) {
 	s.mu.Unlock()
 
 	c, err := s.dial(ctx)
+	s.m.SyslogConnects(connectResult(err)).Inc()
 	if err != nil {
 		s.backoff.Failed(err, timedOut(err))
 		return nil, err
@@ -347,7 +378,7 @@ func (s *sink) dial(ctx context.Context) (*conn, error) {
 		tc := tls.Client(nc, s.tlsConf)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", s.cfg.addr, err)
+			return nil, &tlsHandshakeError{fmt.Errorf("TLS handshake with %s: %w", s.cfg.addr, err)}
 		}
 		c.Conn, c.tls = tc, true
 	}

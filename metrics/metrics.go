@@ -1,0 +1,184 @@
+// Package metrics is the plugin's Prometheus endpoint: the series only the plugin knows
+// (what each destination confirmed, refused, how long it took), labelled by instance and
+// sink, on one HTTP server for the whole Fluent Bit process.
+//
+// Fluent Bit runs every [OUTPUT] of a plugin in one process and, on a hot reload, starts
+// new instances in the same process: so the server and the registry are the process's, an
+// instance only adds its series and removes them when it exits.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Version is the plugin's version, set at link time (-X); "dev" otherwise.
+var Version = "dev"
+
+// FluentBitABI is the Go proxy interface the plugin implements (fluent-bit-go's output
+// plugin, FLB_PROXY_OUTPUT_PLUGIN, proxy API version 2).
+const FluentBitABI = "proxy-output-v2"
+
+var (
+	labels = []string{"instance", "sink"}
+
+	delivered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_records_delivered_total", Help: "Records confirmed at the destination.",
+	}, labels)
+	dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_records_dropped_total", Help: "Records that can never be delivered and were dropped, by reason (corrupt_chunk, rejected, not_a_record).",
+	}, append(labels, "reason"))
+	truncated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_records_truncated_total", Help: "Records delivered cut to the destination's size limit.",
+	}, labels)
+	flushes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_flushes_total", Help: "Flushes by the answer given to Fluent Bit (ok, retry, error).",
+	}, append(labels, "result"))
+	flushDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "trailstack_flush_duration_seconds", Help: "Time from a flush's call to its answer.",
+		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, labels)
+	flushRecords = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "trailstack_flush_records", Help: "Records in a flushed chunk.",
+		Buckets: []float64{1, 10, 100, 500, 1000, 2500, 5000, 10000},
+	}, labels)
+	lastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trailstack_last_success_timestamp_seconds", Help: "When a flush last answered OK (Unix time); 0 until one has.",
+	}, labels)
+
+	syslogConnects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_syslog_connects_total", Help: "Connections opened to the syslog destination, by result (ok, refused, timeout, tls, error).",
+	}, append(labels, "result"))
+	syslogAckWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "trailstack_syslog_ack_wait_seconds", Help: "Time from a flush's last write to the peer's acknowledgement of every byte.",
+		Buckets: []float64{.0001, .001, .005, .01, .05, .1, .5, 1, 5, 10, 30},
+	}, labels)
+	syslogBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_syslog_bytes_written_total", Help: "Bytes written to the syslog destination (acknowledged or not).",
+	}, labels)
+
+	sdRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_stackdriver_requests_total", Help: "WriteLogEntries requests by gRPC code.",
+	}, append(labels, "code"))
+	sdDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "trailstack_stackdriver_request_duration_seconds", Help: "Time of a WriteLogEntries request.",
+		Buckets: []float64{.005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, labels)
+	sdRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_stackdriver_entries_rejected_total", Help: "Entries Cloud Logging refused one by one (dropped; the rest written).",
+	}, labels)
+
+	buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trailstack_build_info", Help: "Always 1: the plugin's version, its Go version and the Fluent Bit interface it implements.",
+	}, []string{"version", "go_version", "fluent_bit_abi"})
+
+	// perInstance are the vectors whose series an exiting instance takes with it.
+	perInstance = []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{delivered, dropped, truncated, flushes, flushDuration, flushRecords, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
+
+	registry = prometheus.NewRegistry()
+)
+
+func init() {
+	registry.MustRegister(delivered, dropped, truncated, flushes, flushDuration, flushRecords, lastSuccess,
+		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo)
+	buildInfo.WithLabelValues(Version, runtime.Version(), FluentBitABI).Set(1)
+}
+
+// Handler serves the registry in Prometheus' text format (tests use it without a server).
+func Handler() http.Handler {
+	return promhttp.HandlerFor(registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// server is the process's one endpoint.
+var server struct {
+	mu   sync.Mutex // guards addr and ln
+	addr string
+	ln   net.Listener
+}
+
+// Listen starts the endpoint at addr, once per process: instances that name the same
+// address share it; one that names another is an error naming both. The server outlives
+// the instances (a hot reload keeps it) and never touches a flush: it only reads counters.
+func Listen(addr string) (string, error) {
+	server.mu.Lock()
+	defer server.mu.Unlock()
+	if server.ln != nil {
+		if addr != server.addr {
+			return "", fmt.Errorf("metrics_listen %q: this process already serves metrics on %q (one endpoint per process; name the same address or none)", addr, server.addr)
+		}
+		return server.ln.Addr().String(), nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("metrics_listen %q: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Printf("[error] [trailstack] metrics endpoint %s stopped: %v\n", addr, err)
+		}
+	}()
+	server.addr, server.ln = addr, ln
+	return ln.Addr().String(), nil
+}
+
+// Instance is one instance's series, curried with its labels so that the flush path does
+// no label lookup.
+type Instance struct {
+	name, sink string
+
+	Delivered, Truncated, SyslogBytes, Rejected prometheus.Counter
+	Dropped                                     func(reason string) prometheus.Counter
+	FlushOK, FlushRetry, FlushError             prometheus.Counter
+	FlushDuration, FlushRecords                 prometheus.Observer
+	LastSuccess                                 prometheus.Gauge
+	SyslogConnects                              func(result string) prometheus.Counter
+	AckWait, RequestDuration                    prometheus.Observer
+	Requests                                    func(code string) prometheus.Counter
+}
+
+// NewInstance creates the series of an instance.
+func NewInstance(name, sink string) *Instance {
+	l := []string{name, sink}
+	m := &Instance{
+		name: name, sink: sink,
+		Delivered:       delivered.WithLabelValues(l...),
+		Truncated:       truncated.WithLabelValues(l...),
+		SyslogBytes:     syslogBytes.WithLabelValues(l...),
+		Rejected:        sdRejected.WithLabelValues(l...),
+		FlushOK:         flushes.WithLabelValues(name, sink, "ok"),
+		FlushRetry:      flushes.WithLabelValues(name, sink, "retry"),
+		FlushError:      flushes.WithLabelValues(name, sink, "error"),
+		FlushDuration:   flushDuration.WithLabelValues(l...),
+		FlushRecords:    flushRecords.WithLabelValues(l...),
+		LastSuccess:     lastSuccess.WithLabelValues(l...),
+		AckWait:         syslogAckWait.WithLabelValues(l...),
+		RequestDuration: sdDuration.WithLabelValues(l...),
+	}
+	m.Dropped = func(reason string) prometheus.Counter { return dropped.WithLabelValues(name, sink, reason) }
+	m.SyslogConnects = func(result string) prometheus.Counter { return syslogConnects.WithLabelValues(name, sink, result) }
+	m.Requests = func(code string) prometheus.Counter { return sdRequests.WithLabelValues(name, sink, code) }
+	// Series that an alert reads exist from the start, at zero.
+	m.Dropped("corrupt_chunk")
+	m.Dropped("rejected")
+	return m
+}
+
+// Remove takes the instance's series out of the endpoint (it exited).
+func (m *Instance) Remove() {
+	for _, v := range perInstance {
+		v.DeletePartialMatch(prometheus.Labels{"instance": m.name})
+	}
+}
