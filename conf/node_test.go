@@ -248,3 +248,52 @@ func TestNodeNoPodSpeaksForAnother(t *testing.T) {
 	a.stop()
 	report(t, n, "spoofed identity", ds, "")
 }
+
+// The plugin's metrics on a running node, through an outage: Papertrail stops reading for
+// longer than ack_timeout, then reads again. Every line arrives; the delivered counters equal
+// the distinct lines each destination got, the retries show, and every metric the alert
+// rules and the dashboard name is in the scrape of the plugin's and Fluent Bit's endpoints.
+func TestNodeMetricsThroughAnOutage(t *testing.T) {
+	n := newNode(t)
+	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
+	a := n.startAgent()
+	a.waitReady()
+	stopWriter := n.writer(500, api)
+	time.Sleep(2 * time.Second)
+	n.papert.setReading(false)
+	time.Sleep(14 * time.Second) // past ack_timeout (10 s): flushes fail and are retried
+	n.papert.setReading(true)
+	stopWriter()
+	ds := n.waitDelivered(120*time.Second, a)
+	scraped := map[string]bool{}
+	var out string
+	// The counters move once Fluent Bit has the answers: poll until they hold the total.
+	want := float64(len(n.expected()))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out = scrapeNames(t, "http://127.0.0.1:2021/metrics", scraped)
+		v1, _ := sample(out, `trailstack_records_delivered_total{instance="trailstack.0",sink="syslog"}`)
+		v2, _ := sample(out, `trailstack_records_delivered_total{instance="trailstack.1",sink="stackdriver"}`)
+		if v1 == want && v2 == want || time.Now().After(deadline) {
+			break
+		}
+	}
+	scrapeNames(t, "http://127.0.0.1:2020/api/v2/metrics/prometheus", scraped)
+	for series, check := range map[string]func(float64) bool{
+		`trailstack_records_delivered_total{instance="trailstack.0",sink="syslog"}`:                      func(v float64) bool { return v == want },
+		`trailstack_records_delivered_total{instance="trailstack.1",sink="stackdriver"}`:                 func(v float64) bool { return v == want },
+		`trailstack_flushes_total{instance="trailstack.0",result="retry",sink="syslog"}`:                 func(v float64) bool { return v > 0 },
+		`trailstack_records_dropped_total{instance="trailstack.0",reason="corrupt_chunk",sink="syslog"}`: func(v float64) bool { return v == 0 },
+		`trailstack_last_success_timestamp_seconds{instance="trailstack.1",sink="stackdriver"}`:          func(v float64) bool { return v > float64(time.Now().Add(-time.Minute).Unix()) },
+	} {
+		if v, ok := sample(out, series); !ok || !check(v) {
+			t.Errorf("%s = %v (found %v), %d lines written", series, v, ok, int(want))
+		}
+	}
+	checkMonitoringAgainst(t, scraped)
+	a.checkNoRestart()
+	if _, killed := a.stop(); killed {
+		t.Error("killed at the grace period")
+	}
+	retries, _ := sample(out, `trailstack_flushes_total{instance="trailstack.0",result="retry",sink="syslog"}`)
+	report(t, n, "metrics through an outage", ds, fmt.Sprintf(", %v syslog flushes retried", retries))
+}
