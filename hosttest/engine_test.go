@@ -3,11 +3,15 @@ package hosttest
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/trailstack/trailstack/internal/fixture"
 )
@@ -41,6 +45,7 @@ func TestRealFluentBit(t *testing.T) {
     Workers  2
     sink     test
     test_out %[2]s
+    metrics_listen 127.0.0.1:0
 `, dir, out)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -48,9 +53,18 @@ func TestRealFluentBit(t *testing.T) {
 	cmd := startEngine(t, bin, conf, logPath)
 	want := expected(t, fixtures(t, "kube-raw"))
 	waitFor(t, out, "\n", len(want))
+	// The metrics endpoint counts what this instance delivered...
+	waitFor(t, logPath, "metrics on http://", 1)
+	b, _ := os.ReadFile(logPath)
+	url := regexp.MustCompile(`metrics on (http://\S+)`).FindSubmatch(b)[1]
+	delivered := fmt.Sprintf(`trailstack_records_delivered_total{instance="trailstack.0",sink="test"} %d`, len(want))
+	waitScrape(t, string(url), delivered)
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, logPath, "initialised: sink=", 2)
 	waitFor(t, out, "\n", 2*len(want))
+	// ...and after the hot reload it is still up, with only the new instance's series: the
+	// old one's left with it (its counter would read twice as much).
+	waitScrape(t, string(url), delivered)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("fluent-bit exited with %v", err)
@@ -68,4 +82,23 @@ func TestRealFluentBit(t *testing.T) {
 		return s
 	}
 	sameLines(t, "records from the real engine", strip(arrived(t, out)), strip(times(want, 2)))
+}
+
+// waitScrape polls a metrics endpoint until it shows line.
+func waitScrape(t *testing.T, url, line string) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if last = string(b); strings.Contains(last, line+"\n") {
+			return
+		}
+	}
+	t.Fatalf("%s never showed %q; last:\n%s", url, line, last)
 }
