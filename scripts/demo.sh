@@ -38,6 +38,7 @@ if [ -n "$fluent_bit" ]; then
 		/^ *DB / { print "    DB " work "/state/tail.db"; next }
 		/^ *Path / { print "    Path " logs "/*.log"; next }
 		/^ *HTTP_Server/ { print "    HTTP_Server Off"; next }
+		/^ *metrics_listen/ { print "    metrics_listen 127.0.0.1:0"; next }
 		/^ *ca_file/ { print "    ca_file " work "/ca.pem"; next }
 		/^ *sink  *stackdriver/ { print; print "    endpoint " logging; print "    endpoint_plaintext on";
 			print "    project_id demo-project"; print "    cluster_name demo-cluster"; print "    cluster_location europe-west1"; next }
@@ -46,6 +47,12 @@ if [ -n "$fluent_bit" ]; then
 	PAPERTRAIL_ADDRESS="$syslog_addr" NODE_NAME=demo-node "$fluent_bit" -c "$work/fluent-bit.conf" >"$work/plugin.log" 2>&1 &
 	fb=$!
 	wait %1 %2 || true
+	# The plugin's metrics, as a scraper sees them once the records are in.
+	url=$(grep -o 'metrics on http://[^ ]*' "$work/plugin.log" | head -1 | cut -d' ' -f3)
+	if [ -n "$url" ] && command -v curl >/dev/null; then
+		sleep 1
+		curl -s "$url" | grep -E '^trailstack_(records_delivered_total|flushes_total|flush_duration_seconds_(sum|count)|last_success)' >"$work/metrics.txt" || true
+	fi
 	kill -TERM "$fb" 2>/dev/null || true
 	wait "$fb" || true
 	grep -E 'trailstack|error' "$work/plugin.log" | grep -v 'worker #' >"$work/plugin.short" || true
@@ -66,3 +73,9 @@ echo "== the syslog receiver got (HOSTNAME is Papertrail's system, APP-NAME its 
 grep -v listening "$work/syslog.out"
 echo "== the Cloud Logging stand-in got (time, severity, namespace/pod/container, log name: payload):"
 grep -v listening "$work/logging.out"
+if [ -s "$work/metrics.txt" ]; then
+	echo "== the plugin's metrics (GET /metrics on metrics_listen): delivered, flushes by result, flush time"
+	sed 's/^/  /' "$work/metrics.txt"
+else
+	echo "== (the plugin's metrics are shown when the demo runs in a real Fluent Bit, which keeps serving them)"
+fi
