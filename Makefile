@@ -68,6 +68,8 @@ fuzz:
 # Benchmarks: decoding in Go, then the whole .so through the C host with the null sink.
 bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging
 	$(GO) test -run XXX -bench . -benchmem -benchtime 200000x ./record
+	@echo "--- one flush with its metrics, alone and while the endpoint is scraped"
+	$(GO) test -run XXX -bench . -benchmem ./core ./metrics
 	@echo "--- FlushCtx cost: 200,000 flushes of a one-record chunk, null sink"
 	$(HOST) -q -n 200000 $(SO) -i -o sink=null -- testdata/one-record.msgpack | tail -1
 	@echo "--- 1,000,000 kube-20k records (8 chunks x 50), null sink, 1 thread"
