@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"errors"
 	"strings"
 	"sync"
@@ -293,5 +294,39 @@ func TestLogFormat(t *testing.T) {
 	newLogger("trailstack.3", &lockedWriter{w: &buf}).Warnf("x=%d", 1)
 	if got := buf.String(); got != "[2026/11/26 12:00:00] [ warn] [output:trailstack:trailstack.3] x=1\n" {
 		t.Errorf("line %q", got)
+	}
+}
+
+// An outage is logged as the operator needs it: the first failure, then each cause once a
+// minute with the count held back, then the recovery; never a line per retried chunk.
+func TestFailuresAreLoggedOncePerCausePerMinute(t *testing.T) {
+	defer func(f func() time.Time) { timeNow = f }(timeNow)
+	now := time.Unix(1_800_000_000, 0)
+	timeNow = func() time.Time { return now }
+	n := 0
+	sink := &fakeSink{answer: func(context.Context, *Batch) Result {
+		n++
+		return Result{Status: Retry, Err: fmt.Errorf("dial 10.0.0.%d:514: connection refused", n%7)}
+	}}
+	in, buf := newTestInstance(t, sink, MapGetter{})
+	defer in.Close()
+	for i := 0; i < 100; i++ { // 100 chunks in 50 s
+		in.Flush(chunkOf("x"), "t")
+		now = now.Add(500 * time.Millisecond)
+	}
+	if got := strings.Count(buf.String(), "kept for retry"); got != 1 {
+		t.Fatalf("%d lines in the first 50 s of one cause, want 1:\n%s", got, buf)
+	}
+	for i := 0; i < 40; i++ { // 20 s more: past the minute
+		in.Flush(chunkOf("x"), "t")
+		now = now.Add(500 * time.Millisecond)
+	}
+	if got := strings.Count(buf.String(), "kept for retry"); got != 2 || !strings.Contains(buf.String(), "more chunks kept for this cause in the last minute") {
+		t.Fatalf("%d lines after 70 s, want 2 with a count:\n%s", got, buf)
+	}
+	sink.answer = nil
+	in.Flush(chunkOf("x"), "t")
+	if !strings.Contains(buf.String(), "delivering again after 140 retried chunks over 1m10s") {
+		t.Fatalf("no recovery line:\n%s", buf)
 	}
 }
