@@ -154,18 +154,24 @@ func NewInstance(name, sink string) *Instance {
 	l := []string{name, sink}
 	m := &Instance{
 		name: name, sink: sink,
-		Delivered:       delivered.WithLabelValues(l...),
-		Truncated:       truncated.WithLabelValues(l...),
-		SyslogBytes:     syslogBytes.WithLabelValues(l...),
-		Rejected:        sdRejected.WithLabelValues(l...),
-		FlushOK:         flushes.WithLabelValues(name, sink, "ok"),
-		FlushRetry:      flushes.WithLabelValues(name, sink, "retry"),
-		FlushError:      flushes.WithLabelValues(name, sink, "error"),
-		FlushDuration:   flushDuration.WithLabelValues(l...),
-		FlushRecords:    flushRecords.WithLabelValues(l...),
-		LastSuccess:     lastSuccess.WithLabelValues(l...),
-		AckWait:         syslogAckWait.WithLabelValues(l...),
-		RequestDuration: sdDuration.WithLabelValues(l...),
+		Delivered:     delivered.WithLabelValues(l...),
+		Truncated:     truncated.WithLabelValues(l...),
+		FlushOK:       flushes.WithLabelValues(name, sink, "ok"),
+		FlushRetry:    flushes.WithLabelValues(name, sink, "retry"),
+		FlushError:    flushes.WithLabelValues(name, sink, "error"),
+		FlushDuration: flushDuration.WithLabelValues(l...),
+		FlushRecords:  flushRecords.WithLabelValues(l...),
+		LastSuccess:   lastSuccess.WithLabelValues(l...),
+	}
+	// A sink's own series exist only on its instances: another sink's go to unregistered
+	// collectors, which nobody reads.
+	m.SyslogBytes, m.AckWait = unregistered()
+	m.Rejected, m.RequestDuration = unregistered()
+	switch sink {
+	case "syslog":
+		m.SyslogBytes, m.AckWait = syslogBytes.WithLabelValues(l...), syslogAckWait.WithLabelValues(l...)
+	case "stackdriver":
+		m.Rejected, m.RequestDuration = sdRejected.WithLabelValues(l...), sdDuration.WithLabelValues(l...)
 	}
 	m.Dropped = func(reason string) prometheus.Counter { return dropped.WithLabelValues(name, sink, reason) }
 	m.SyslogConnects = func(result string) prometheus.Counter { return syslogConnects.WithLabelValues(name, sink, result) }
@@ -174,6 +180,10 @@ func NewInstance(name, sink string) *Instance {
 	m.Dropped("corrupt_chunk")
 	m.Dropped("rejected")
 	return m
+}
+
+func unregistered() (prometheus.Counter, prometheus.Observer) {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"}), prometheus.NewHistogram(prometheus.HistogramOpts{Name: "unregistered"})
 }
 
 // Remove takes the instance's series out of the endpoint (it exited).
