@@ -29,6 +29,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/internal/testpki"
 )
 
@@ -38,28 +39,6 @@ const (
 	// address of its own, since the filter's default URL has port 443.
 	kubeAPIAddr = "127.0.0.2:443"
 )
-
-// engineBin is the Fluent Bit that runs the node: FLUENT_BIT_BIN, else the shared engine.
-func engineBin(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("FLUENT_BIT_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../shared/engine/fluent-bit")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		needed(t, "no fluent-bit engine at %s (set FLUENT_BIT_BIN)", bin)
-	}
-	return bin
-}
-
-// needed skips a test for want of something, except under CI, where it fails.
-func needed(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI: "+format, args...)
-	}
-	t.Skipf("skipped: "+format, args...)
-}
 
 // pluginSO is the shipped plugin: TRAILSTACK_SO (make test passes the stripped build), else
 // built here as the Dockerfile builds it.
@@ -103,14 +82,14 @@ type node struct {
 func newNode(t *testing.T) *node {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		needed(t, "the node harness needs root for its mount namespace")
+		fixture.Need(t, "the node harness needs root for its mount namespace")
 	}
 	for _, c := range []string{"unshare", "chroot", "mount"} {
 		if _, err := exec.LookPath(c); err != nil {
-			needed(t, "%s not found", c)
+			fixture.Need(t, "%s not found", c)
 		}
 	}
-	bin := engineBin(t)
+	bin := fixture.Engine(t)
 	so := pluginSO(t)
 	n := &node{t: t, dir: t.TempDir(), r: render(t), pods: map[string]*appPod{}}
 	n.root = filepath.Join(n.dir, "root")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/trailstack/trailstack/internal/fixture"
 )
 
 // checkSO holds a shipped .so to what the image needs: the machine it says, stripped, and
@@ -55,7 +57,7 @@ func TestShippedPluginARM64(t *testing.T) {
 	if so == "" {
 		cc, err := exec.LookPath("aarch64-linux-gnu-gcc")
 		if err != nil {
-			needed(t, "no aarch64-linux-gnu-gcc (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross)")
+			fixture.Need(t, "no aarch64-linux-gnu-gcc (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross)")
 		}
 		so = filepath.Join(t.TempDir(), "out_trailstack.so")
 		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", so, "./plugin")

@@ -7,24 +7,12 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/trailstack/trailstack/internal/fixture"
 )
 
-// fluentBit is the real engine: FLUENT_BIT_BIN, else the shared Fluent Bit 5.1.1 beside the
-// repository. Without one the test is skipped, except under CI, where it fails.
-func fluentBit(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("FLUENT_BIT_BIN")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../shared/engine/fluent-bit")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI: no fluent-bit engine at %s", bin)
-		}
-		t.Skipf("skipped: no fluent-bit engine at %s (set FLUENT_BIT_BIN)", bin)
-	}
-	return bin
-}
+// fluentBit is the real engine (see fixture.Engine).
+func fluentBit(t *testing.T) string { return fixture.Engine(t) }
 
 // copyLogs copies the container logs matching glob into dir, for tail to read, and returns
 // their contents.
@@ -32,10 +20,7 @@ func copyLogs(t *testing.T, glob, dir string) [][]byte {
 	t.Helper()
 	logs, _ := filepath.Glob(glob)
 	if len(logs) == 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI: no container logs at %s", glob)
-		}
-		t.Skipf("skipped: no container logs at %s", glob)
+		fixture.Need(t, "no container logs at %s", glob)
 	}
 	var out [][]byte
 	for _, l := range logs {

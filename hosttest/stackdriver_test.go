@@ -20,16 +20,7 @@ import (
 func TestStackdriverThroughTheSO(t *testing.T) {
 	files := fixtures(t, "kube-merged")
 	dir := t.TempDir()
-	fake := goBuild(t, "./internal/cmd/fakelogging", dir)
-	srv := exec.Command(fake, "-expect", "206", "-timeout", "60s")
-	stdout, _ := srv.StdoutPipe()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Process.Kill()
-	lines := bufio.NewScanner(stdout)
-	lines.Scan()
-	addr := strings.TrimPrefix(lines.Text(), "listening ")
+	srv, addr, lines := startFakeLogging(t, dir, "-expect", "206")
 	test := filepath.Join(dir, "test-out")
 	r := host(t, append([]string{"-t", "2", soPath,
 		"-i", "-o", "sink=stackdriver", "-o", "endpoint=" + addr, "-o", "endpoint_plaintext=on",
@@ -59,16 +50,7 @@ func TestRealFluentBitOneRefusedEntry(t *testing.T) {
 	dir := t.TempDir()
 	copyLogs(t, filepath.Join(fixture.Dir(), "..", "container-logs", "*.log"), dir)
 	want := len(expected(t, fixtures(t, "kube-raw")))
-	fake := goBuild(t, "./internal/cmd/fakelogging", dir)
-	srv := exec.Command(fake, "-expect", fmt.Sprint(want-1), "-refuse", "héllo", "-timeout", "60s")
-	stdout, _ := srv.StdoutPipe()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Process.Kill()
-	lines := bufio.NewScanner(stdout)
-	lines.Scan()
-	addr := strings.TrimPrefix(lines.Text(), "listening ")
+	_, addr, lines := startFakeLogging(t, dir, "-expect", fmt.Sprint(want-1), "-refuse", "héllo")
 	conf := filepath.Join(dir, "fluent-bit.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[SERVICE]
     Flush        1
@@ -111,4 +93,19 @@ func TestRealFluentBitOneRefusedEntry(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d lines written, the refused one named in the log", want-1, want)
+}
+
+// startFakeLogging runs fakelogging (a Cloud Logging stand-in in another process) with args,
+// and returns it, its address, and its output after the "listening" line.
+func startFakeLogging(t *testing.T, dir string, args ...string) (*exec.Cmd, string, *bufio.Scanner) {
+	t.Helper()
+	srv := exec.Command(goBuild(t, "./internal/cmd/fakelogging", dir), append(args, "-timeout", "60s")...)
+	stdout, _ := srv.StdoutPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill() })
+	lines := bufio.NewScanner(stdout)
+	lines.Scan()
+	return srv, strings.TrimPrefix(lines.Text(), "listening "), lines
 }

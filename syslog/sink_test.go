@@ -110,11 +110,7 @@ func TestReceiverKilledMidChunk(t *testing.T) {
 	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
 	// A small receive buffer, so that the receiver's kernel cannot have acknowledged the
 	// whole chunk before it dies (loopback's autotuned buffers could hold all of it).
-	lc := net.ListenConfig{Control: smallRcvBuf}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenSmallRcvBuf(t)
 	dying := startReceiver(t, &receiver{ln: ln, tlsCfg: pki.Server, readStop: 300 << 10})
 	s := newSink(t, core.MapGetter{"address": dying.addr(), "ca_file": pki.CAFile, "ack_timeout": "5s", "write_timeout": "5s"})
 	res := s.Deliver(context.Background(), b)
@@ -209,11 +205,7 @@ func waitPeerClosed(t *testing.T, s *sink) {
 // goroutine of ours is left behind.
 func TestReceiverNeverReads(t *testing.T) {
 	before := runtime.NumGoroutine()
-	lc := net.ListenConfig{Control: smallRcvBuf}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenSmallRcvBuf(t)
 	r := startReceiver(t, &receiver{ln: ln, noRead: true})
 	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
 	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "300ms", "ack_timeout": "300ms"})
@@ -236,11 +228,7 @@ func TestReceiverNeverReads(t *testing.T) {
 
 // A cancelled flush (shutdown) returns RETRY at once instead of waiting out the timeouts.
 func TestCancelledFlushReturnsAtOnce(t *testing.T) {
-	lc := net.ListenConfig{Control: smallRcvBuf}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenSmallRcvBuf(t)
 	r := startReceiver(t, &receiver{ln: ln, noRead: true})
 	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "1m", "ack_timeout": "1m"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -367,11 +355,7 @@ func TestHungDestinationAnswersAtOnce(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	timeNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	lc := net.ListenConfig{Control: smallRcvBuf}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenSmallRcvBuf(t)
 	r := startReceiver(t, &receiver{ln: ln, noRead: true})
 	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
 	// The clock is the test's: flush_timeout (real time) ends the flushes that try.
@@ -418,11 +402,7 @@ func TestFlushDeadlineCoversTheDial(t *testing.T) {
 // A slow but live link (1 MB/s, a small receive window) delivers a 2 MB chunk although it
 // takes several times write_timeout and ack_timeout: they bound a stall, not the transfer.
 func TestSlowLinkDelivers(t *testing.T) {
-	lc := net.ListenConfig{Control: smallRcvBuf}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenSmallRcvBuf(t)
 	r := startReceiver(t, &receiver{ln: ln, readRate: 1 << 20})
 	var recs []record.Record
 	for _, f := range []string{"chunk-001.msgpack", "chunk-002.msgpack", "chunk-003.msgpack"} {
@@ -469,4 +449,16 @@ func TestPortIsNeverShown(t *testing.T) {
 			t.Errorf("redactAddress(%q) = %q, want %q", a, got, want)
 		}
 	}
+}
+
+// listenSmallRcvBuf listens on loopback with a 4 KB receive buffer, so that a receiver that
+// reads slowly or not at all holds back the sender's bytes unacknowledged within a chunk.
+func listenSmallRcvBuf(t *testing.T) net.Listener {
+	t.Helper()
+	lc := net.ListenConfig{Control: smallRcvBuf}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }
