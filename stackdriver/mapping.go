@@ -87,6 +87,7 @@ type scratch struct {
 
 	res                    *monitoredres.MonitoredResource
 	resNS, resPod, resCont string
+	resNode                string // the node of a fallback resource in res; "" for a container's
 	logName, logID         string
 	podLabels              map[string]string
 	podLabelsRaw           record.Value // the pod's labels, ownerReferences and node podLabels was built from
@@ -149,7 +150,7 @@ func (s *scratch) reset() {
 		s.entries[i/slab][i%slab].Reset()
 	}
 	s.nEntry, s.nText, s.ids = 0, 0, nil
-	s.res, s.podLabels, s.podLabelsRaw, s.podOwnersRaw, s.podNode = nil, nil, nil, nil, ""
+	s.res, s.resNode, s.podLabels, s.podLabelsRaw, s.podOwnersRaw, s.podNode = nil, "", nil, nil, nil, ""
 	s.logName, s.logID = "", ""
 }
 
@@ -385,29 +386,37 @@ func (m *mapper) resource(v []record.Value, tag string, s *scratch) *monitoredre
 	podB, _ := v[m.slot.pod].Bytes()
 	contB, _ := v[m.slot.container].Bytes()
 	if len(nsB) > 0 && len(podB) > 0 && len(contB) > 0 {
-		if s.res != nil && string(nsB) == s.resNS && string(podB) == s.resPod && string(contB) == s.resCont {
+		if s.res != nil && s.resNode == "" && string(nsB) == s.resNS && string(podB) == s.resPod && string(contB) == s.resCont {
 			return s.res // shared: read-only
 		}
-		s.resNS, s.resPod, s.resCont = validString(nsB), validString(podB), validString(contB)
+		s.resNS, s.resPod, s.resCont, s.resNode = validString(nsB), validString(podB), validString(contB), ""
 		s.res = &monitoredres.MonitoredResource{Type: "k8s_container", Labels: map[string]string{
 			"project_id": m.project, "location": m.location, "cluster_name": m.cluster,
 			"namespace_name": s.resNS, "pod_name": s.resPod, "container_name": s.resCont,
 		}}
 		return s.res
 	}
+	// The fallback resource is the node's: shared by consecutive entries like a container's,
+	// so that it goes once into the request's defaults instead of being encoded per entry.
 	s.buf, _ = m.nodeName.Render(s.buf[:0], v, tag)
+	if s.res != nil && s.resNode != "" && string(s.buf) == s.resNode {
+		return s.res
+	}
 	node := string(s.buf)
+	s.resNS, s.resPod, s.resCont, s.resNode = "", "", "", node
 	switch m.fallback {
 	case "k8s_node":
-		return &monitoredres.MonitoredResource{Type: "k8s_node", Labels: map[string]string{
+		s.res = &monitoredres.MonitoredResource{Type: "k8s_node", Labels: map[string]string{
 			"project_id": m.project, "location": m.location, "cluster_name": m.cluster, "node_name": node,
 		}}
 	case "generic_node":
-		return &monitoredres.MonitoredResource{Type: "generic_node", Labels: map[string]string{
+		s.res = &monitoredres.MonitoredResource{Type: "generic_node", Labels: map[string]string{
 			"project_id": m.project, "location": m.location, "namespace": m.cluster, "node_id": node,
 		}}
+	default:
+		s.res = &monitoredres.MonitoredResource{Type: "global", Labels: map[string]string{"project_id": m.project}}
 	}
-	return &monitoredres.MonitoredResource{Type: "global", Labels: map[string]string{"project_id": m.project}}
+	return s.res
 }
 
 // logID keeps a log name to what the API accepts: letters, digits, and / _ - . , at most

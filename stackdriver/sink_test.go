@@ -639,3 +639,24 @@ func TestDeepNestingIsLogged(t *testing.T) {
 		t.Fatalf("%v\nlog: %s", e.GetJsonPayload() != nil, logged.String())
 	}
 }
+
+// Records whose tag names no container share the node's fallback resource, which goes once
+// into the request's defaults like a container's, not once per entry.
+func TestFallbackResourceIsSentOncePerRequest(t *testing.T) {
+	t.Setenv("NODE_NAME", "node-9")
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	b := fixture.Batch(t, fixture.Files(t, "plain")[1])
+	b.Tag = "node.var.log.syslog"
+	deliver(t, s, b)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.requests) != 1 || f.requests[0].Resource.GetType() != "k8s_node" {
+		t.Fatalf("%d requests, resource %v", len(f.requests), f.requests[0].Resource)
+	}
+	for i, e := range f.requests[0].Entries {
+		if e.Resource != nil {
+			t.Fatalf("entry %d carries its own resource", i)
+		}
+	}
+}
