@@ -179,8 +179,12 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		in.delivered.Add(int64(ok))
 		in.refused.Add(int64(res.Refused))
 		m.Delivered.Add(float64(ok))
-		m.Dropped("rejected").Add(float64(res.Refused))
-		m.Truncated.Add(float64(res.Truncated))
+		if res.Refused > 0 {
+			m.Dropped("rejected").Add(float64(res.Refused))
+		}
+		if res.Truncated > 0 {
+			m.Truncated.Add(float64(res.Truncated))
+		}
 		m.LastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
 		in.health.recovered(in.log)
 		if corrupt != nil {
@@ -203,6 +207,8 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 // first failure and the recovery always, then each cause once a minute with a count of the
 // chunks it held back since.
 type health struct {
+	anyFailing atomic.Bool // failing, read without the lock on every successful flush
+
 	mu      sync.Mutex // guards the rest
 	failing bool
 	since   time.Time
@@ -238,6 +244,7 @@ func (h *health) failed(log *Logger, n int, tag string, err error) {
 	allowed, held := e.Allow()
 	if !h.failing {
 		h.failing, h.since = true, timeNow()
+		h.anyFailing.Store(true)
 		log.Warnf("chunk of %d records (tag %s) kept for retry: %v (the same cause is logged once a minute until a flush succeeds)", n, tag, err)
 		return
 	}
@@ -247,11 +254,15 @@ func (h *health) failed(log *Logger, n int, tag string, err error) {
 }
 
 func (h *health) recovered(log *Logger) {
+	if !h.anyFailing.Load() {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.failing {
 		log.Infof("delivering again after %d retried chunks over %v", h.retries, timeNow().Sub(h.since).Round(time.Second))
 		h.failing, h.retries, h.causes = false, 0, nil
+		h.anyFailing.Store(false)
 	}
 }
 
