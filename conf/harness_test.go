@@ -628,8 +628,7 @@ func (d delivery) String() string {
 	return fmt.Sprintf("%s: %d arrived, %d lost, %d duplicates, %d without metadata", d.name, d.arrived, d.lost, d.dups, d.anonymous)
 }
 
-func (n *node) deliveries() []delivery {
-	want := n.expected()
+func (n *node) deliveries(want []string) []delivery {
 	var out []delivery
 	for _, d := range []struct {
 		name string
@@ -643,13 +642,15 @@ func (n *node) deliveries() []delivery {
 	return out
 }
 
-// waitDelivered waits until every line written has arrived at both destinations (or the
-// ones named), then checks identity: every line under its own pod, none without metadata.
+// waitDelivered waits until every line written so far has arrived at both destinations (or
+// the ones named), then checks identity: every line under its own pod, none without
+// metadata. Lines written while it waits are not waited for: a writer may still be running.
 func (n *node) waitDelivered(timeout time.Duration, a *agent, only ...string) []delivery {
 	n.t.Helper()
 	deadline := time.Now().Add(timeout)
+	want := n.expected()
 	for {
-		ds := n.deliveries()
+		ds := n.deliveries(want)
 		done := true
 		for _, d := range ds {
 			if d.lost > 0 && (len(only) == 0 || strings.Contains(strings.Join(only, ","), d.name)) {

@@ -172,7 +172,7 @@ func TestNodeOneDestinationDown(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	stopWriter()
 	n.waitDelivered(60*time.Second, a, "papertrail")
-	if d := n.deliveries()[1]; d.arrived != 0 {
+	if d := n.deliveries(n.expected())[1]; d.arrived != 0 {
 		t.Fatalf("the stand-in was down, yet %v", d)
 	}
 	n.cloud.setDown(codes.OK)
