@@ -130,6 +130,10 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 }
 
 func (s *sink) deliver(ctx context.Context, b *core.Batch) core.Result {
+	// While the destination is known dead, answer before formatting anything.
+	if err := s.backoff.Check(s.cfg.addr); err != nil {
+		return retry(err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.flushTimeout)
 	defer cancel()
 	buf := s.bufs.Get().(*buffer)
