@@ -9,7 +9,6 @@ package conf
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -72,8 +71,7 @@ type node struct {
 	papert  *syslogReceiver
 	cloud   *cloudLogging
 	kube    *kubeAPI
-	pods    map[string]*appPod
-	podMu   sync.Mutex // guards pods and want
+	podMu   sync.Mutex // guards want
 	want    []string   // every line id written so far
 	started int        // agents started, to name their logs
 }
@@ -91,7 +89,7 @@ func newNode(t *testing.T) *node {
 	}
 	bin := fixture.Engine(t)
 	so := pluginSO(t)
-	n := &node{t: t, dir: t.TempDir(), r: render(t), pods: map[string]*appPod{}}
+	n := &node{t: t, dir: t.TempDir(), r: render(t)}
 	n.root = filepath.Join(n.dir, "root")
 	n.spec = n.r.ds.Spec.Template.Spec
 	n.c = n.spec.Containers[0]
@@ -526,9 +524,6 @@ func (n *node) podFiles(p *appPod) {
 	if err := os.Symlink(filepath.Join("/var/log", dir, "0.log"), link); err != nil {
 		n.t.Fatal(err)
 	}
-	n.podMu.Lock()
-	n.pods[name] = p
-	n.podMu.Unlock()
 }
 
 // write appends count lines to the pod's log as containerd does (CRI format).
@@ -673,21 +668,5 @@ func (n *node) waitDelivered(timeout time.Duration, a *agent, only ...string) []
 			n.t.Fatalf("not delivered after %v: %v\nagent log:\n%s", timeout, ds, msg)
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// waitLog waits for what to appear in the agent's log.
-func (a *agent) waitLog(what string, timeout time.Duration) {
-	a.n.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		b, _ := os.ReadFile(a.log)
-		if bytes.Contains(b, []byte(what)) {
-			return
-		}
-		if time.Now().After(deadline) {
-			a.n.t.Fatalf("%q not in the agent's log after %v:\n%s", what, timeout, a.tail())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
