@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -127,7 +128,8 @@ func Listen(addr string) (string, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Printf("[error] [trailstack] metrics endpoint %s stopped: %v\n", addr, err)
+			// Where the plugin's logger writes; this package sits below it.
+			fmt.Fprintf(os.Stderr, "[error] [output:trailstack] metrics endpoint %s stopped: %v\n", addr, err)
 		}
 	}()
 	server.addr, server.ln = addr, ln
