@@ -525,10 +525,7 @@ func TestContainerResourceFromTheTag(t *testing.T) {
 func TestInsertIDsAreTheChunksNotTheLines(t *testing.T) {
 	f := startFake(t)
 	s := newSink(t, f, nil)
-	body := func(line string) []byte {
-		b, _ := msgp.AppendIntf(nil, map[string]any{"log": line, "stream": "stdout"})
-		return b
-	}
+	body := stdoutLine
 	tag := "kube.var.log.containers.p_ns_c-" + strings.Repeat("ab", 32) + ".log"
 	same := record.Record{Sec: 1795694400, Body: body("ping")} // second-resolution time, from a parser
 	a := &core.Batch{Tag: tag, Records: []record.Record{{Sec: 1795694399, Body: body("start")}, same}}
@@ -553,10 +550,7 @@ func TestInsertIDsAreTheChunksNotTheLines(t *testing.T) {
 func TestFutureRecordTakesItsNeighboursTime(t *testing.T) {
 	f := startFake(t)
 	s := newSink(t, f, nil)
-	body := func(line string) []byte {
-		b, _ := msgp.AppendIntf(nil, map[string]any{"log": line, "stream": "stdout"})
-		return b
-	}
+	body := stdoutLine
 	now := time.Now()
 	future := now.Add(72 * time.Hour).Unix()
 	b := &core.Batch{Tag: "t", Records: []record.Record{
@@ -659,4 +653,10 @@ func TestFallbackResourceIsSentOncePerRequest(t *testing.T) {
 			t.Fatalf("entry %d carries its own resource", i)
 		}
 	}
+}
+
+// stdoutLine is the body tail and the cri parser give a line on stdout.
+func stdoutLine(line string) []byte {
+	b, _ := msgp.AppendIntf(nil, map[string]any{"log": line, "stream": "stdout"})
+	return b
 }
