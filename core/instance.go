@@ -3,7 +3,9 @@ package core
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -311,10 +313,13 @@ func (in *Instance) Close() {
 // Registry maps the opaque contexts Fluent Bit hands back on every flush to instances.
 // IDs are never reused, so a stale context finds nothing rather than another instance.
 type Registry struct {
-	mu     sync.RWMutex // guards byID, lastID and index
+	mu     sync.RWMutex // guards byID, lastID, index and profile
 	byID   map[uintptr]*Instance
 	lastID uintptr
 	index  int // instances created since the registry was last empty, for their names
+	// profile is the CPU profile being written while instances live, when the environment
+	// asks for one (TRAILSTACK_CPUPROFILE): the benchmarks in the real engine read it.
+	profile *os.File
 }
 
 // New builds an instance from its keys and registers it, returning its ID.
@@ -337,6 +342,9 @@ func (r *Registry) New(get Getter) (uintptr, *Instance, error) {
 	if r.byID == nil {
 		r.byID = map[uintptr]*Instance{}
 	}
+	if len(r.byID) == 0 {
+		r.startProfile(in.log)
+	}
 	r.lastID++
 	r.byID[r.lastID] = in
 	return r.lastID, in, nil
@@ -355,6 +363,9 @@ func (r *Registry) Remove(id uintptr) *Instance {
 	defer r.mu.Unlock()
 	in := r.byID[id]
 	delete(r.byID, id)
+	if len(r.byID) == 0 {
+		r.stopProfile()
+	}
 	return in
 }
 
@@ -367,7 +378,35 @@ func (r *Registry) RemoveAll() []*Instance {
 		all = append(all, in)
 		delete(r.byID, id)
 	}
+	r.stopProfile()
 	return all
+}
+
+// startProfile starts a CPU profile of the process's Go side into the file
+// TRAILSTACK_CPUPROFILE names, if any. r.mu is held.
+func (r *Registry) startProfile(log *Logger) {
+	path := os.Getenv("TRAILSTACK_CPUPROFILE")
+	if path == "" || r.profile != nil {
+		return
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		log.Warnf("TRAILSTACK_CPUPROFILE: %v", err)
+		return
+	}
+	r.profile = f
+}
+
+// stopProfile writes the profile out once the last instance has gone. r.mu is held.
+func (r *Registry) stopProfile() {
+	if r.profile != nil {
+		pprof.StopCPUProfile()
+		r.profile.Close()
+		r.profile = nil
+	}
 }
 
 // Len counts the live instances.

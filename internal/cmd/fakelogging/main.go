@@ -2,7 +2,13 @@
 // a LoggingServiceV2 gRPC server on loopback that counts the entries written to it,
 // optionally prints them, and exits once it has the number it was told to expect.
 //
-//	fakelogging -expect N [-print] [-refuse TEXT]   prints "listening ADDR"
+//	fakelogging -expect N [-print] [-refuse TEXT] [-rest DIR]   prints "listening ADDR"
+//
+// With -rest, it also serves what Fluent Bit's own C out_stackdriver talks to, for the
+// benchmarks that run it beside trailstack: the REST entries.write endpoint over TLS
+// (a throwaway certificate in DIR; the engine is told not to verify it) and a GCE metadata
+// server handing out a token. It then prints "rest ADDR" and "metadata ADDR" too; both
+// kinds of request count towards -expect.
 //
 // With -refuse, a request holding an entry whose payload contains TEXT is refused as a whole
 // (INVALID_ARGUMENT with no per-entry errors), as the service refuses a malformed request.
@@ -10,9 +16,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -23,6 +33,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/trailstack/trailstack/internal/testpki"
 )
 
 type server struct {
@@ -70,10 +82,69 @@ func (s *server) WriteLogEntries(_ context.Context, r *loggingpb.WriteLogEntries
 		}
 		s.mu.Unlock()
 	}
-	if n := s.entries.Add(int64(len(r.Entries))); s.expect > 0 && n >= s.expect {
+	s.count(len(r.Entries))
+	return &loggingpb.WriteLogEntriesResponse{}, nil
+}
+
+func (s *server) count(n int) {
+	if t := s.entries.Add(int64(n)); s.expect > 0 && t >= s.expect {
 		s.once.Do(func() { close(s.done) })
 	}
-	return &loggingpb.WriteLogEntriesResponse{}, nil
+}
+
+// writeREST is entries.write as the REST API takes it: a JSON request whose entries are
+// counted (their content is not checked; the gRPC path is the one the tests inspect).
+func (s *server) writeREST(w http.ResponseWriter, r *http.Request) {
+	s.reqs.Add(1)
+	var req struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.count(len(req.Entries))
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, "{}")
+}
+
+// metadata answers what out_stackdriver asks a GCE metadata server at start.
+func metadata(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Metadata-Flavor", "Google")
+	switch p := r.URL.Path; {
+	case p == "/computeMetadata/v1/project/project-id":
+		io.WriteString(w, "bench")
+	case p == "/computeMetadata/v1/instance/zone":
+		io.WriteString(w, "projects/1/zones/local-a")
+	case p == "/computeMetadata/v1/instance/id":
+		io.WriteString(w, "1")
+	case strings.HasSuffix(p, "/token"):
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"bench","expires_in":3600,"token_type":"Bearer"}`)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func serveREST(s *server, dir string) error {
+	pki, err := testpki.Generate(dir, "localhost")
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v2/entries:write", s.writeREST)
+	go http.Serve(tls.NewListener(ln, pki.Server), mux)
+	md, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go http.Serve(md, http.HandlerFunc(metadata))
+	fmt.Printf("rest %s\nmetadata %s\n", ln.Addr(), md.Addr())
+	return nil
 }
 
 func main() {
@@ -81,6 +152,7 @@ func main() {
 	print := flag.Bool("print", false, "print each entry")
 	refuse := flag.String("refuse", "", "refuse every request holding an entry with this text")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	rest := flag.String("rest", "", "also serve REST and a metadata server, with a certificate in this directory")
 	flag.Parse()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,6 +163,12 @@ func main() {
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
 	loggingpb.RegisterLoggingServiceV2Server(srv, s)
 	go srv.Serve(ln)
+	if *rest != "" {
+		if err := serveREST(s, *rest); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	fmt.Printf("listening %s\n", ln.Addr())
 	select {
 	case <-s.done:

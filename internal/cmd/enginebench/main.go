@@ -1,0 +1,584 @@
+// Command enginebench runs the real Fluent Bit engine over generated container logs, once
+// per output: `null`, Fluent Bit's own C `out_syslog` (TLS, RFC 5424) and `out_stackdriver`
+// (REST), and trailstack's two sinks as the shipped configuration runs them (Workers 2).
+// Each run ends when the receiver (syslogdrain or fakelogging, other processes) has counted
+// every line; the engine's CPU (user + system, from /proc) and peak RSS are read then.
+// A run's cost per record is its CPU beyond the `null` run's, divided by the lines.
+//
+//	enginebench -engine FLUENT_BIT -so out_trailstack.so -bin BUILD [-lines N] [-rate R -seconds S]
+//
+// Shapes: cri (tail with the cri parser, no filter: records without Kubernetes metadata),
+// kube (the kubernetes filter's metadata, from a preload cache instead of an API server, as
+// Fluent Bit's own tests do), and mixed (six containers of three pods under one tag, as a
+// node-level tag gathers them: every chunk mixes containers and streams).
+//
+// With -rate, lines are appended at that pace for -seconds after the engine started, and
+// peak RSS at a steady rate is the figure to read.
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type pod struct{ ns, name, hash string }
+
+var (
+	pods = []pod{
+		{"shop", "web-7c5ddbdf54-x2kqp", "7c5ddbdf54"},
+		{"shop", "cart-5d9b8c7f6-abcde", "5d9b8c7f6"},
+		{"blog", "api-6b8f7d9c4-wl9zt", "6b8f7d9c4"},
+		{"blog", "worker-78d4b9c6f5-q7r2m", "78d4b9c6f5"},
+	}
+	// The mixed shape's pods each run an application and a sidecar.
+	containers = []string{"app", "istio-proxy"}
+)
+
+type file struct {
+	pod       pod
+	container string
+	path      string
+}
+
+func main() {
+	engine := flag.String("engine", envOr("FLUENT_BIT_BIN", "../shared/engine/fluent-bit"), "the Fluent Bit binary")
+	so := flag.String("so", "build/out_trailstack.so", "the plugin")
+	bin := flag.String("bin", "build", "where syslogdrain and fakelogging are")
+	lines := flag.Int("lines", 1_000_000, "lines per run (with -rate: rate × seconds)")
+	shapes := flag.String("shapes", "cri,kube,mixed", "record shapes")
+	outputs := flag.String("outputs", "null,c-syslog,syslog,c-stackdriver,stackdriver", "outputs, in order; null first for the differences")
+	rate := flag.Int("rate", 0, "lines per second, written while the engine runs (0: all before it starts)")
+	seconds := flag.Int("seconds", 30, "with -rate: for how long")
+	keep := flag.Bool("keep", false, "keep the work directory")
+	runs := flag.Int("runs", 3, "runs of each output")
+	profile := flag.String("profile", "", "write trailstack's CPU profiles here, one per shape and output")
+	flag.Parse()
+	if *rate > 0 {
+		*lines = *rate * *seconds
+	}
+	for _, p := range []*string{engine, so, bin} {
+		abs, err := filepath.Abs(*p)
+		check(err)
+		*p = abs
+	}
+	work, err := os.MkdirTemp("", "enginebench")
+	check(err)
+	if !*keep {
+		defer os.RemoveAll(work)
+	}
+	fmt.Printf("enginebench: %d lines per run, %s, engine %s\n", *lines, map[bool]string{true: fmt.Sprintf("written at %d/s", *rate), false: "written before the engine starts"}[*rate > 0], *engine)
+	fmt.Printf("%-6s %-14s %9s %9s %9s %12s\n", "shape", "output", "CPU s", "µs/line", "RSS MiB", "lines/s")
+	var results []result
+	for _, shape := range strings.Split(*shapes, ",") {
+		// Runs alternate between the outputs, so that a slow minute of a shared machine
+		// weighs on all of them; each output's median run is the figure.
+		all := map[string][]result{}
+		for i := 0; i < *runs; i++ {
+			for _, out := range strings.Split(*outputs, ",") {
+				dir := filepath.Join(work, fmt.Sprintf("%s-%s-%d", shape, out, i))
+				spec := runSpec{engine: *engine, so: *so, bin: *bin, dir: dir, shape: shape, output: out, lines: *lines, rate: *rate}
+				if *profile != "" {
+					spec.profile = filepath.Join(*profile, fmt.Sprintf("%s-%s-%d.pprof", shape, out, i))
+				}
+				r, err := run(spec)
+				if !*keep {
+					os.RemoveAll(dir)
+				}
+				if err != nil {
+					fmt.Printf("%-6s %-14s failed: %v\n", shape, out, err)
+					continue
+				}
+				all[out] = append(all[out], r)
+				fmt.Printf("%-6s %-14s %9.2f %9.2f %9.0f %12.0f\n", shape, out, r.cpu, r.cpu/float64(*lines)*1e6, r.rssMiB, float64(*lines)/r.wall.Seconds())
+			}
+		}
+		null := median(all["null"])
+		for _, out := range strings.Split(*outputs, ",") {
+			if len(all[out]) == 0 {
+				continue
+			}
+			m := median(all[out])
+			if null != nil {
+				m.beyond = (m.cpu - null.cpu) / float64(*lines) * 1e6
+			}
+			m.runs = all[out]
+			results = append(results, *m)
+		}
+	}
+
+	fmt.Printf("\nmedians of %d runs: CPU per line beyond null (µs), and against Fluent Bit's own output of the kind\n", *runs)
+	fmt.Printf("| shape | output | CPU µs/line beyond null (runs) | vs C | lines/s | peak RSS MiB |\n|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		var each []string
+		for _, x := range r.runs {
+			each = append(each, fmt.Sprintf("%.2f", x.cpu))
+		}
+		ratio := ""
+		if c := find(results, r.shape, "c-"+r.output); c != nil && c.beyond > 0 {
+			ratio = fmt.Sprintf("%.2f", r.beyond/c.beyond)
+		}
+		beyond := fmt.Sprintf("%.2f", r.beyond)
+		if r.output == "null" {
+			beyond = fmt.Sprintf("(%.2f µs/line in all)", r.cpu/float64(*lines)*1e6)
+		}
+		fmt.Printf("| %s | %s | %s (CPU s: %s) | %s | %.0f | %.0f |\n", r.shape, r.output, beyond, strings.Join(each, ", "), ratio, float64(*lines)/r.wall.Seconds(), r.rssMiB)
+	}
+}
+
+// median is the run with the median CPU, carrying the largest peak RSS of all runs.
+func median(rs []result) *result {
+	if len(rs) == 0 {
+		return nil
+	}
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b result) int { return cmp.Compare(a.cpu, b.cpu) })
+	m := s[len(s)/2]
+	for _, r := range rs {
+		m.rssMiB = max(m.rssMiB, r.rssMiB)
+	}
+	return &m
+}
+
+type result struct {
+	shape, output string
+	cpu, rssMiB   float64
+	wall          time.Duration
+	beyond        float64
+	runs          []result
+}
+
+func find(rs []result, shape, output string) *result {
+	for i := range rs {
+		if rs[i].shape == shape && rs[i].output == output {
+			return &rs[i]
+		}
+	}
+	return nil
+}
+
+type runSpec struct {
+	engine, so, bin, dir, shape, output string
+	profile                             string // TRAILSTACK_CPUPROFILE for the plugin
+	lines, rate                         int
+}
+
+func run(s runSpec) (result, error) {
+	res := result{shape: s.shape, output: s.output}
+	logs := filepath.Join(s.dir, "var", "log", "containers")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return res, err
+	}
+	files := layout(s.shape, logs)
+	if s.rate == 0 {
+		if err := writeLines(files, 0, s.lines); err != nil {
+			return res, err
+		}
+	} else {
+		for _, f := range files {
+			if err := os.WriteFile(f.path, nil, 0o644); err != nil {
+				return res, err
+			}
+		}
+	}
+	if s.shape == "kube" {
+		if err := preloadCache(filepath.Join(s.dir, "meta")); err != nil {
+			return res, err
+		}
+	}
+
+	// The receiver, in its own process, exits once it has counted every line.
+	var receiver *exec.Cmd
+	addrs := map[string]string{}
+	switch {
+	case strings.HasSuffix(s.output, "syslog"):
+		receiver = exec.Command(filepath.Join(s.bin, "syslogdrain"), "-dir", s.dir, "-expect", strconv.Itoa(s.lines))
+	case strings.HasSuffix(s.output, "stackdriver"):
+		receiver = exec.Command(filepath.Join(s.bin, "fakelogging"), "-rest", s.dir, "-expect", strconv.Itoa(s.lines))
+	}
+	if receiver != nil {
+		out, err := receiver.StdoutPipe()
+		if err != nil {
+			return res, err
+		}
+		receiver.Stderr = os.Stderr
+		if err := receiver.Start(); err != nil {
+			return res, err
+		}
+		defer receiver.Process.Kill()
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			k, v, _ := strings.Cut(sc.Text(), " ")
+			addrs[k] = v
+			if k == "listening" {
+				break
+			}
+		}
+		go func() {
+			for sc.Scan() {
+			}
+		}()
+	}
+
+	port := freePort()
+	conf := filepath.Join(s.dir, "fluent-bit.conf")
+	if err := os.WriteFile(conf, []byte(config(s, logs, port, addrs)), 0o644); err != nil {
+		return res, err
+	}
+	args := []string{"-c", conf}
+	if !strings.HasPrefix(s.output, "c-") && s.output != "null" {
+		args = append(args, "-e", s.so)
+	}
+	eng := exec.Command(s.engine, args...)
+	eng.Env = append(os.Environ(), "NODE_NAME=bench-node")
+	if s.profile != "" {
+		eng.Env = append(eng.Env, "TRAILSTACK_CPUPROFILE="+s.profile)
+	}
+	logf, err := os.Create(filepath.Join(s.dir, "engine.log"))
+	if err != nil {
+		return res, err
+	}
+	defer logf.Close()
+	eng.Stdout, eng.Stderr = logf, logf
+	start := time.Now()
+	if err := eng.Start(); err != nil {
+		return res, err
+	}
+	engDone := make(chan struct{})
+	go func() { eng.Wait(); close(engDone) }()
+	defer func() {
+		eng.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-engDone:
+		case <-time.After(15 * time.Second):
+			eng.Process.Kill()
+			<-engDone
+		}
+	}()
+	if s.rate > 0 {
+		go pace(files, s.rate, s.lines)
+	}
+
+	// Done when the receiver has every line (or, for null, the engine's metrics say so).
+	finished := make(chan error, 1)
+	if receiver != nil {
+		go func() { finished <- receiver.Wait() }()
+	} else {
+		go func() {
+			for nullRecords(port) < s.lines {
+				time.Sleep(20 * time.Millisecond)
+			}
+			finished <- nil
+		}()
+	}
+	select {
+	case err := <-finished:
+		if err != nil {
+			return res, fmt.Errorf("receiver: %v (engine log: %s)", err, logf.Name())
+		}
+	case <-engDone:
+		return res, fmt.Errorf("the engine exited (log: %s)", logf.Name())
+	case <-time.After(10 * time.Minute):
+		return res, fmt.Errorf("timed out (engine log: %s)", logf.Name())
+	}
+	res.wall = time.Since(start)
+	res.cpu, res.rssMiB, err = usage(eng.Process.Pid)
+	return res, err
+}
+
+// layout names the shape's container log files as the kubelet does.
+func layout(shape, dir string) []file {
+	var fs []file
+	n := 0
+	for i, p := range pods {
+		cs := []string{"nginx"}
+		if shape == "mixed" {
+			if i == 3 {
+				break
+			}
+			cs = containers
+		}
+		for _, c := range cs {
+			n++
+			id := strings.Repeat(fmt.Sprintf("%02x", n), 32)
+			fs = append(fs, file{p, c, filepath.Join(dir, fmt.Sprintf("%s_%s_%s-%s.log", p.name, p.ns, c, id))})
+		}
+	}
+	return fs
+}
+
+// writeLines appends lines [from, to) round-robin over the files, in the CRI format:
+// an nginx access line on stdout, and every tenth an error line on stderr.
+func writeLines(files []file, from, to int) error {
+	ws := make([]*bufio.Writer, len(files))
+	for i, f := range files {
+		fh, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		ws[i] = bufio.NewWriterSize(fh, 1<<20)
+	}
+	base := time.Now().Add(-time.Hour)
+	for i := from; i < to; i++ {
+		w := ws[i%len(ws)]
+		ts := base.Add(time.Duration(i) * time.Microsecond).UTC().Format(time.RFC3339Nano)
+		if i%10 == 9 {
+			fmt.Fprintf(w, "%s stderr F 2026/11/27 06:00:00 [error] 29#29: *%d open() \"/usr/share/nginx/html/favicon.ico\" failed (2: No such file or directory), client: 10.4.0.%d seq=%d\n", ts, i, i%250, i)
+			continue
+		}
+		fmt.Fprintf(w, "%s stdout F 10.4.%d.%d - - [27/Nov/2026:06:00:00 +0000] \"GET /api/v1/items/%d HTTP/1.1\" 200 %d \"-\" \"Mozilla/5.0 (X11; Linux x86_64) bench/1.0\" rt=0.012 seq=%d\n", ts, i%7, i%250, i%5000, 512+i%4096, i)
+	}
+	for _, w := range ws {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pace writes total lines at rate per second, in slices of 10 ms.
+func pace(files []file, rate, total int) {
+	const slice = 10 * time.Millisecond
+	per := rate / 100
+	start := time.Now()
+	for done, k := 0, 0; done < total; k++ {
+		n := min(per, total-done)
+		if err := writeLines(files, done, done+n); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return
+		}
+		done += n
+		time.Sleep(time.Until(start.Add(time.Duration(k+1) * slice)))
+	}
+}
+
+// preloadCache writes each pod's object where the kubernetes filter's
+// Kube_Meta_Preload_Cache_Dir looks for it: <namespace>_<pod>.meta.
+func preloadCache(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range pods {
+		app := strings.SplitN(p.name, "-", 2)[0]
+		obj := map[string]any{
+			"apiVersion": "v1", "kind": "Pod",
+			"metadata": map[string]any{
+				"name": p.name, "namespace": p.ns, "uid": "4b0b3e2c-0d4a-4f52-9a57-" + p.hash + "00",
+				"labels": map[string]string{
+					"app": app, "pod-template-hash": p.hash, "app.kubernetes.io/name": app,
+					"app.kubernetes.io/part-of": "bench", "team": "platform",
+				},
+				"annotations": map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-11-27T06:00:00Z"},
+				"ownerReferences": []map[string]any{{
+					"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": app + "-" + p.hash,
+					"uid": "9a0e6a1c-1111-4c4c-8d8d-" + p.hash + "00", "controller": true, "blockOwnerDeletion": true,
+				}},
+			},
+			"spec": map[string]any{"nodeName": "bench-node", "containers": []map[string]any{{"name": "nginx", "image": "nginx:1.27.3"}}},
+			"status": map[string]any{
+				"hostIP": "10.128.0.7", "podIP": "10.4.0.5",
+				"containerStatuses": []map[string]any{{
+					"name": "nginx", "image": "docker.io/library/nginx:1.27.3",
+					"imageID":     "docker.io/library/nginx@sha256:" + strings.Repeat("ab", 32),
+					"containerID": "containerd://" + strings.Repeat("01", 32),
+				}},
+			},
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, p.ns+"_"+p.name+".meta"), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func config(s runSpec, logs string, port int, addrs map[string]string) string {
+	// The tag holds the file's path (tail's `*`), as on a node.
+	prefix := "kube." + strings.ReplaceAll(strings.TrimPrefix(logs, "/"), "/", ".") + "."
+	tag := "kube.*"
+	if s.shape == "mixed" {
+		tag = "k8s_node.bench-node" // one tag for every file: chunks mix containers
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `[SERVICE]
+    Flush        1
+    Grace        2
+    Log_Level    warn
+    HTTP_Server  On
+    HTTP_Listen  127.0.0.1
+    HTTP_Port    %d
+
+[INPUT]
+    Name              tail
+    Tag               %s
+    Path              %s/*.log
+    multiline.parser  cri
+    Read_from_Head    On
+    Refresh_Interval  1
+    Buffer_Max_Size   512k
+`, port, tag, logs)
+	if s.shape == "kube" {
+		tokenFile := filepath.Join(s.dir, "token")
+		os.WriteFile(tokenFile, []byte("bench"), 0o600)
+		fmt.Fprintf(&b, `
+[FILTER]
+    Name                        kubernetes
+    Match                       kube.*
+    Kube_Tag_Prefix             %s
+    Kube_URL                    https://127.0.0.1:1
+    Kube_Token_File             %s
+    Kube_Meta_Preload_Cache_Dir %s
+    Merge_Log                   On
+    Keep_Log                    Off
+    Labels                      On
+    Annotations                 Off
+    Owner_References            On
+    Buffer_Size                 2M
+`, prefix, tokenFile, filepath.Join(s.dir, "meta"))
+	}
+	// Fluent Bit's out_stackdriver reads the resource from the tag: a container's from the
+	// file name after tag_prefix, a node's from "k8s_node.<node>".
+	resource := "k8s_container\n    tag_prefix             " + prefix
+	if s.shape == "mixed" {
+		resource = "k8s_node"
+	}
+	host, portStr, _ := strings.Cut(addrs["listening"], ":")
+	switch s.output {
+	case "null":
+		b.WriteString("\n[OUTPUT]\n    Name  null\n    Match *\n")
+	case "c-syslog":
+		fmt.Fprintf(&b, `
+[OUTPUT]
+    Name               syslog
+    Match              *
+    Host               %s
+    Port               %s
+    Mode               tls
+    tls                On
+    tls.verify         Off
+    Syslog_Format      rfc5424
+    Syslog_Message_Key log
+    Syslog_Appname_Key kubernetes['container_name']
+    Retry_Limit        no_limits
+`, host, portStr)
+	case "c-stackdriver":
+		fmt.Fprintf(&b, `
+[OUTPUT]
+    Name                   stackdriver
+    Match                  *
+    resource               %s
+    k8s_cluster_name       bench
+    k8s_cluster_location   local
+    cloud_logging_base_url https://%s
+    metadata_server        http://%s
+    tls.verify             Off
+    Retry_Limit            no_limits
+`, resource, addrs["rest"], addrs["metadata"])
+	case "syslog":
+		fmt.Fprintf(&b, `
+[OUTPUT]
+    Name        trailstack
+    Match       *
+    Workers     2
+    Retry_Limit no_limits
+    sink        syslog
+    address     %s
+    ca_file     %s
+`, addrs["listening"], filepath.Join(s.dir, "ca.pem"))
+	case "stackdriver":
+		fmt.Fprintf(&b, `
+[OUTPUT]
+    Name               trailstack
+    Match              *
+    Workers            2
+    Retry_Limit        no_limits
+    sink               stackdriver
+    endpoint           %s
+    endpoint_plaintext on
+    project_id         bench
+    cluster_name       bench
+    cluster_location   local
+`, addrs["listening"])
+	}
+	return b.String()
+}
+
+// nullRecords is what the null output has taken, from the engine's own metrics.
+func nullRecords(port int) int {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/metrics", port))
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var m struct {
+		Output map[string]struct {
+			ProcRecords int `json:"proc_records"`
+		} `json:"output"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&m) != nil {
+		return 0
+	}
+	return m.Output["null.0"].ProcRecords
+}
+
+// usage reads a live process's CPU seconds (user + system, all threads) and peak RSS.
+func usage(pid int) (cpu, rssMiB float64, err error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	cpu = (ut + st) / 100 // USER_HZ
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			rssMiB = kb / 1024
+		}
+	}
+	return cpu, rssMiB, nil
+}
+
+// freePort is a port nobody listened on a moment ago, for the engine's HTTP server.
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "enginebench:", err)
+		os.Exit(1)
+	}
+}
