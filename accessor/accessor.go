@@ -3,6 +3,7 @@
 package accessor
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -331,9 +332,25 @@ func (e *Extractor) Add(path []string) int {
 // The namespace, pod and container are the tag's whenever it names them, filter or not.
 // An application can therefore name no other container than its own.
 func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value) {
+	e.ExtractMemo(id, body, vals, nil)
+}
+
+// Memo remembers the last kubernetes map one caller's Extract read: the records of a chunk
+// nearly all carry the same map (one pod's), and comparing it with the last one costs less
+// than finding the wanted values in it again. A memo serves one goroutine; it keeps a copy
+// of the map, never a pointer into a chunk.
+type Memo struct {
+	raw   []byte
+	spans []span // by slot: where the value was in raw (n 0: absent)
+}
+
+type span struct{ off, n int }
+
+// ExtractMemo is Extract with a memo (nil: none).
+func (e *Extractor) ExtractMemo(id *Identity, body record.Value, vals []record.Value, memo *Memo) {
 	clear(vals)
 	var seen uint64
-	walk(body, &e.root, vals, false, e.kube, &seen)
+	walk(body, &e.root, vals, false, e.kube, &seen, memo)
 	if id == nil || !id.OK || !sameString(vals[e.kubeNS], id.Namespace) || !sameString(vals[e.kubePod], id.Pod) || !sameString(vals[e.kubeC], id.Container) {
 		clearSubtree(e.kube, vals) // not the filter's map for this container, or no way to tell
 	}
@@ -345,6 +362,47 @@ func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value
 func sameString(v record.Value, s string) bool {
 	b, ok := v.Bytes()
 	return ok && string(b) == s
+}
+
+// fill sets the values of n's subtree from raw, the map n stands for: from the memo when
+// raw is the map it remembers, else by walking raw and remembering it.
+func (memo *Memo) fill(raw []byte, n *node, vals []record.Value) {
+	if len(memo.spans) < len(vals) {
+		memo.spans = make([]span, len(vals))
+		memo.raw = memo.raw[:0]
+	}
+	if memo.raw == nil || !bytes.Equal(raw, memo.raw) {
+		walk(raw, n, vals, true, nil, nil, nil)
+		memo.raw = append(memo.raw[:0], raw...)
+		memo.remember(raw, n, vals)
+		return
+	}
+	memo.recall(raw, n, vals)
+}
+
+func (memo *Memo) remember(raw []byte, n *node, vals []record.Value) {
+	if n.slot >= 0 {
+		sp := span{}
+		if v := vals[n.slot]; len(v) > 0 {
+			// v lies in raw: its offset is how much shorter its capacity is.
+			sp = span{cap(raw) - cap(v), len(v)}
+		}
+		memo.spans[n.slot] = sp
+	}
+	for _, c := range n.children {
+		memo.remember(raw, c, vals)
+	}
+}
+
+func (memo *Memo) recall(raw []byte, n *node, vals []record.Value) {
+	if n.slot >= 0 {
+		if sp := memo.spans[n.slot]; sp.n > 0 {
+			vals[n.slot] = record.Value(raw[sp.off : sp.off+sp.n])
+		}
+	}
+	for _, c := range n.children {
+		memo.recall(raw, c, vals)
+	}
 }
 
 func clearSubtree(n *node, vals []record.Value) {
@@ -361,7 +419,7 @@ func clearSubtree(n *node, vals []record.Value) {
 // size, skipping what follows the last wanted entry in one go; otherwise it stops there.
 // At the top level (seen non-nil) it reads every key: the first occurrence of a key counts,
 // but of last (the kubernetes map) the last occurrence.
-func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen *uint64) int {
+func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen *uint64, memo *Memo) int {
 	count, rest, err := msgp.ReadMapHeaderBytes(m)
 	if err != nil {
 		return len(m)
@@ -422,11 +480,16 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen
 			vl = 1 + int(m[pos]&0x1f) // an unwanted fixstr: skip inline
 		} else if c == nil && m[pos] == 0xd9 && pos+1 < len(m) {
 			vl = 2 + int(m[pos+1])
+		} else if c != nil && c == last && memo != nil && msgp.NextType(m[pos:]) == msgp.MapType {
+			if vl, err = record.SkipObjects(m[pos:], 1); err != nil {
+				return len(m)
+			}
+			memo.fill(m[pos:pos+vl], c, vals)
 		} else if c != nil && len(c.children) > 0 && msgp.NextType(m[pos:]) == msgp.MapType {
 			// The nested map's end matters only if something may follow it: Fluent Bit's
 			// kubernetes filter appends its map last, so usually nothing does.
 			stop := i == int(count)-1 && !needEnd && c.slot < 0
-			vl = walk(m[pos:], c, vals, !stop, nil, nil)
+			vl = walk(m[pos:], c, vals, !stop, nil, nil, nil)
 			if stop {
 				return pos
 			}

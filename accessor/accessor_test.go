@@ -1,7 +1,10 @@
 package accessor
 
 import (
+	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tinylib/msgp/msgp"
@@ -71,6 +74,86 @@ func TestTemplates(t *testing.T) {
 	}
 }
 
+// The memo gives what the walk gives, record after record, whatever changes between them:
+// the pod, the container, a label, a duplicate kubernetes map, none at all.
+func TestMemoAgreesWithTheWalk(t *testing.T) {
+	ex := NewExtractor()
+	for _, p := range [][]string{{"log"}, {"stream"}, {"kubernetes", "labels"}, {"kubernetes", "labels", "app"}, {"kubernetes", "host"}, {"kubernetes", "ownerReferences"}, {"kubernetes", "docker_id"}, {"kubernetes", "nope"}} {
+		ex.Add(p)
+	}
+	var recs []record.Value
+	for _, shape := range fixture.Shapes {
+		b, _ := fixture.ShapeBatch(shape, 64<<10)
+		for _, r := range b.Records {
+			recs = append(recs, record.Value(r.Body))
+		}
+	}
+	kube := func(pod, app string) map[string]any {
+		return map[string]any{"pod_name": pod, "namespace_name": "ns", "container_name": "c", "labels": map[string]any{"app": app}}
+	}
+	for _, body := range []map[string]any{
+		{"log": "a", "kubernetes": kube("p", "x")},
+		{"log": "b", "kubernetes": kube("p", "y")},
+		{"log": "c", "kubernetes": "not a map"},
+		{"log": "d", "kubernetes": kube("p", "y")},
+		{"log": "e"},
+		{"log": "f", "kubernetes": map[string]any{}},
+	} {
+		b, _ := msgp.AppendIntf(nil, body)
+		recs = append(recs, record.Value(b))
+	}
+	// Two kubernetes maps in one record (an application's, then the filter's): the last counts.
+	two := msgp.AppendMapHeader(nil, 2)
+	for _, app := range []string{"app's", "filter's"} {
+		two = msgp.AppendString(two, "kubernetes")
+		two, _ = msgp.AppendIntf(two, kube("p", app))
+	}
+	recs = append(recs, two, two)
+	id := ParseTag("kube.var.log.containers.p_ns_c-" + strings.Repeat("ab", 32) + ".log")
+	want, got := make([]record.Value, ex.Slots()), make([]record.Value, ex.Slots())
+	var memo Memo
+	for pass := 0; pass < 2; pass++ {
+		for i, r := range recs {
+			for _, ident := range []*Identity{nil, &id} {
+				ex.Extract(ident, r, want)
+				ex.ExtractMemo(ident, r, got, &memo)
+				for slot := range want {
+					if string(want[slot]) != string(got[slot]) {
+						t.Fatalf("pass %d record %d slot %d: %x with the memo, %x without", pass, i, slot, got[slot], want[slot])
+					}
+				}
+			}
+		}
+		slices.Reverse(recs)
+	}
+}
+
+// BenchmarkExtractShapes: the same wanted values as BenchmarkExtract20k, in each shape's
+// records, with and without the memo.
+func BenchmarkExtractShapes(b *testing.B) {
+	ex := NewExtractor()
+	for _, p := range [][]string{{"log"}, {"stream"}, {"severity"}, {"level"}, {"kubernetes", "host"}, {"kubernetes", "labels"}, {"kubernetes", "ownerReferences"}} {
+		ex.Add(p)
+	}
+	vals := make([]record.Value, ex.Slots())
+	for _, shape := range fixture.Shapes {
+		batch, _ := fixture.ShapeBatch(shape, 2<<20)
+		id := ParseTag(batch.Tag)
+		for _, withMemo := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/memo=%v", shape, withMemo), func(b *testing.B) {
+				var memo *Memo
+				if withMemo {
+					memo = &Memo{}
+				}
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					ex.ExtractMemo(&id, record.Value(batch.Records[i%len(batch.Records)].Body), vals, memo)
+				}
+			})
+		}
+	}
+}
+
 func BenchmarkExtract20k(b *testing.B) {
 	batch := fixture.Batch(b, fixture.Files(b, "kube-20k")[0])
 	ex := NewExtractor()
@@ -90,16 +173,27 @@ func BenchmarkExtract20k(b *testing.B) {
 func FuzzExtract(f *testing.F) {
 	f.Add([]byte{0x82, 0xa1, 'k', 0x81, 0xa1, 'a', 0x01, 0xa1, 'l', 0xa1, 'x'})
 	f.Add([]byte{0xdf, 0, 0, 0, 1, 0xa1, 'k', 0xde, 0, 1, 0xa1, 'a', 0xd9, 3, 'a', 'b'})
+	seed, _ := msgp.AppendIntf(nil, map[string]any{"kubernetes": map[string]any{"pod_name": "p", "labels": map[string]any{"a": 1}}, "k": map[string]any{"a": 1}})
+	f.Add(seed)
 	ex := NewExtractor()
+	ex.Add([]string{"kubernetes", "labels"})
 	ex.Add([]string{"k", "a"})
 	ex.Add([]string{"k"})
 	ex.Add([]string{"l"})
 	vals := make([]record.Value, ex.Slots())
+	memoVals := make([]record.Value, ex.Slots())
+	var memo Memo // kept across inputs: a stale memo must never leak into another body
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ex.Extract(nil, record.Value(b), vals)
 		for _, v := range vals {
 			if len(v) > len(b) {
 				t.Fatalf("a value of %d bytes from %d", len(v), len(b))
+			}
+		}
+		ex.ExtractMemo(nil, record.Value(b), memoVals, &memo)
+		for i := range vals {
+			if string(vals[i]) != string(memoVals[i]) {
+				t.Fatalf("slot %d: %x with the memo, %x without", i, memoVals[i], vals[i])
 			}
 		}
 	})

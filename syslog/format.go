@@ -58,6 +58,7 @@ type sdParam struct {
 // scratch is one worker's reusable state.
 type scratch struct {
 	vals []record.Value
+	memo accessor.Memo // the last record's kubernetes map, nearly always the next one's
 	msg  []byte
 	json sliceWriter
 
@@ -87,7 +88,7 @@ func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scr
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
-	f.ex.Extract(&s.id, record.Value(r.Body), s.vals)
+	f.ex.ExtractMemo(&s.id, record.Value(r.Body), s.vals, &s.memo)
 	switch f.framing {
 	case framingOctet:
 		s.msg = f.appendMessage(s.msg[:0], r, tag, s)
