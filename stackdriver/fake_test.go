@@ -1,10 +1,13 @@
 package stackdriver
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +98,42 @@ func (f *fakeLogging) entries() []*loggingpb.LogEntry {
 			out = append(out, e)
 		}
 	}
+	return inRecordOrder(out)
+}
+
+// inRecordOrder puts entries back in the order of their records: a flush sends a chunk's
+// entries in one request per resource, labels and log name, and the insertId
+// (<chunk>-<index>) says where each came from. A chunk delivered again (a retry) counts as
+// another; chunks keep the order they first appeared in; an entry with an id of its own
+// stays after the one before it.
+func inRecordOrder(es []*loggingpb.LogEntry) []*loggingpb.LogEntry {
+	type delivery struct {
+		chunk string
+		n     int
+	}
+	type key struct{ delivery, index int }
+	order := map[delivery]int{}
+	times := map[string]int{} // how often each insertId was seen
+	keys := make(map[*loggingpb.LogEntry]key, len(es))
+	var last key
+	for _, e := range es {
+		c, i, ok := strings.Cut(e.InsertId, "-")
+		n, err := strconv.Atoi(i)
+		if ok && err == nil && len(c) == 16 {
+			d := delivery{c, times[e.InsertId]}
+			times[e.InsertId]++
+			if _, seen := order[d]; !seen {
+				order[d] = len(order)
+			}
+			last = key{order[d], n}
+		}
+		keys[e] = last
+	}
+	out := slices.Clone(es)
+	slices.SortStableFunc(out, func(a, b *loggingpb.LogEntry) int {
+		ka, kb := keys[a], keys[b]
+		return cmp.Or(cmp.Compare(ka.delivery, kb.delivery), cmp.Compare(ka.index, kb.index))
+	})
 	return out
 }
 

@@ -68,6 +68,7 @@ func newMapper(project, location, cluster, fallback string, ex *accessor.Extract
 // and shared between entries (read-only; an entry that needs more labels copies them).
 type scratch struct {
 	vals []record.Value
+	memo accessor.Memo // the last record's kubernetes map, nearly always the next one's
 	buf  []byte
 	// The container the tag names, for the last tag seen (a chunk has one tag).
 	idTag string
@@ -85,16 +86,17 @@ type scratch struct {
 	conv    converter // the flush's budget of protobuf values
 	textual int       // JSON payloads sent as text: too large, or over the budget
 
-	res                    *monitoredres.MonitoredResource
-	resNS, resPod, resCont string
-	resNode                string // the node of a fallback resource in res; "" for a container's
-	logName, logID         string
-	podLabels              map[string]string
-	podLabelsRaw           record.Value // the pod's labels, ownerReferences and node podLabels was built from
-	podOwnersRaw           record.Value
-	podNode                string
-	labelsGen              int  // counts podLabels rebuilt, to tell them apart
-	sharedLabels           bool // the last entry has pod labels: podLabels, which its request carries
+	// What consecutive entries share, built once and then looked up: a chunk's records
+	// usually all share one resource, one set of pod labels and a log name per stream, but
+	// may alternate between a few (several containers under one tag, stdout and stderr).
+	// Entries that share all three go into one request, which carries them once.
+	resources []cachedResource
+	pods      []cachedPod
+	logNames  []cachedLogName
+	pod       *cachedPod // the last entry's pod labels, nil when it has none
+	labelsGen int        // numbers cachedPods, to tell their label sets apart
+
+	groups []group // the flush's requests being filled, one per hoist
 
 	// Slabs: a chunk's entries are allocated a thousand at a time and reused by the next
 	// flush on this scratch; the requests that held them are sent before Deliver returns.
@@ -150,8 +152,42 @@ func (s *scratch) reset() {
 		s.entries[i/slab][i%slab].Reset()
 	}
 	s.nEntry, s.nText, s.ids = 0, 0, nil
-	s.res, s.resNode, s.podLabels, s.podLabelsRaw, s.podOwnersRaw, s.podNode = nil, "", nil, nil, nil, ""
-	s.logName, s.logID = "", ""
+	// The cached pods hold values in the chunk; resources and log names are copies, but a
+	// chunk seldom has the last one's.
+	clear(s.pods)
+	s.resources, s.pods, s.logNames, s.pod = s.resources[:0], s.pods[:0], s.logNames[:0], nil
+	clear(s.groups)
+	s.groups = s.groups[:0]
+}
+
+// maxCached bounds each cache: past it, the oldest entry makes room. A chunk with more
+// distinct resources than that still maps right, only with more requests.
+const maxCached = 8
+
+type cachedResource struct {
+	ns, pod, cont, node string
+	container           bool
+	res                 *monitoredres.MonitoredResource
+}
+
+type cachedPod struct {
+	labelsRaw, ownersRaw record.Value // the pod's labels and ownerReferences in the chunk
+	node                 string
+	labels               map[string]string
+	gen                  int
+}
+
+type cachedLogName struct{ id, name string }
+
+// remember adds v to a cache, replacing the oldest entry once it holds maxCached.
+func remember[T any](c []T, v T) ([]T, *T) {
+	if len(c) < maxCached {
+		c = append(c, v)
+		return c, &c[len(c)-1]
+	}
+	copy(c, c[1:])
+	c[len(c)-1] = v
+	return c, &c[len(c)-1]
 }
 
 func str(v record.Value) string {
@@ -193,18 +229,12 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
-	m.ex.Extract(&s.id, record.Value(r.Body), s.vals)
+	m.ex.ExtractMemo(&s.id, record.Value(r.Body), s.vals, &s.memo)
 	v := s.vals
-	s.sharedLabels = false
+	s.pod = nil
 	e, stamp := s.newEntry()
 	e.Resource = m.resource(v, tag, s)
-
-	s.buf, _ = m.logName.Render(s.buf[:0], v, tag)
-	if string(s.buf) != s.logID || s.logName == "" {
-		s.logID = string(s.buf)
-		s.logName = "projects/" + m.project + "/logs/" + url.PathEscape(logID(s.buf))
-	}
-	e.LogName = s.logName
+	e.LogName = m.logNameOf(v, tag, s)
 
 	var payload *structpb.Struct
 	var text string
@@ -295,12 +325,17 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 		// merges under an entry's own labels.
 		labels, owners := v[m.slot.labels], v[m.slot.owners]
 		s.buf, _ = m.nodeName.Render(s.buf[:0], v, tag)
-		if s.podLabels == nil || !bytes.Equal(labels, s.podLabelsRaw) || !bytes.Equal(owners, s.podOwnersRaw) || string(s.buf) != s.podNode {
-			s.podLabelsRaw, s.podOwnersRaw, s.podNode = labels, owners, string(s.buf)
-			s.podLabels = podLabels(labels, owners, s.podNode)
-			s.labelsGen++
+		for i := len(s.pods) - 1; i >= 0; i-- {
+			if p := &s.pods[i]; bytes.Equal(labels, p.labelsRaw) && bytes.Equal(owners, p.ownersRaw) && string(s.buf) == p.node {
+				s.pod = p
+				break
+			}
 		}
-		s.sharedLabels = true
+		if s.pod == nil {
+			node := string(s.buf)
+			s.labelsGen++
+			s.pods, s.pod = remember(s.pods, cachedPod{labels, owners, node, podLabels(labels, owners, node), s.labelsGen})
+		}
 	}
 
 	if e.InsertId == "" {
@@ -386,37 +421,55 @@ func (m *mapper) resource(v []record.Value, tag string, s *scratch) *monitoredre
 	podB, _ := v[m.slot.pod].Bytes()
 	contB, _ := v[m.slot.container].Bytes()
 	if len(nsB) > 0 && len(podB) > 0 && len(contB) > 0 {
-		if s.res != nil && s.resNode == "" && string(nsB) == s.resNS && string(podB) == s.resPod && string(contB) == s.resCont {
-			return s.res // shared: read-only
+		for i := len(s.resources) - 1; i >= 0; i-- {
+			if r := &s.resources[i]; r.container && string(nsB) == r.ns && string(podB) == r.pod && string(contB) == r.cont {
+				return r.res // shared: read-only
+			}
 		}
-		s.resNS, s.resPod, s.resCont, s.resNode = validString(nsB), validString(podB), validString(contB), ""
-		s.res = &monitoredres.MonitoredResource{Type: "k8s_container", Labels: map[string]string{
+		c := cachedResource{ns: validString(nsB), pod: validString(podB), cont: validString(contB), container: true}
+		c.res = &monitoredres.MonitoredResource{Type: "k8s_container", Labels: map[string]string{
 			"project_id": m.project, "location": m.location, "cluster_name": m.cluster,
-			"namespace_name": s.resNS, "pod_name": s.resPod, "container_name": s.resCont,
+			"namespace_name": c.ns, "pod_name": c.pod, "container_name": c.cont,
 		}}
-		return s.res
+		s.resources, _ = remember(s.resources, c)
+		return c.res
 	}
 	// The fallback resource is the node's: shared by consecutive entries like a container's,
 	// so that it goes once into the request's defaults instead of being encoded per entry.
 	s.buf, _ = m.nodeName.Render(s.buf[:0], v, tag)
-	if s.res != nil && s.resNode != "" && string(s.buf) == s.resNode {
-		return s.res
+	for i := len(s.resources) - 1; i >= 0; i-- {
+		if r := &s.resources[i]; !r.container && string(s.buf) == r.node {
+			return r.res
+		}
 	}
-	node := string(s.buf)
-	s.resNS, s.resPod, s.resCont, s.resNode = "", "", "", node
+	c := cachedResource{node: string(s.buf)}
 	switch m.fallback {
 	case "k8s_node":
-		s.res = &monitoredres.MonitoredResource{Type: "k8s_node", Labels: map[string]string{
-			"project_id": m.project, "location": m.location, "cluster_name": m.cluster, "node_name": node,
+		c.res = &monitoredres.MonitoredResource{Type: "k8s_node", Labels: map[string]string{
+			"project_id": m.project, "location": m.location, "cluster_name": m.cluster, "node_name": c.node,
 		}}
 	case "generic_node":
-		s.res = &monitoredres.MonitoredResource{Type: "generic_node", Labels: map[string]string{
-			"project_id": m.project, "location": m.location, "namespace": m.cluster, "node_id": node,
+		c.res = &monitoredres.MonitoredResource{Type: "generic_node", Labels: map[string]string{
+			"project_id": m.project, "location": m.location, "namespace": m.cluster, "node_id": c.node,
 		}}
 	default:
-		s.res = &monitoredres.MonitoredResource{Type: "global", Labels: map[string]string{"project_id": m.project}}
+		c.res = &monitoredres.MonitoredResource{Type: "global", Labels: map[string]string{"project_id": m.project}}
 	}
-	return s.res
+	s.resources, _ = remember(s.resources, c)
+	return c.res
+}
+
+// logNameOf is the entry's full log name, built once per log in the chunk.
+func (m *mapper) logNameOf(v []record.Value, tag string, s *scratch) string {
+	s.buf, _ = m.logName.Render(s.buf[:0], v, tag)
+	for i := len(s.logNames) - 1; i >= 0; i-- {
+		if string(s.buf) == s.logNames[i].id {
+			return s.logNames[i].name
+		}
+	}
+	c := cachedLogName{id: string(s.buf), name: "projects/" + m.project + "/logs/" + url.PathEscape(logID(s.buf))}
+	s.logNames, _ = remember(s.logNames, c)
+	return c.name
 }
 
 // logID keeps a log name to what the API accepts: letters, digits, and / _ - . , at most

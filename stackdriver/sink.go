@@ -168,20 +168,13 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		s.scratch.Put(sc)
 	}()
 	now := timeNow()
-	var (
-		req       = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true}
-		size      int
-		key       hoist
-		truncated int
-		refused   int
-	)
-	send := func() core.Result {
-		if len(req.Entries) == 0 {
-			return core.Result{Status: core.Delivered, Refused: refused, Truncated: truncated}
+	var truncated, refused int
+	send := func(g *group) core.Result {
+		if len(g.req.Entries) == 0 {
+			return core.Result{Status: core.Delivered}
 		}
-		res := s.write(ctx, req)
-		req = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true}
-		size = 0
+		res := s.write(ctx, g.req)
+		g.req, g.size = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true, Resource: g.key.res, LogName: g.key.logName, Labels: g.labels}, 0
 		refused += res.Refused
 		res.Refused, res.Truncated = refused, truncated
 		return res
@@ -189,24 +182,27 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	sc.startChunk(b, now)
 	for i := range b.Records {
 		e := s.m.entry(&b.Records[i], i, b.Tag, sc, now)
-		// What an entry shares with its chunk (the container's resource, the pod's labels)
-		// goes once into the request, whose defaults the API applies to every entry that
-		// lacks them: encoding those maps per entry cost more than all the rest.
-		k := hoist{gen: -1}
-		if e.Resource == sc.res {
-			k.res = sc.res
+		// What an entry shares with others (its resource, its pod's labels, its log name)
+		// goes once into a request, whose defaults the API applies to every entry that
+		// lacks them: encoding those per entry cost more than all the rest. So entries
+		// are gathered by what they share, one request each.
+		k := hoist{res: e.Resource, logName: e.LogName}
+		var labels map[string]string
+		if sc.pod != nil {
+			k.gen, labels = sc.pod.gen, sc.pod.labels
 		}
-		if sc.sharedLabels {
-			k.gen = sc.labelsGen
-		}
-		if len(req.Entries) > 0 && k != key {
-			if res := send(); res.Status != core.Delivered {
-				return res
+		g := sc.group(k, labels)
+		if g == nil {
+			// More kinds of entry than requests kept open: send them all and start again.
+			for j := range sc.groups {
+				if res := send(&sc.groups[j]); res.Status != core.Delivered {
+					return res
+				}
 			}
+			sc.groups = sc.groups[:0]
+			g = sc.group(k, labels)
 		}
-		if k.res != nil {
-			e.Resource = nil
-		}
+		e.Resource, e.LogName = nil, "" // the request's
 		n := estimateSize(e)
 		if n > entryBudget/2 {
 			if n = proto.Size(e); n > entryBudget {
@@ -214,22 +210,13 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 				truncated++
 			}
 		}
-		if size+n > maxRequestBytes {
-			if res := send(); res.Status != core.Delivered {
+		if g.size+n > maxRequestBytes {
+			if res := send(g); res.Status != core.Delivered {
 				return res
 			}
 		}
-		if len(req.Entries) == 0 {
-			key, req.Resource, req.LogName = k, k.res, e.LogName
-			if k.gen >= 0 {
-				req.Labels = sc.podLabels
-			}
-		}
-		if e.LogName == req.LogName {
-			e.LogName = "" // the request's default
-		}
-		req.Entries = append(req.Entries, e)
-		size += n + 8
+		g.req.Entries = append(g.req.Entries, e)
+		g.size += n + 8
 	}
 	if sc.textual > 0 || sc.conv.tooDeep > 0 {
 		if ok, more := s.shaped.Allow(); ok {
@@ -237,7 +224,49 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 				b.Tag, sc.textual, entryBudget-1024, maxFlushValues, sc.conv.tooDeep, maxDepth/2, more, s.shaped.Interval)
 		}
 	}
-	return send()
+	for j := range sc.groups {
+		if res := send(&sc.groups[j]); res.Status != core.Delivered {
+			return res
+		}
+	}
+	return core.Result{Status: core.Delivered, Refused: refused, Truncated: truncated}
+}
+
+// hoist is what a request carries for all its entries: their resource, pod labels (by
+// their cachedPod's number; -1 for none) and log name.
+type hoist struct {
+	res     *monitoredres.MonitoredResource
+	gen     int
+	logName string
+}
+
+// group is a request being filled with the entries of one hoist.
+type group struct {
+	key    hoist
+	labels map[string]string
+	req    *loggingpb.WriteLogEntriesRequest
+	size   int
+}
+
+// maxGroups bounds the requests a flush fills at once.
+const maxGroups = 8
+
+// group finds the request for k's entries, opening one if there is room; nil if not.
+func (s *scratch) group(k hoist, labels map[string]string) *group {
+	if labels == nil {
+		k.gen = -1
+	}
+	for i := len(s.groups) - 1; i >= 0; i-- {
+		if s.groups[i].key == k {
+			return &s.groups[i]
+		}
+	}
+	if len(s.groups) == maxGroups {
+		return nil
+	}
+	s.groups = append(s.groups, group{key: k, labels: labels,
+		req: &loggingpb.WriteLogEntriesRequest{PartialSuccess: true, Resource: k.res, LogName: k.logName, Labels: labels}})
+	return &s.groups[len(s.groups)-1]
 }
 
 // estimateSize bounds an entry's encoded size from above without encoding it, for text
@@ -257,12 +286,6 @@ func estimateSize(e *loggingpb.LogEntry) int {
 		n += len(op.Id) + len(op.Producer) + 8
 	}
 	return n
-}
-
-// hoist is what a request carries for all its entries.
-type hoist struct {
-	res *monitoredres.MonitoredResource
-	gen int
 }
 
 // write sends one request, synchronously: the flush answers only when Cloud Logging has.

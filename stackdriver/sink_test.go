@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,14 +182,24 @@ func TestRetrySendsTheSameInsertIDs(t *testing.T) {
 	if res := s.Deliver(context.Background(), b); res.Status != core.Retry {
 		t.Fatalf("first: %v", res.Status)
 	}
+	first := attempts[0]
+	attempts = nil
 	deliver(t, s, b)
-	if len(attempts) != 2 || len(attempts[0]) != len(b.Records) {
-		t.Fatalf("%d attempts", len(attempts))
+	// The retry sends every record (a request per log name: stdout and stderr), and the
+	// entries of the failed request again with the same ids and times.
+	again := map[string]*loggingpb.LogEntry{}
+	for _, a := range attempts {
+		for _, e := range a {
+			again[e.InsertId] = e
+		}
 	}
-	for i := range attempts[0] {
-		a, c := attempts[0][i], attempts[1][i]
-		if a.InsertId != c.InsertId || !a.Timestamp.AsTime().Equal(c.Timestamp.AsTime()) {
-			t.Fatalf("entry %d: %s %v then %s %v", i, a.InsertId, a.Timestamp, c.InsertId, c.Timestamp)
+	if len(first) == 0 || len(again) != len(b.Records) {
+		t.Fatalf("first attempt %d entries, retry %d of %d records", len(first), len(again), len(b.Records))
+	}
+	for _, a := range first {
+		c := again[a.InsertId]
+		if c == nil || !a.Timestamp.AsTime().Equal(c.Timestamp.AsTime()) {
+			t.Fatalf("%s %v then %v", a.InsertId, a.Timestamp, c)
 		}
 	}
 }
@@ -659,4 +670,45 @@ func TestFallbackResourceIsSentOncePerRequest(t *testing.T) {
 func stdoutLine(line string) []byte {
 	b, _ := msgp.AppendIntf(nil, map[string]any{"log": line, "stream": "stdout"})
 	return b
+}
+
+// Consecutive entries that alternate between a few resources and log names (a tag that
+// gathers several nodes' logs, with node_name read from the record; stdout and stderr) go
+// into one request per resource and log name, which carries them once: no entry is
+// encoded with its own resource or log name, and every record arrives once, rightly placed.
+func TestAlternatingResourcesAreSentOncePerRequest(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, core.MapGetter{"node_name": "$host"})
+	hosts, streams := []string{"node-a", "node-b", "node-c"}, []string{"stdout", "stderr"}
+	var recs []record.Record
+	for i := 0; i < 600; i++ {
+		body, _ := msgp.AppendIntf(nil, map[string]any{"host": hosts[i%3], "stream": streams[i%2], "log": fmt.Sprintf("line %d", i)})
+		recs = append(recs, record.Record{Sec: 1795694400 + int64(i), Body: body})
+	}
+	deliver(t, s, &core.Batch{Tag: "forward.nodes", Records: recs})
+	f.mu.Lock()
+	reqs := slices.Clone(f.requests)
+	f.mu.Unlock()
+	if len(reqs) != 6 {
+		t.Fatalf("%d requests, want one per node and stream: 6", len(reqs))
+	}
+	for _, r := range reqs {
+		if r.Resource.GetType() != "k8s_node" || r.LogName == "" || len(r.Entries) != 100 {
+			t.Fatalf("request: resource %v, log %q, %d entries", r.Resource, r.LogName, len(r.Entries))
+		}
+		for _, e := range r.Entries {
+			if e.Resource != nil || e.LogName != "" {
+				t.Fatalf("entry %s carries its own resource %v or log name %q", e.InsertId, e.Resource, e.LogName)
+			}
+		}
+	}
+	got := f.entries()
+	if len(got) != len(recs) {
+		t.Fatalf("%d entries for %d records", len(got), len(recs))
+	}
+	for i, e := range got {
+		if e.GetTextPayload() != fmt.Sprintf("line %d", i) || e.Resource.Labels["node_name"] != hosts[i%3] || !strings.HasSuffix(e.LogName, "/logs/"+streams[i%2]) {
+			t.Fatalf("entry %d: %q on %v in %s", i, e.GetTextPayload(), e.Resource.Labels, e.LogName)
+		}
+	}
 }
