@@ -173,8 +173,9 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		if len(g.req.Entries) == 0 {
 			return core.Result{Status: core.Delivered}
 		}
+		hoistLogName(g.req)
 		res := s.write(ctx, g.req)
-		g.req, g.size = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true, Resource: g.key.res, LogName: g.key.logName, Labels: g.labels}, 0
+		g.req, g.size = &loggingpb.WriteLogEntriesRequest{PartialSuccess: true, Resource: g.key.res, Labels: g.labels}, 0
 		refused += res.Refused
 		res.Refused, res.Truncated = refused, truncated
 		return res
@@ -182,11 +183,13 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	sc.startChunk(b, now)
 	for i := range b.Records {
 		e := s.m.entry(&b.Records[i], i, b.Tag, sc, now)
-		// What an entry shares with others (its resource, its pod's labels, its log name)
-		// goes once into a request, whose defaults the API applies to every entry that
-		// lacks them: encoding those per entry cost more than all the rest. So entries
-		// are gathered by what they share, one request each.
-		k := hoist{res: e.Resource, logName: e.LogName}
+		// What an entry shares with others (its resource, its pod's labels) goes once into
+		// a request, whose defaults the API applies to every entry that lacks them:
+		// encoding those maps per entry cost more than all the rest. So entries are
+		// gathered by what they share, one request each. Not by log name: a request per
+		// stream doubled the requests and the flush's wait for one string per stderr
+		// line saved (hoistLogName).
+		k := hoist{res: e.Resource}
 		var labels map[string]string
 		if sc.pod != nil {
 			k.gen, labels = sc.pod.gen, sc.pod.labels
@@ -202,7 +205,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 			sc.groups = sc.groups[:0]
 			g = sc.group(k, labels)
 		}
-		e.Resource, e.LogName = nil, "" // the request's
+		e.Resource = nil // the request's
 		n := estimateSize(e)
 		if n > entryBudget/2 {
 			if n = proto.Size(e); n > entryBudget {
@@ -232,12 +235,42 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 	return core.Result{Status: core.Delivered, Refused: refused, Truncated: truncated}
 }
 
-// hoist is what a request carries for all its entries: their resource, pod labels (by
-// their cachedPod's number; -1 for none) and log name.
+// hoist is what a request carries for all its entries: their resource and pod labels (by
+// their cachedPod's number; -1 for none).
 type hoist struct {
-	res     *monitoredres.MonitoredResource
-	gen     int
-	logName string
+	res *monitoredres.MonitoredResource
+	gen int
+}
+
+// hoistLogName makes the log name most of a request's entries have the request's, and
+// takes it off them; the others keep theirs.
+func hoistLogName(req *loggingpb.WriteLogEntriesRequest) {
+	type count struct {
+		name string
+		n    int
+	}
+	var counts [4]count // a chunk has a log name or two (stdout, stderr): more are not counted
+	for _, e := range req.Entries {
+		for i := range counts {
+			if c := &counts[i]; c.name == e.LogName || c.n == 0 {
+				c.name = e.LogName
+				c.n++
+				break
+			}
+		}
+	}
+	best := counts[0]
+	for _, c := range counts[1:] {
+		if c.n > best.n {
+			best = c
+		}
+	}
+	req.LogName = best.name
+	for _, e := range req.Entries {
+		if e.LogName == best.name {
+			e.LogName = ""
+		}
+	}
 }
 
 // group is a request being filled with the entries of one hoist.
@@ -265,7 +298,7 @@ func (s *scratch) group(k hoist, labels map[string]string) *group {
 		return nil
 	}
 	s.groups = append(s.groups, group{key: k, labels: labels,
-		req: &loggingpb.WriteLogEntriesRequest{PartialSuccess: true, Resource: k.res, LogName: k.logName, Labels: labels}})
+		req: &loggingpb.WriteLogEntriesRequest{PartialSuccess: true, Resource: k.res, Labels: labels}})
 	return &s.groups[len(s.groups)-1]
 }
 

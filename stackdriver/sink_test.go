@@ -185,8 +185,8 @@ func TestRetrySendsTheSameInsertIDs(t *testing.T) {
 	first := attempts[0]
 	attempts = nil
 	deliver(t, s, b)
-	// The retry sends every record (a request per log name: stdout and stderr), and the
-	// entries of the failed request again with the same ids and times.
+	// The retry sends every record, and the entries of the failed request again with the
+	// same ids and times.
 	again := map[string]*loggingpb.LogEntry{}
 	for _, a := range attempts {
 		for _, e := range a {
@@ -672,34 +672,46 @@ func stdoutLine(line string) []byte {
 	return b
 }
 
-// Consecutive entries that alternate between a few resources and log names (a tag that
-// gathers several nodes' logs, with node_name read from the record; stdout and stderr) go
-// into one request per resource and log name, which carries them once: no entry is
-// encoded with its own resource or log name, and every record arrives once, rightly placed.
+// Consecutive entries that alternate between a few resources (a tag that gathers several
+// nodes' logs, with node_name read from the record) go into one request per resource,
+// which carries it once, with the log name most of its entries have: no entry is encoded
+// with its own resource, only the other stream's with their log name; and every record
+// arrives once, rightly placed.
 func TestAlternatingResourcesAreSentOncePerRequest(t *testing.T) {
 	f := startFake(t)
 	s := newSink(t, f, core.MapGetter{"node_name": "$host"})
 	hosts, streams := []string{"node-a", "node-b", "node-c"}, []string{"stdout", "stderr"}
 	var recs []record.Record
 	for i := 0; i < 600; i++ {
-		body, _ := msgp.AppendIntf(nil, map[string]any{"host": hosts[i%3], "stream": streams[i%2], "log": fmt.Sprintf("line %d", i)})
+		stream := streams[0]
+		if i%10 == 9 {
+			stream = streams[1]
+		}
+		body, _ := msgp.AppendIntf(nil, map[string]any{"host": hosts[i%3], "stream": stream, "log": fmt.Sprintf("line %d", i)})
 		recs = append(recs, record.Record{Sec: 1795694400 + int64(i), Body: body})
 	}
 	deliver(t, s, &core.Batch{Tag: "forward.nodes", Records: recs})
 	f.mu.Lock()
 	reqs := slices.Clone(f.requests)
 	f.mu.Unlock()
-	if len(reqs) != 6 {
-		t.Fatalf("%d requests, want one per node and stream: 6", len(reqs))
+	if len(reqs) != 3 {
+		t.Fatalf("%d requests, want one per node: 3", len(reqs))
 	}
 	for _, r := range reqs {
-		if r.Resource.GetType() != "k8s_node" || r.LogName == "" || len(r.Entries) != 100 {
+		if r.Resource.GetType() != "k8s_node" || !strings.HasSuffix(r.LogName, "/logs/stdout") || len(r.Entries) != 200 {
 			t.Fatalf("request: resource %v, log %q, %d entries", r.Resource, r.LogName, len(r.Entries))
 		}
+		own := 0
 		for _, e := range r.Entries {
-			if e.Resource != nil || e.LogName != "" {
-				t.Fatalf("entry %s carries its own resource %v or log name %q", e.InsertId, e.Resource, e.LogName)
+			if e.Resource != nil {
+				t.Fatalf("entry %s carries its own resource %v", e.InsertId, e.Resource)
 			}
+			if e.LogName != "" {
+				own++
+			}
+		}
+		if own != 20 {
+			t.Fatalf("%d entries carry a log name, want the 20 on stderr", own)
 		}
 	}
 	got := f.entries()
@@ -707,7 +719,11 @@ func TestAlternatingResourcesAreSentOncePerRequest(t *testing.T) {
 		t.Fatalf("%d entries for %d records", len(got), len(recs))
 	}
 	for i, e := range got {
-		if e.GetTextPayload() != fmt.Sprintf("line %d", i) || e.Resource.Labels["node_name"] != hosts[i%3] || !strings.HasSuffix(e.LogName, "/logs/"+streams[i%2]) {
+		want := streams[0]
+		if i%10 == 9 {
+			want = streams[1]
+		}
+		if e.GetTextPayload() != fmt.Sprintf("line %d", i) || e.Resource.Labels["node_name"] != hosts[i%3] || !strings.HasSuffix(e.LogName, "/logs/"+want) {
 			t.Fatalf("entry %d: %q on %v in %s", i, e.GetTextPayload(), e.Resource.Labels, e.LogName)
 		}
 	}

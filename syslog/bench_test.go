@@ -7,6 +7,7 @@ import (
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/internal/fixture"
 )
 
 // BenchmarkFormat20k formats kube-20k records with the default (Papertrail) fields; ns/op
@@ -64,5 +65,27 @@ func BenchmarkDeliverTLS20k(b *testing.B) {
 		if res := s.Deliver(context.Background(), batch); res.Status != core.Delivered {
 			b.Fatal(res.Err)
 		}
+	}
+}
+
+// BenchmarkFormatShapes formats 2 MB chunks of each record shape with the default fields;
+// ns/op is per record.
+func BenchmarkFormatShapes(b *testing.B) {
+	for _, shape := range fixture.Shapes {
+		b.Run(shape, func(b *testing.B) {
+			batch, _ := fixture.ShapeBatch(shape, 2<<20)
+			f := newFormatter(b, core.MapGetter{})
+			s := f.newScratch()
+			buf := make([]byte, 0, 8<<20)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				j := i % len(batch.Records)
+				if j == 0 {
+					buf = buf[:0]
+				}
+				buf = f.appendFrame(buf, &batch.Records[j], batch.Tag, s)
+			}
+		})
 	}
 }
