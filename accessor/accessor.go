@@ -335,11 +335,18 @@ func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value
 	e.ExtractMemo(id, body, vals, nil)
 }
 
-// Memo remembers the last kubernetes map one caller's Extract read: the records of a chunk
-// nearly all carry the same map (one pod's), and comparing it with the last one costs less
-// than finding the wanted values in it again. A memo serves one goroutine; it keeps a copy
-// of the map, never a pointer into a chunk.
+// Memo remembers the last few kubernetes maps one caller's Extract read: the records of a
+// chunk nearly all carry one of a few maps (their pod's), and comparing bytes with one
+// costs less than finding the wanted values in it again. A memo serves one Extractor on
+// one goroutine; it keeps copies of the maps, never pointers into a chunk.
 type Memo struct {
+	maps [memoMaps]memoMap
+	next int // the entry the next new map replaces
+}
+
+const memoMaps = 8 // containers a chunk's records commonly alternate between, and then some
+
+type memoMap struct {
 	raw   []byte
 	spans []span // by slot: where the value was in raw (n 0: absent)
 }
@@ -364,44 +371,54 @@ func sameString(v record.Value, s string) bool {
 	return ok && string(b) == s
 }
 
-// fill sets the values of n's subtree from raw, the map n stands for: from the memo when
-// raw is the map it remembers, else by walking raw and remembering it.
-func (memo *Memo) fill(raw []byte, n *node, vals []record.Value) {
-	if len(memo.spans) < len(vals) {
-		memo.spans = make([]span, len(vals))
-		memo.raw = memo.raw[:0]
+// fill sets the values of n's subtree from the map at the start of m, which n stands for,
+// and returns the map's length: from the memo when the map is one it remembers (msgpack
+// delimits itself, so bytes equal to a whole remembered map are that map), else by
+// walking it and remembering it.
+func (memo *Memo) fill(m []byte, n *node, vals []record.Value) int {
+	for i := range memo.maps {
+		mm := &memo.maps[i]
+		if len(mm.raw) > 0 && len(mm.spans) == len(vals) && bytes.HasPrefix(m, mm.raw) {
+			mm.recall(m[:len(mm.raw)], n, vals)
+			return len(mm.raw)
+		}
 	}
-	if memo.raw == nil || !bytes.Equal(raw, memo.raw) {
-		walk(raw, n, vals, true, nil, nil, nil)
-		memo.raw = append(memo.raw[:0], raw...)
-		memo.remember(raw, n, vals)
-		return
+	l := walk(m, n, vals, true, nil, nil, nil)
+	if l <= 0 || l > len(m) {
+		return l
 	}
-	memo.recall(raw, n, vals)
+	mm := &memo.maps[memo.next]
+	memo.next = (memo.next + 1) % memoMaps
+	mm.raw = append(mm.raw[:0], m[:l]...)
+	if len(mm.spans) != len(vals) {
+		mm.spans = make([]span, len(vals))
+	}
+	mm.remember(m[:l], n, vals)
+	return l
 }
 
-func (memo *Memo) remember(raw []byte, n *node, vals []record.Value) {
+func (mm *memoMap) remember(raw []byte, n *node, vals []record.Value) {
 	if n.slot >= 0 {
 		sp := span{}
 		if v := vals[n.slot]; len(v) > 0 {
 			// v lies in raw: its offset is how much shorter its capacity is.
 			sp = span{cap(raw) - cap(v), len(v)}
 		}
-		memo.spans[n.slot] = sp
+		mm.spans[n.slot] = sp
 	}
 	for _, c := range n.children {
-		memo.remember(raw, c, vals)
+		mm.remember(raw, c, vals)
 	}
 }
 
-func (memo *Memo) recall(raw []byte, n *node, vals []record.Value) {
+func (mm *memoMap) recall(raw []byte, n *node, vals []record.Value) {
 	if n.slot >= 0 {
-		if sp := memo.spans[n.slot]; sp.n > 0 {
+		if sp := mm.spans[n.slot]; sp.n > 0 {
 			vals[n.slot] = record.Value(raw[sp.off : sp.off+sp.n])
 		}
 	}
 	for _, c := range n.children {
-		memo.recall(raw, c, vals)
+		mm.recall(raw, c, vals)
 	}
 }
 
@@ -481,10 +498,7 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen
 		} else if c == nil && m[pos] == 0xd9 && pos+1 < len(m) {
 			vl = 2 + int(m[pos+1])
 		} else if c != nil && c == last && memo != nil && msgp.NextType(m[pos:]) == msgp.MapType {
-			if vl, err = record.SkipObjects(m[pos:], 1); err != nil {
-				return len(m)
-			}
-			memo.fill(m[pos:pos+vl], c, vals)
+			vl = memo.fill(m[pos:], c, vals)
 		} else if c != nil && len(c.children) > 0 && msgp.NextType(m[pos:]) == msgp.MapType {
 			// The nested map's end matters only if something may follow it: Fluent Bit's
 			// kubernetes filter appends its map last, so usually nothing does.

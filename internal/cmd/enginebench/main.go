@@ -184,6 +184,9 @@ type runSpec struct {
 
 func run(s runSpec) (result, error) {
 	res := result{shape: s.shape, output: s.output}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return res, err
+	}
 	logs := s.logs
 	if s.rate > 0 {
 		// Written during the run: fresh files each time.
