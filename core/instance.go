@@ -171,7 +171,7 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	}
 
 	start := time.Now()
-	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs})
+	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs, Data: chunk})
 	m := in.metrics
 	m.FlushDuration.Observe(time.Since(start).Seconds())
 	m.FlushRecords.Observe(float64(len(recs)))

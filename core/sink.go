@@ -37,6 +37,10 @@ func (s Status) String() string {
 type Batch struct {
 	Tag     string
 	Records []record.Record
+	// Data is the chunk the records came from, when they came from one: the same bytes on
+	// every retry, also after a restart, so a sink can name the chunk by them at the cost
+	// of one pass (Cloud Logging's insertIds).
+	Data []byte
 }
 
 // Result is a sink's answer for one batch, with the reason when it is not Delivered.

