@@ -63,6 +63,7 @@ func main() {
 	seconds := flag.Int("seconds", 30, "with -rate: for how long")
 	keep := flag.Bool("keep", false, "keep the work directory")
 	runs := flag.Int("runs", 3, "runs of each output")
+	timeout := flag.Duration("timeout", 10*time.Minute, "a run that has not delivered every line by then fails")
 	profile := flag.String("profile", "", "write trailstack's CPU profiles here, one per shape and output")
 	flag.Parse()
 	if *rate > 0 {
@@ -81,6 +82,7 @@ func main() {
 	fmt.Printf("enginebench: %d lines per run, %s, engine %s\n", *lines, map[bool]string{true: fmt.Sprintf("written at %d/s", *rate), false: "written before the engine starts"}[*rate > 0], *engine)
 	fmt.Printf("%-6s %-14s %9s %9s %10s %10s %9s %12s\n", "shape", "output", "CPU s", "µs/line", "output's s", "Go rt's s", "RSS MiB", "lines/s")
 	var results []result
+	failed := 0
 	for _, shape := range strings.Split(*shapes, ",") {
 		// Runs alternate between the outputs, so that a slow minute of a shared machine
 		// weighs on all of them; each output's median run is the figure.
@@ -94,7 +96,7 @@ func main() {
 		for i := 0; i < *runs; i++ {
 			for _, out := range strings.Split(*outputs, ",") {
 				dir := filepath.Join(work, fmt.Sprintf("%s-%s-%d", shape, out, i))
-				spec := runSpec{engine: *engine, so: *so, bin: *bin, dir: dir, logs: logs, shape: shape, output: out, lines: *lines, rate: *rate}
+				spec := runSpec{engine: *engine, so: *so, bin: *bin, dir: dir, logs: logs, shape: shape, output: out, lines: *lines, rate: *rate, timeout: *timeout}
 				if *profile != "" {
 					spec.profile = filepath.Join(*profile, fmt.Sprintf("%s-%s-%d.pprof", shape, out, i))
 				}
@@ -104,6 +106,7 @@ func main() {
 				}
 				if err != nil {
 					fmt.Printf("%-6s %-14s failed: %v\n", shape, out, err)
+					failed++
 					continue
 				}
 				all[out] = append(all[out], r)
@@ -137,6 +140,13 @@ func main() {
 			own, beyond = "-", fmt.Sprintf("(%.2f in all)", per(r.cpu))
 		}
 		fmt.Printf("| %s | %s | %s | %s | %s | %.0f | %.0f |\n", r.shape, r.output, own, ratio, beyond, float64(*lines)/r.wall.Seconds(), r.rssMiB)
+	}
+	if failed > 0 {
+		if !*keep {
+			os.RemoveAll(work)
+		}
+		fmt.Printf("%d runs failed\n", failed)
+		os.Exit(1)
 	}
 }
 
@@ -187,6 +197,7 @@ type runSpec struct {
 	logs                                string // the shape's container logs, when written before the run
 	profile                             string // TRAILSTACK_CPUPROFILE for the plugin
 	lines, rate                         int
+	timeout                             time.Duration
 }
 
 func run(s runSpec) (result, error) {
@@ -307,7 +318,7 @@ func run(s runSpec) (result, error) {
 		}
 	case <-engDone:
 		return res, fmt.Errorf("the engine exited (log: %s)", logf.Name())
-	case <-time.After(10 * time.Minute):
+	case <-time.After(s.timeout):
 		return res, fmt.Errorf("timed out (engine log: %s)", logf.Name())
 	}
 	res.wall = time.Since(start)

@@ -1,0 +1,31 @@
+package hosttest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The benchmark harness, small, in the real engine: each output of each record shape,
+// Fluent Bit's own C outputs beside trailstack's, must get every line to its receiver,
+// which counts them (the harness fails otherwise). The figures are make bench's; this keeps
+// the harness and what it measures honest.
+func TestEngineBenchCountsEveryLine(t *testing.T) {
+	bin := fluentBit(t)
+	dir := t.TempDir()
+	eb := goBuild(t, "./internal/cmd/enginebench", dir)
+	goBuild(t, "./internal/cmd/syslogdrain", dir)
+	goBuild(t, "./internal/cmd/fakelogging", dir)
+	out, err := exec.Command(eb, "-engine", bin, "-so", soPath, "-bin", dir, "-lines", "20000", "-runs", "1", "-timeout", "2m").CombinedOutput()
+	if err != nil {
+		t.Fatalf("enginebench: %v\n%s", err, out)
+	}
+	for _, shape := range []string{"cri", "kube", "mixed"} {
+		for _, o := range []string{"null", "c-syslog", "syslog", "c-stackdriver", "stackdriver"} {
+			if !strings.Contains(string(out), "| "+shape+" | "+o+" |") {
+				t.Errorf("no figure for %s to %s:\n%s", shape, o, out)
+			}
+		}
+	}
+	t.Logf("\n%s", out)
+}
