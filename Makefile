@@ -9,6 +9,7 @@ TEST_SO := $(BUILD)/out_trailstack_test.so
 HOST    := $(BUILD)/flbhost
 GOFILES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
 FIXTURES ?= ../shared/fixtures/fluent-bit-5.1.1
+FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
 .PHONY: all test bench demo lint clean image fuzz
 
@@ -37,6 +38,9 @@ $(BUILD)/syslogdrain: $(GOFILES)
 
 $(BUILD)/fakelogging: $(GOFILES)
 	CGO_ENABLED=0 $(GO) build -o $@ ./internal/cmd/fakelogging
+
+$(BUILD)/enginebench: $(GOFILES)
+	CGO_ENABLED=0 $(GO) build -o $@ ./internal/cmd/enginebench
 
 $(HOST): host/flbhost.c
 	@mkdir -p $(BUILD)
@@ -72,9 +76,11 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME) ./syslog
 	$(GO) test -run XXX -fuzz '^FuzzFrameFields$$' -fuzztime $(FUZZTIME) ./syslog
 
-# Benchmarks: decoding in Go, then the whole .so through the C host with the null sink.
-bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging
+# Benchmarks: decoding in Go, then the whole .so through the C host with the null sink,
+# then both sinks, and last the real engine beside Fluent Bit's own outputs (about 20 min).
+bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging $(BUILD)/enginebench
 	$(GO) test -run XXX -bench . -benchmem -benchtime 200000x ./record
+	$(GO) test -run XXX -bench . -benchmem ./accessor
 	@echo "--- one flush with its metrics, alone and while the endpoint is scraped"
 	$(GO) test -run XXX -bench . -benchmem ./core ./metrics
 	@echo "--- FlushCtx cost: 200,000 flushes of a one-record chunk, null sink"
@@ -87,6 +93,10 @@ bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging
 	$(GO) test -run XXX -bench . -benchmem ./stackdriver
 	@echo "--- 1,000,000 kube-20k records, stackdriver sink to a local Cloud Logging stand-in over gRPC"
 	BUILD=$(BUILD) FIXTURES=$(FIXTURES) scripts/bench-stackdriver.sh
+	@echo "--- the real engine: 1,000,000 lines of each shape, each output 3 times, Fluent Bit's C outputs beside ours"
+	$(BUILD)/enginebench -engine $(FLUENT_BIT_BIN) -so $(SO) -bin $(BUILD) -runs 3
+	@echo "--- the real engine at a steady 20,000 lines/s for 30 s: peak RSS"
+	$(BUILD)/enginebench -engine $(FLUENT_BIT_BIN) -so $(SO) -bin $(BUILD) -shapes kube -runs 1 -rate 20000 -seconds 30
 
 # Sample Kubernetes chunks (testdata/) through the real .so into local stand-ins for
 # Papertrail and Cloud Logging.
