@@ -245,6 +245,7 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 
 	var payload *structpb.Struct
 	var text string
+	s.conv.bound = 0
 	if lv := v[m.slot.log]; lv != nil {
 		text = trimNewlines(chunkString(lv))
 		if t := strings.TrimSpace(text); len(t) > 1 && t[0] == '{' && t[len(t)-1] == '}' {
@@ -253,6 +254,9 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 				if p.UnmarshalJSON([]byte(t)) == nil {
 					payload = p
 					s.conv.budget -= n
+					// Every value of the text is at most its own text (escapes only
+					// shrink; a number's 8 bytes are in the overhead) and n counts them.
+					s.conv.bound = len(t) + n*valueOverhead
 				}
 			} else {
 				s.textual++ // stays text; shrink cuts it if it is too long

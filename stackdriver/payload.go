@@ -21,7 +21,15 @@ const maxFlushValues = 200_000
 type converter struct {
 	budget  int // values the flush may still convert
 	tooDeep int // values nested deeper than maxDepth, written as null
+	// bound grows with every value converted by at least what it adds to the encoded
+	// size: measuring a large Struct with proto.Size cost as much as encoding it.
+	bound int
 }
+
+// valueOverhead bounds the bytes protobuf spends on one value besides its key's and its
+// string's: a map entry's or list element's tag and length, the key's tag and length, the
+// Value's tag and length, and the widest scalar (a double's 8 bytes).
+const valueOverhead = 32
 
 // toStruct converts a msgpack map to a protobuf Struct (a record's body, when body is set:
 // without the keys the engine added, see engineKey); nil when the flush's budget ran out.
@@ -54,6 +62,7 @@ func (c *converter) toStructDepth(m record.Value, body bool, depth int) *structp
 		if body && skipEngineKey(k, &seen) {
 			continue
 		}
+		c.bound += len(k)
 		s.Fields[validString(k)] = c.toValue(v, depth+1)
 	}
 	return s
@@ -91,10 +100,13 @@ func (c *converter) toValue(v record.Value, depth int) *structpb.Value {
 	if c.budget--; c.budget < 0 {
 		return nil
 	}
+	c.bound += valueOverhead
 	switch v.Type() {
 	case msgp.StrType, msgp.BinType:
 		b, _ := v.Bytes()
-		return structpb.NewStringValue(validString(b))
+		str := validString(b)
+		c.bound += len(str)
+		return structpb.NewStringValue(str)
 	case msgp.IntType:
 		n, _, _ := msgp.ReadInt64Bytes(v)
 		return structpb.NewNumberValue(float64(n))

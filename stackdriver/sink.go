@@ -206,7 +206,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 			g = sc.group(k, labels)
 		}
 		e.Resource = nil // the request's
-		n := estimateSize(e)
+		n := estimateSize(e, sc.conv.bound)
 		if n > entryBudget/2 {
 			if n = proto.Size(e); n > entryBudget {
 				n = shrink(e, n)
@@ -302,13 +302,20 @@ func (s *scratch) group(k hoist, labels map[string]string) *group {
 	return &s.groups[len(s.groups)-1]
 }
 
-// estimateSize bounds an entry's encoded size from above without encoding it, for text
-// entries (proto.Size cost as much as the encoding itself); JSON entries are measured.
-func estimateSize(e *loggingpb.LogEntry) int {
-	if e.GetJsonPayload() != nil || e.HttpRequest != nil || e.Resource != nil {
+// estimateSize bounds an entry's encoded size from above without encoding it (proto.Size
+// cost as much as the encoding itself, and twice that for a JSON payload's maps):
+// payloadBound bounds its JSON payload and what was lifted out of it (see converter.bound).
+func estimateSize(e *loggingpb.LogEntry, payloadBound int) int {
+	if e.Resource != nil {
 		return proto.Size(e)
 	}
 	n := 128 + len(e.GetTextPayload()) + len(e.LogName) + len(e.InsertId) + len(e.Trace) + len(e.SpanId)
+	if e.GetJsonPayload() != nil {
+		n += payloadBound
+	}
+	if e.HttpRequest != nil {
+		n += 16 * valueOverhead // its fields' values are in payloadBound; this is their framing
+	}
 	for k, v := range e.Labels {
 		n += len(k) + len(v) + 8
 	}

@@ -310,7 +310,7 @@ func TestLimits(t *testing.T) {
 	// The estimate never undercounts.
 	for _, e := range got {
 		e.Resource, e.Labels = nil, nil
-		if est, real := estimateSize(e), proto.Size(e); est < real {
+		if est, real := estimateSize(e, 0), proto.Size(e); est < real {
 			t.Fatalf("estimated %d bytes for an entry of %d", est, real)
 		}
 	}
@@ -726,5 +726,58 @@ func TestAlternatingResourcesAreSentOncePerRequest(t *testing.T) {
 		if e.GetTextPayload() != fmt.Sprintf("line %d", i) || e.Resource.Labels["node_name"] != hosts[i%3] || !strings.HasSuffix(e.LogName, "/logs/"+want) {
 			t.Fatalf("entry %d: %q on %v in %s", i, e.GetTextPayload(), e.Resource.Labels, e.LogName)
 		}
+	}
+}
+
+// The size bound of an entry with a JSON payload, counted while converting it instead of
+// measured, never undercounts: every fixture record, each shape's, and bodies made to
+// grow the most as protobuf (arrays of small numbers, deep maps, invalid UTF-8, JSON text
+// full of escapes).
+func TestJSONSizeBoundNeverUndercounts(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	var batches []*core.Batch
+	for _, set := range []string{"kube-merged", "kube-raw"} {
+		batches = append(batches, fixture.Batches(t, set)...)
+	}
+	for _, shape := range fixture.Shapes {
+		b, _ := fixture.ShapeBatch(shape, 64<<10)
+		batches = append(batches, b)
+	}
+	small := make([]any, 5000)
+	for i := range small {
+		small[i] = i % 100
+	}
+	var odd []record.Record
+	for _, body := range []map[string]any{
+		{"samples": small},
+		{"a": map[string]any{"b": map[string]any{"c": []any{1, true, nil, 2.5, "x"}}}, "": ""},
+		{"bad": "\xff\xfe\xfd utf8", "\xc3": 1},
+		{"log": `{"msg":"\u00e9\ud83d\ude00","n":[1,2,3,{"x":1e300}],"t":true,"e":{}}`},
+		{"log": `{"severity":"ERROR","httpRequest":{"requestMethod":"GET","status":200,"latency":"1.5s"},"logging.googleapis.com/labels":{"a":"b"},"logging.googleapis.com/sourceLocation":{"file":"f.go","line":"3"}}`},
+	} {
+		b, _ := msgp.AppendIntf(nil, body)
+		odd = append(odd, record.Record{Sec: 1795694400, Body: b})
+	}
+	batches = append(batches, &core.Batch{Tag: "t", Records: odd})
+	var checked, json int
+	for _, b := range batches {
+		sc := s.m.newScratch()
+		sc.startChunk(b, time.Now())
+		for i := range b.Records {
+			e := s.m.entry(&b.Records[i], i, b.Tag, sc, time.Now())
+			e.Resource = nil
+			if est, real := estimateSize(e, sc.conv.bound), proto.Size(e); est < real {
+				t.Fatalf("%s record %d: estimated %d bytes for an entry of %d", b.Tag, i, est, real)
+			}
+			checked++
+			if e.GetJsonPayload() != nil {
+				json++
+			}
+		}
+		sc.reset()
+	}
+	if json < 100 {
+		t.Fatalf("only %d of %d entries had a JSON payload", json, checked)
 	}
 }

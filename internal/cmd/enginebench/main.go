@@ -10,7 +10,8 @@
 // Shapes: cri (tail with the cri parser, no filter: records without Kubernetes metadata),
 // kube (the kubernetes filter's metadata, from a preload cache instead of an API server, as
 // Fluent Bit's own tests do), and mixed (six containers of three pods under one tag, as a
-// node-level tag gathers them: every chunk mixes containers and streams).
+// node-level tag gathers them: every chunk mixes containers and streams), and json (the
+// kube shape of an application that logs JSON, merged into the record by the filter).
 //
 // With -rate, lines are appended at that pace for -seconds after the engine started, and
 // peak RSS at a steady rate is the figure to read.
@@ -57,7 +58,7 @@ func main() {
 	so := flag.String("so", "build/out_trailstack.so", "the plugin")
 	bin := flag.String("bin", "build", "where syslogdrain and fakelogging are")
 	lines := flag.Int("lines", 1_000_000, "lines per run (with -rate: rate × seconds)")
-	shapes := flag.String("shapes", "cri,kube,mixed", "record shapes")
+	shapes := flag.String("shapes", "cri,kube,mixed,json", "record shapes")
 	outputs := flag.String("outputs", "null,c-syslog,syslog,c-stackdriver,stackdriver", "outputs, in order; null first for the differences")
 	rate := flag.Int("rate", 0, "lines per second, written while the engine runs (0: all before it starts)")
 	seconds := flag.Int("seconds", 30, "with -rate: for how long")
@@ -91,7 +92,7 @@ func main() {
 		logs := filepath.Join(work, shape, "var", "log", "containers")
 		if *rate == 0 {
 			check(os.MkdirAll(logs, 0o755))
-			check(writeLines(layout(shape, logs), 0, *lines))
+			check(writeLines(layout(shape, logs), 0, *lines, shape == "json"))
 		}
 		for i := 0; i < *runs; i++ {
 			for _, out := range strings.Split(*outputs, ",") {
@@ -221,7 +222,7 @@ func run(s runSpec) (result, error) {
 			}
 		}
 	}
-	if s.shape == "kube" {
+	if s.shape == "kube" || s.shape == "json" {
 		if err := preloadCache(filepath.Join(s.dir, "meta")); err != nil {
 			return res, err
 		}
@@ -296,7 +297,7 @@ func run(s runSpec) (result, error) {
 		}
 	}()
 	if s.rate > 0 {
-		go pace(files, s.rate, s.lines)
+		go pace(files, s.rate, s.lines, s.shape == "json")
 	}
 
 	// Done when the receiver has every line (or, for null, the engine's metrics say so).
@@ -351,8 +352,9 @@ func layout(shape, dir string) []file {
 }
 
 // writeLines appends lines [from, to) round-robin over the files, in the CRI format:
-// an nginx access line on stdout, and every tenth an error line on stderr.
-func writeLines(files []file, from, to int) error {
+// an nginx access line on stdout, and every tenth an error line on stderr; or, with
+// json, an application's JSON line.
+func writeLines(files []file, from, to int, json bool) error {
 	ws := make([]*bufio.Writer, len(files))
 	for i, f := range files {
 		fh, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -366,6 +368,14 @@ func writeLines(files []file, from, to int) error {
 	for i := from; i < to; i++ {
 		w := ws[i%len(ws)]
 		ts := base.Add(time.Duration(i) * time.Microsecond).UTC().Format(time.RFC3339Nano)
+		if json {
+			stream, level := "stdout", "info"
+			if i%10 == 9 {
+				stream, level = "stderr", "error"
+			}
+			fmt.Fprintf(w, "%s %s F {\"level\":\"%s\",\"msg\":\"request served\",\"path\":\"/api/v1/items/%d\",\"status\":200,\"latency_ms\":%d.%d,\"user\":{\"id\":%d,\"tier\":\"free\"},\"seq\":%d}\n", ts, stream, level, i%5000, i%100, i%10, i%977, i)
+			continue
+		}
 		if i%10 == 9 {
 			fmt.Fprintf(w, "%s stderr F 2026/11/27 06:00:00 [error] 29#29: *%d open() \"/usr/share/nginx/html/favicon.ico\" failed (2: No such file or directory), client: 10.4.0.%d seq=%d\n", ts, i, i%250, i)
 			continue
@@ -381,13 +391,13 @@ func writeLines(files []file, from, to int) error {
 }
 
 // pace writes total lines at rate per second, in slices of 10 ms.
-func pace(files []file, rate, total int) {
+func pace(files []file, rate, total int, json bool) {
 	const slice = 10 * time.Millisecond
 	per := rate / 100
 	start := time.Now()
 	for done, k := 0, 0; done < total; k++ {
 		n := min(per, total-done)
-		if err := writeLines(files, done, done+n); err != nil {
+		if err := writeLines(files, done, done+n, json); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return
 		}
@@ -464,7 +474,7 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
     Refresh_Interval  1
     Buffer_Max_Size   512k
 `, port, tag, logs)
-	if s.shape == "kube" {
+	if s.shape == "kube" || s.shape == "json" {
 		tokenFile := filepath.Join(s.dir, "token")
 		os.WriteFile(tokenFile, []byte("bench"), 0o600)
 		fmt.Fprintf(&b, `
