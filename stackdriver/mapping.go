@@ -16,6 +16,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 	"google.golang.org/genproto/googleapis/api/monitoredres"
 	ltype "google.golang.org/genproto/googleapis/logging/type"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -98,6 +99,8 @@ type scratch struct {
 
 	groups []group // the flush's requests being filled, one per hoist
 
+	raw []byte // the chunk's encoded JSON payloads, which its entries point into
+
 	// Slabs: a chunk's entries are allocated a thousand at a time and reused by the next
 	// flush on this scratch; the requests that held them are sent before Deliver returns.
 	entries [][]loggingpb.LogEntry
@@ -158,6 +161,7 @@ func (s *scratch) reset() {
 	s.resources, s.pods, s.logNames, s.pod = s.resources[:0], s.pods[:0], s.logNames[:0], nil
 	clear(s.groups)
 	s.groups = s.groups[:0]
+	s.raw = s.raw[:0]
 }
 
 // maxCached bounds each cache: past it, the oldest entry makes room. A chunk with more
@@ -244,6 +248,7 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	e.LogName = m.logNameOf(v, tag, s)
 
 	var payload *structpb.Struct
+	var jsonRaw []byte // the json_payload field, encoded (appendBody)
 	var text string
 	s.conv.bound = 0
 	if lv := v[m.slot.log]; lv != nil {
@@ -266,10 +271,15 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 			e.Payload = s.newText(text)
 		}
 	} else if body := record.Value(r.Body); len(body) <= entryBudget {
-		// The kubernetes filter merged the application's JSON into the body.
-		payload = s.conv.toStruct(body, true)
+		// The kubernetes filter merged the application's JSON into the body: encoded
+		// straight from msgpack, unless lift has fields to take out of it.
+		if raw, ok := s.conv.appendBody(s.raw, body); ok {
+			jsonRaw, s.raw = raw[len(s.raw):], raw
+		} else {
+			payload = s.conv.toStruct(body, true)
+		}
 	}
-	if payload == nil && v[m.slot.log] == nil {
+	if payload == nil && jsonRaw == nil && v[m.slot.log] == nil {
 		s.textual++
 		e.Payload = s.newText(jsonText(record.Value(r.Body), entryBudget-1024))
 	}
@@ -297,6 +307,9 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 			ts = t
 		}
 		e.Payload = &loggingpb.LogEntry_JsonPayload{JsonPayload: payload}
+	} else if jsonRaw != nil {
+		// Written as the field's bytes, which protobuf sends as they are.
+		e.ProtoReflect().SetUnknown(protoreflect.RawFields(jsonRaw))
 	} else if !sev.known && !sev.found {
 		if gs, gt, ok := glogHeader(text, ts); ok {
 			e.Severity, ts, sev.known = gs, gt, true

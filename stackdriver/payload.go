@@ -1,11 +1,14 @@
 package stackdriver
 
 import (
+	"encoding/binary"
 	"math"
 	"strings"
 	"unicode/utf8"
 
+	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/tinylib/msgp/msgp"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trailstack/trailstack/record"
@@ -212,3 +215,180 @@ func jsonText(m record.Value, max int) string {
 type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// jsonPayloadField is LogEntry.json_payload's field number, for a payload encoded here.
+var jsonPayloadField = (&loggingpb.LogEntry{}).ProtoReflect().Descriptor().Fields().ByName("json_payload").Number()
+
+// appendBody appends a record's body (without the engine's keys) to dst as a LogEntry's
+// encoded json_payload field, straight from msgpack, when none of its keys is one that
+// lift takes out of the payload (lift works on a Struct). Building the Struct and sizing
+// its maps cost two thirds of a JSON entry; protowire's encoding of the same values is what
+// the Struct would have been encoded to. ok is false, and nothing spent, when a key is
+// special, the flush's budget ran out, or the payload is too large to send whole.
+func (c *converter) appendBody(dst []byte, body record.Value) (out []byte, ok bool) {
+	it, err := body.Iter()
+	if err != nil {
+		return dst, false
+	}
+	var seen uint8
+	for {
+		k, _, more := it.Next()
+		if !more {
+			break
+		}
+		if k != nil && !skipEngineKey(k, &seen) && liftedKey(k) {
+			return dst, false
+		}
+	}
+	budget, tooDeep := c.budget, c.tooDeep
+	start := len(dst)
+	dst = protowire.AppendTag(dst, jsonPayloadField, protowire.BytesType)
+	dst, mark := openLen(dst)
+	dst = c.appendFields(dst, body, true, 0)
+	dst = closeLen(dst, mark)
+	if c.budget < 0 || len(dst)-start > entryBudget/2 {
+		c.budget, c.tooDeep = budget, tooDeep
+		return dst[:start], false
+	}
+	return dst, true
+}
+
+// liftedKey tells the keys lift reads out of a JSON payload.
+func liftedKey(k []byte) bool {
+	switch string(k) {
+	case "severity", "time", "timestamp", "timestampSeconds", "timestampNanos", "httpRequest":
+		return true
+	}
+	return strings.HasPrefix(string(k), specialPrefix)
+}
+
+// appendFields encodes a msgpack map as a Struct's fields, as toStructDepth converts it.
+func (c *converter) appendFields(dst []byte, m record.Value, body bool, depth int) []byte {
+	it, err := m.Iter()
+	if err != nil {
+		return dst
+	}
+	var seen uint8
+	for c.budget >= 0 {
+		k, v, ok := it.Next()
+		if !ok {
+			return dst
+		}
+		if k == nil || body && skipEngineKey(k, &seen) {
+			continue
+		}
+		dst = protowire.AppendTag(dst, 1, protowire.BytesType) // Struct.fields: one map entry
+		var entry, val int
+		dst, entry = openLen(dst)
+		dst = protowire.AppendTag(dst, 1, protowire.BytesType) // its key
+		dst = appendValidString(dst, k)
+		dst = protowire.AppendTag(dst, 2, protowire.BytesType) // its Value
+		dst, val = openLen(dst)
+		dst = c.appendValue(dst, v, depth+1)
+		dst = closeLen(dst, val)
+		dst = closeLen(dst, entry)
+	}
+	return dst
+}
+
+// appendValue encodes a msgpack value as a Value's fields, as toValue converts it.
+func (c *converter) appendValue(dst []byte, v record.Value, depth int) []byte {
+	if c.budget--; c.budget < 0 {
+		return dst
+	}
+	null := func() []byte {
+		dst = protowire.AppendTag(dst, 1, protowire.VarintType)
+		return protowire.AppendVarint(dst, 0)
+	}
+	number := func(f float64) []byte {
+		dst = protowire.AppendTag(dst, 2, protowire.Fixed64Type)
+		return protowire.AppendFixed64(dst, math.Float64bits(f))
+	}
+	switch v.Type() {
+	case msgp.StrType, msgp.BinType:
+		b, _ := v.Bytes()
+		dst = protowire.AppendTag(dst, 3, protowire.BytesType)
+		return appendValidString(dst, b)
+	case msgp.IntType:
+		n, _, _ := msgp.ReadInt64Bytes(v)
+		return number(float64(n))
+	case msgp.UintType:
+		n, _, _ := msgp.ReadUint64Bytes(v)
+		return number(float64(n))
+	case msgp.Float64Type, msgp.Float32Type:
+		f, _, _ := msgp.ReadFloat64Bytes(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			dst = protowire.AppendTag(dst, 3, protowire.BytesType)
+			return protowire.AppendString(dst, strings.ToLower(fmtFloat(f)))
+		}
+		return number(f)
+	case msgp.BoolType:
+		b, _, _ := msgp.ReadBoolBytes(v)
+		dst = protowire.AppendTag(dst, 4, protowire.VarintType)
+		return protowire.AppendVarint(dst, protowire.EncodeBool(b))
+	case msgp.MapType:
+		if depth >= maxDepth {
+			c.tooDeep++
+			return null()
+		}
+		dst = protowire.AppendTag(dst, 5, protowire.BytesType)
+		dst, mark := openLen(dst)
+		dst = c.appendFields(dst, v, false, depth+1)
+		return closeLen(dst, mark)
+	case msgp.ArrayType:
+		if depth >= maxDepth {
+			c.tooDeep++
+			return null()
+		}
+		n, b, err := msgp.ReadArrayHeaderBytes(v)
+		if err != nil {
+			return null()
+		}
+		dst = protowire.AppendTag(dst, 6, protowire.BytesType)
+		dst, list := openLen(dst)
+		for i := uint32(0); i < n && c.budget >= 0; i++ {
+			sz, err := record.SkipObjects(b, 1)
+			if err != nil {
+				break
+			}
+			dst = protowire.AppendTag(dst, 1, protowire.BytesType) // ListValue.values
+			var elem int
+			dst, elem = openLen(dst)
+			dst = c.appendValue(dst, record.Value(b[:sz]), depth+1)
+			dst = closeLen(dst, elem)
+			b = b[sz:]
+		}
+		return closeLen(dst, list)
+	}
+	return null()
+}
+
+// appendValidString appends b as a length-delimited string, repaired to valid UTF-8 as
+// validString repairs it.
+func appendValidString(dst, b []byte) []byte {
+	if utf8.Valid(b) {
+		return protowire.AppendBytes(dst, b)
+	}
+	return protowire.AppendString(dst, strings.ToValidUTF8(string(b), "\uFFFD"))
+}
+
+// openLen starts a length-delimited field whose length is not known yet: one byte is
+// kept for it, which is enough below 128 bytes; closeLen writes it, moving the contents
+// when the length needs more.
+func openLen(dst []byte) ([]byte, int) {
+	return append(dst, 0), len(dst) + 1
+}
+
+func closeLen(dst []byte, start int) []byte {
+	n := len(dst) - start
+	if n < 0x80 {
+		dst[start-1] = byte(n)
+		return dst
+	}
+	var l [binary.MaxVarintLen64]byte
+	w := len(protowire.AppendVarint(l[:0], uint64(n)))
+	dst = append(dst, l[:w-1]...)
+	copy(dst[start+w-1:], dst[start:start+n])
+	protowire.AppendVarint(dst[start-1:start-1], uint64(n))
+	return dst
+}

@@ -309,7 +309,8 @@ func estimateSize(e *loggingpb.LogEntry, payloadBound int) int {
 	if e.Resource != nil {
 		return proto.Size(e)
 	}
-	n := 128 + len(e.GetTextPayload()) + len(e.LogName) + len(e.InsertId) + len(e.Trace) + len(e.SpanId)
+	n := 128 + len(e.GetTextPayload()) + len(e.LogName) + len(e.InsertId) + len(e.Trace) + len(e.SpanId) +
+		len(e.ProtoReflect().GetUnknown()) // a JSON payload encoded already (appendBody)
 	if e.GetJsonPayload() != nil {
 		n += payloadBound
 	}
