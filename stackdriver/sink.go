@@ -113,7 +113,9 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 		return nil, nil
 	}
 
-	var opts []option.ClientOption
+	// A request is a chunk, about 2 MB: written in large pieces rather than gRPC's default
+	// 32 KiB, which took a write system call every two HTTP/2 frames.
+	opts := []option.ClientOption{option.WithGRPCDialOption(grpc.WithWriteBufferSize(1 << 20))}
 	if endpoint != "" {
 		opts = append(opts, option.WithEndpoint(endpoint))
 	}
