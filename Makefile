@@ -93,6 +93,8 @@ bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging $(BUILD)/enginebench
 	$(GO) test -run XXX -bench . -benchmem ./stackdriver
 	@echo "--- 1,000,000 kube-20k records, stackdriver sink to a local Cloud Logging stand-in over gRPC"
 	BUILD=$(BUILD) FIXTURES=$(FIXTURES) scripts/bench-stackdriver.sh
+	@echo "--- each record shape through the .so via the C host, 100 chunks of 2 MB, both sinks"
+	BUILD=$(BUILD) scripts/bench-shapes.sh
 	@echo "--- the real engine: 1,000,000 lines of each shape, each output 3 times, Fluent Bit's C outputs beside ours"
 	$(BUILD)/enginebench -engine $(FLUENT_BIT_BIN) -so $(SO) -bin $(BUILD) -runs 3
 	@echo "--- the real engine at a steady 20,000 lines/s for 30 s: peak RSS"

@@ -32,6 +32,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/trailstack/trailstack/internal/fixture"
 )
 
 type pod struct{ ns, name, hash string }
@@ -65,8 +67,13 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory")
 	runs := flag.Int("runs", 3, "runs of each output")
 	timeout := flag.Duration("timeout", 10*time.Minute, "a run that has not delivered every line by then fails")
+	chunks := flag.String("chunks", "", "write a 2 MB chunk of each shape (and its tag) here for the C host, and exit")
 	profile := flag.String("profile", "", "write trailstack's CPU profiles here, one per shape and output")
 	flag.Parse()
+	if *chunks != "" {
+		check(writeChunks(*chunks))
+		return
+	}
 	if *rate > 0 {
 		*lines = *rate * *seconds
 	}
@@ -149,6 +156,25 @@ func main() {
 		fmt.Printf("%d runs failed\n", failed)
 		os.Exit(1)
 	}
+}
+
+// writeChunks writes <shape>.msgpack and <shape>.tag for each of fixture.Shapes: the same
+// shapes as chunks Fluent Bit would hand the plugin, for the C host's benchmarks.
+func writeChunks(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, shape := range fixture.Shapes {
+		b, data := fixture.ShapeBatch(shape, 2<<20)
+		if err := os.WriteFile(filepath.Join(dir, shape+".msgpack"), data, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, shape+".tag"), []byte(b.Tag), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("%s %d records\n", shape, len(b.Records))
+	}
+	return nil
 }
 
 // median is a run with every figure the median of the runs', but peak RSS the largest.
