@@ -75,6 +75,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./accessor
 	$(GO) test -run XXX -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME) ./syslog
 	$(GO) test -run XXX -fuzz '^FuzzFrameFields$$' -fuzztime $(FUZZTIME) ./syslog
+	$(GO) test -run XXX -fuzz '^FuzzAppendBody$$' -fuzztime $(FUZZTIME) ./stackdriver
 
 # Benchmarks: decoding in Go, then the whole .so through the C host with the null sink,
 # then both sinks, and last the real engine beside Fluent Bit's own outputs (about 20 min).
