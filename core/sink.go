@@ -37,9 +37,8 @@ func (s Status) String() string {
 type Batch struct {
 	Tag     string
 	Records []record.Record
-	// Data is the chunk the records came from, when they came from one: the same bytes on
-	// every retry, also after a restart, so a sink can name the chunk by them at the cost
-	// of one pass (Cloud Logging's insertIds).
+	// Data is the chunk the records came from: the same bytes on every retry, also after a
+	// restart, so a sink can name the chunk by them in one pass (Cloud Logging's insertIds).
 	Data []byte
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/record"
 )
 
@@ -94,7 +95,7 @@ func TestEntriesAsGKEWritesThem(t *testing.T) {
 	} {
 		f := startFake(t)
 		s := newSink(t, f, core.MapGetter{"project_id": "gke-prod", "cluster_name": "prod", "cluster_location": "europe-west1"})
-		deliver(t, s, &core.Batch{Tag: tag, Records: []record.Record{{Sec: recordTime.Unix(), Body: c.body}}})
+		deliver(t, s, fixture.Chunk(tag, []record.Record{{Sec: recordTime.Unix(), Body: c.body}}))
 		e := f.entries()[0]
 		res := e.Resource
 		if res.Type != "k8s_container" || !maps.Equal(res.Labels, map[string]string{"project_id": "gke-prod", "location": "europe-west1", "cluster_name": "prod",

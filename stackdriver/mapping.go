@@ -2,7 +2,6 @@ package stackdriver
 
 import (
 	"bytes"
-	"encoding/binary"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -208,22 +207,12 @@ func (s *scratch) startChunk(b *core.Batch, now time.Time) {
 	var h xxhash.Digest
 	h.Reset()
 	_, _ = h.WriteString(b.Tag)
-	// The chunk's bytes hold every record's time and body: one pass over them costs a
-	// third of hashing record by record. A batch made of records alone is hashed by them.
-	if len(b.Data) > 0 {
-		_, _ = h.Write(b.Data)
-	}
-	var t [16]byte
+	// The chunk's bytes hold every record's time and body: one pass over them, not one
+	// per record.
+	_, _ = h.Write(b.Data)
 	for i := range b.Records {
-		r := &b.Records[i]
-		if len(b.Data) == 0 {
-			binary.LittleEndian.PutUint64(t[:8], uint64(r.Sec))
-			binary.LittleEndian.PutUint64(t[8:], uint64(r.Nsec))
-			_, _ = h.Write(t[:])
-			_, _ = h.Write(r.Body)
-		}
-		if s.firstSane.IsZero() && !r.Time().After(now.Add(maxFuture)) {
-			s.firstSane = r.Time()
+		if t := b.Records[i].Time(); s.firstSane.IsZero() && !t.After(now.Add(maxFuture)) {
+			s.firstSane = t
 		}
 	}
 	s.conv.budget = maxFlushValues

@@ -427,7 +427,7 @@ func TestLiftEverySpecialField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deliver(t, s, &core.Batch{Tag: "app.x", Records: []record.Record{{Sec: 1795694400, Body: body}}})
+	deliver(t, s, fixture.Chunk("app.x", []record.Record{{Sec: 1795694400, Body: body}}))
 	e := f.entries()[0]
 	if e.Operation.GetId() != "op1" || e.Operation.GetProducer() != "p" || !e.Operation.GetFirst() ||
 		e.InsertId != "my-id" || !e.TraceSampled || e.Severity != ltype.LogSeverity_ERROR || len(e.Labels) != maxLabels {
@@ -539,8 +539,8 @@ func TestInsertIDsAreTheChunksNotTheLines(t *testing.T) {
 	body := stdoutLine
 	tag := "kube.var.log.containers.p_ns_c-" + strings.Repeat("ab", 32) + ".log"
 	same := record.Record{Sec: 1795694400, Body: body("ping")} // second-resolution time, from a parser
-	a := &core.Batch{Tag: tag, Records: []record.Record{{Sec: 1795694399, Body: body("start")}, same}}
-	b := &core.Batch{Tag: tag, Records: []record.Record{same, {Sec: 1795694401, Body: body("stop")}}}
+	a := fixture.Chunk(tag, []record.Record{{Sec: 1795694399, Body: body("start")}, same})
+	b := fixture.Chunk(tag, []record.Record{same, {Sec: 1795694401, Body: body("stop")}})
 	deliver(t, s, a)
 	deliver(t, s, b)
 	s2 := newSink(t, f, nil) // another process: an engine restarted on the same storage
@@ -564,11 +564,11 @@ func TestFutureRecordTakesItsNeighboursTime(t *testing.T) {
 	body := stdoutLine
 	now := time.Now()
 	future := now.Add(72 * time.Hour).Unix()
-	b := &core.Batch{Tag: "t", Records: []record.Record{
+	b := fixture.Chunk("t", []record.Record{
 		{Sec: future, Body: body("head")},
 		{Sec: now.Unix() - 10, Body: body("a")},
 		{Sec: future, Body: body("b")},
-	}}
+	})
 	deliver(t, s, b)
 	deliver(t, s, b)
 	got := f.entries()
@@ -598,7 +598,7 @@ func TestPayloadMemoryIsBounded(t *testing.T) {
 		b, _ := msgp.AppendIntf(nil, map[string]any{"stream": "stdout", "samples": arr, "n": i})
 		recs = append(recs, record.Record{Sec: 1795694400, Body: b})
 	}
-	batch := &core.Batch{Tag: "t", Records: recs}
+	batch := fixture.Chunk("t", recs)
 
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -638,7 +638,7 @@ func TestDeepNestingIsLogged(t *testing.T) {
 		deep = map[string]any{"d": deep}
 	}
 	b, _ := msgp.AppendIntf(nil, map[string]any{"stream": "stdout", "deep": deep, "msg": "hi"})
-	deliver(t, s, &core.Batch{Tag: "t", Records: []record.Record{{Sec: 1795694400, Body: b}}})
+	deliver(t, s, fixture.Chunk("t", []record.Record{{Sec: 1795694400, Body: b}}))
 	e := f.entries()[0]
 	if e.GetJsonPayload().GetFields()["msg"].GetStringValue() != "hi" || !strings.Contains(logged.String(), "1 values nested deeper than 32 levels written as null") {
 		t.Fatalf("%v\nlog: %s", e.GetJsonPayload() != nil, logged.String())
@@ -690,7 +690,7 @@ func TestAlternatingResourcesAreSentOncePerRequest(t *testing.T) {
 		body, _ := msgp.AppendIntf(nil, map[string]any{"host": hosts[i%3], "stream": stream, "log": fmt.Sprintf("line %d", i)})
 		recs = append(recs, record.Record{Sec: 1795694400 + int64(i), Body: body})
 	}
-	deliver(t, s, &core.Batch{Tag: "forward.nodes", Records: recs})
+	deliver(t, s, fixture.Chunk("forward.nodes", recs))
 	f.mu.Lock()
 	reqs := slices.Clone(f.requests)
 	f.mu.Unlock()
@@ -756,7 +756,7 @@ func TestJSONSizeBoundNeverUndercounts(t *testing.T) {
 		b, _ := msgp.AppendIntf(nil, body)
 		odd = append(odd, record.Record{Sec: 1795694400, Body: b})
 	}
-	batches = append(batches, &core.Batch{Tag: "t", Records: odd})
+	batches = append(batches, fixture.Chunk("t", odd))
 	var checked, json int
 	for _, b := range batches {
 		sc := s.m.newScratch()
