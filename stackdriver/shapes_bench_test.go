@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"runtime/metrics"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -76,30 +77,26 @@ func (discardCodec) Unmarshal(mem.BufferSlice, any) error     { return nil }
 func (discardCodec) Name() string                             { return "proto" }
 
 // startDiscardFake is a LoggingServiceV2 that counts requests and keeps nothing.
-func startDiscardFake(tb testing.TB) (*fakeLogging, func() int) {
+func startDiscardFake(tb testing.TB) (*fakeLogging, func() int64) {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &fakeLogging{addr: ln.Addr().String(), discard: true}
+	c := &countingFake{}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16<<20), grpc.ForceServerCodecV2(discardCodec{encoding.GetCodecV2(proto.Name)}))
-	var n int
-	counting := &countingFake{fakeLogging: f, n: &n}
-	loggingpb.RegisterLoggingServiceV2Server(srv, counting)
+	loggingpb.RegisterLoggingServiceV2Server(srv, c)
 	go srv.Serve(ln)
 	tb.Cleanup(srv.Stop)
-	return f, func() int { counting.mu.Lock(); defer counting.mu.Unlock(); return n }
+	return &fakeLogging{addr: ln.Addr().String()}, c.n.Load
 }
 
 type countingFake struct {
-	*fakeLogging
-	n *int
+	loggingpb.UnimplementedLoggingServiceV2Server
+	n atomic.Int64
 }
 
-func (c *countingFake) WriteLogEntries(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) (*loggingpb.WriteLogEntriesResponse, error) {
-	c.mu.Lock()
-	*c.n++
-	c.mu.Unlock()
+func (c *countingFake) WriteLogEntries(context.Context, *loggingpb.WriteLogEntriesRequest) (*loggingpb.WriteLogEntriesResponse, error) {
+	c.n.Add(1)
 	return &loggingpb.WriteLogEntriesResponse{}, nil
 }

@@ -560,33 +560,24 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
     Workers                2
 `, resource, addrs["rest"], addrs["metadata"])
 	case "syslog":
-		fmt.Fprintf(&b, `
+		fmt.Fprintf(&b, "%s    sink        syslog\n    address     %s\n    ca_file     %s\n",
+			trailstackOutput, addrs["listening"], filepath.Join(s.dir, "ca.pem"))
+	case "stackdriver":
+		fmt.Fprintf(&b, "%s    sink        stackdriver\n    endpoint    %s\n    endpoint_plaintext on\n"+
+			"    project_id  bench\n    cluster_name bench\n    cluster_location local\n", trailstackOutput, addrs["listening"])
+	}
+	return b.String()
+}
+
+// trailstackOutput is an [OUTPUT] of trailstack as the shipped configuration runs it; the
+// sink's keys follow.
+const trailstackOutput = `
 [OUTPUT]
     Name        trailstack
     Match       *
     Workers     2
     Retry_Limit no_limits
-    sink        syslog
-    address     %s
-    ca_file     %s
-`, addrs["listening"], filepath.Join(s.dir, "ca.pem"))
-	case "stackdriver":
-		fmt.Fprintf(&b, `
-[OUTPUT]
-    Name               trailstack
-    Match              *
-    Workers            2
-    Retry_Limit        no_limits
-    sink               stackdriver
-    endpoint           %s
-    endpoint_plaintext on
-    project_id         bench
-    cluster_name       bench
-    cluster_location   local
-`, addrs["listening"])
-	}
-	return b.String()
-}
+`
 
 // nullRecords is what the null output has taken, from the engine's own metrics.
 func nullRecords(port int) int {
@@ -608,15 +599,9 @@ func nullRecords(port int) int {
 
 // usage reads a live process's CPU seconds (user + system, all threads) and peak RSS.
 func usage(pid int) (cpu, rssMiB float64, err error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	if _, cpu, err = statCPU(fmt.Sprintf("/proc/%d/stat", pid)); err != nil {
 		return 0, 0, err
 	}
-	// Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	cpu = (ut + st) / 100 // USER_HZ
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
@@ -641,24 +626,33 @@ func outputCPU(pid int) (cpu, runtimeCPU float64, err error) {
 		return 0, 0, err
 	}
 	for _, t := range tasks {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		comm, c, err := statCPU(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
 		if err != nil {
 			continue // exited meanwhile
 		}
-		open, end := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')')
-		comm := string(stat[open+1 : end])
 		if !strings.HasPrefix(comm, "flb-out-") && (comm != "fluent-bit" || t.Name() == strconv.Itoa(pid)) {
 			continue
 		}
-		f := strings.Fields(string(stat[end+2:]))
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		cpu += (ut + st) / 100
+		cpu += c
 		if comm == "fluent-bit" {
-			runtimeCPU += (ut + st) / 100
+			runtimeCPU += c
 		}
 	}
 	return cpu, runtimeCPU, nil
+}
+
+// statCPU reads a process's or thread's stat file: its command and its CPU seconds (user
+// and system: the 14th and 15th fields, counted after the command's closing parenthesis).
+func statCPU(path string) (comm string, cpu float64, err error) {
+	stat, err := os.ReadFile(path)
+	if err != nil {
+		return "", 0, err
+	}
+	open, end := strings.IndexByte(string(stat), '('), strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[end+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return string(stat[open+1 : end]), (ut + st) / 100, nil // USER_HZ
 }
 
 // freePort is a port nobody listened on a moment ago, for the engine's HTTP server.
