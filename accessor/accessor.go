@@ -5,7 +5,6 @@ package accessor
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -54,11 +53,15 @@ type part struct {
 	n    int    // tagPart
 }
 
+// Env looks up an environment variable, as os.LookupEnv does: templates read ${VAR} through
+// it, once, when they are compiled.
+type Env func(name string) (string, bool)
+
 // Compile parses src, registering the record paths it reads with ex.
-func Compile(src string, ex *Extractor) (*Template, error) {
+func Compile(src string, ex *Extractor, env Env) (*Template, error) {
 	t := &Template{}
 	for _, alt := range strings.Split(src, "||") {
-		parts, err := compileAlt(strings.TrimSpace(alt), ex)
+		parts, err := compileAlt(strings.TrimSpace(alt), ex, env)
 		if err != nil {
 			return nil, err
 		}
@@ -67,7 +70,25 @@ func Compile(src string, ex *Extractor) (*Template, error) {
 	return t, nil
 }
 
-func compileAlt(s string, ex *Extractor) ([]part, error) {
+// Keys is where a template key is read and its error kept: core.Parser is one.
+type Keys interface {
+	String(key, def string) string
+	LookupEnv(name string) (string, bool)
+	Fail(key, format string, args ...any)
+}
+
+// Key reads the template under key (def when unset) and compiles it against ex. A template
+// that does not compile is p's error, and an empty one stands in for it.
+func Key(p Keys, ex *Extractor, key, def string) *Template {
+	t, err := Compile(p.String(key, def), ex, p.LookupEnv)
+	if err != nil {
+		p.Fail(key, "%v", err)
+		t = &Template{alts: [][]part{nil}}
+	}
+	return t
+}
+
+func compileAlt(s string, ex *Extractor, env Env) ([]part, error) {
 	var parts []part
 	var lit strings.Builder
 	flush := func() {
@@ -99,7 +120,7 @@ func compileAlt(s string, ex *Extractor) ([]part, error) {
 				parts = append(parts, p)
 				continue
 			}
-			v, set := os.LookupEnv(name)
+			v, set := env(name)
 			if !set || v == "" {
 				return nil, nil // this alternative can never render
 			}

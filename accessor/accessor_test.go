@@ -2,7 +2,6 @@ package accessor
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -42,8 +41,10 @@ func TestExtractFindsNestedValuesInOnePass(t *testing.T) {
 }
 
 func TestTemplates(t *testing.T) {
-	os.Setenv("TS_TEST_NODE", "node-3")
-	defer os.Unsetenv("TS_TEST_NODE")
+	env := func(name string) (string, bool) {
+		v, ok := map[string]string{"TS_TEST_NODE": "node-3"}[name]
+		return v, ok
+	}
 	b := fixture.Batch(t, fixture.Files(t, "kube-merged")[1])
 	r := &b.Records[0]
 	for src, want := range map[string]string{
@@ -55,7 +56,7 @@ func TestTemplates(t *testing.T) {
 		"$level":                    "info",
 	} {
 		ex := NewExtractor()
-		tm, err := Compile(src, ex)
+		tm, err := Compile(src, ex, env)
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}
@@ -68,7 +69,7 @@ func TestTemplates(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"$x['unclosed", "${NOPE", "$TAG[x]", "$a[b]"} {
-		if _, err := Compile(bad, NewExtractor()); err == nil {
+		if _, err := Compile(bad, NewExtractor(), env); err == nil {
 			t.Errorf("%q compiled", bad)
 		}
 	}

@@ -21,8 +21,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/trailstack/trailstack/core"
-	_ "github.com/trailstack/trailstack/stackdriver"
-	_ "github.com/trailstack/trailstack/syslog"
+	"github.com/trailstack/trailstack/sinks"
 )
 
 type section struct {
@@ -84,7 +83,7 @@ func only(t *testing.T, secs []section, name string) core.MapGetter {
 // Every key of every trailstack output is one the plugin reads, with a value it accepts.
 func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 	env := map[string]string{"PAPERTRAIL_ADDRESS": "logs1.papertrailapp.com:12345", "NODE_NAME": "node-1"}
-	sinks := map[string]bool{}
+	used := map[string]bool{}
 	for _, s := range fluentBitConf(t) {
 		if s.name != "OUTPUT" || !strings.EqualFold(s.keys.Get("Name"), "trailstack") {
 			continue
@@ -97,10 +96,10 @@ func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 			}
 			keys[k] = v
 		}
-		if err := core.Check(keys); err != nil {
+		if err := core.Check(keys, sinks.All); err != nil {
 			t.Errorf("[OUTPUT] %s: %v", s.keys.Get("Alias"), err)
 		}
-		sinks[keys.Get("sink")] = true
+		used[keys.Get("sink")] = true
 		if s.keys.Get("Retry_Limit") != "no_limits" {
 			t.Errorf("[OUTPUT] %s: Retry_Limit %q: a limit drops chunks", s.keys.Get("Alias"), s.keys.Get("Retry_Limit"))
 		}
@@ -108,11 +107,11 @@ func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 			t.Errorf("[OUTPUT] %s: Workers %q: with 0 the flush blocks Fluent Bit's main thread", s.keys.Get("Alias"), s.keys.Get("Workers"))
 		}
 	}
-	if !sinks["syslog"] || !sinks["stackdriver"] {
-		t.Errorf("outputs to %v, want both syslog and stackdriver", sinks)
+	if !used["syslog"] || !used["stackdriver"] {
+		t.Errorf("outputs to %v, want both syslog and stackdriver", used)
 	}
 	// And a misspelt key is caught.
-	if err := core.Check(core.MapGetter{"sink": "syslog", "address": "h:1", "adress": "x"}); err == nil {
+	if err := core.Check(core.MapGetter{"sink": "syslog", "address": "h:1", "adress": "x"}, sinks.All); err == nil {
 		t.Error("a misspelt key passed")
 	}
 }

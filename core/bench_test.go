@@ -17,7 +17,7 @@ func BenchmarkFlush(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in, err := NewInstance("bench", MapGetter{"sink": "null"})
+	in, err := NewInstance("bench", MapGetter{"sink": "null"}, []Kind{Null})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package core
 import (
 	"fmt"
 	"math"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +59,7 @@ func IsReserved(key string) bool {
 // effective value so that Init can log the configuration once.
 type Parser struct {
 	get      Getter
+	env      func(string) (string, bool)
 	err      error
 	settings []setting
 }
@@ -69,7 +71,17 @@ type setting struct {
 }
 
 // NewParser reads keys through get.
-func NewParser(get Getter) *Parser { return &Parser{get: get} }
+func NewParser(get Getter) *Parser { return &Parser{get: get, env: os.LookupEnv} }
+
+// WithEnv makes the parser read environment variables (for ${VAR} in templates) through
+// lookup instead of the process's environment.
+func (p *Parser) WithEnv(lookup func(string) (string, bool)) *Parser {
+	p.env = lookup
+	return p
+}
+
+// LookupEnv reads an environment variable as the instance's templates see it.
+func (p *Parser) LookupEnv(name string) (string, bool) { return p.env(name) }
 
 // Err is the first key that failed to parse, if any.
 func (p *Parser) Err() error { return p.err }
@@ -78,7 +90,7 @@ func (p *Parser) Err() error { return p.err }
 // contradict each other.
 func (p *Parser) Fail(key, format string, args ...any) {
 	if p.err == nil {
-		p.err = fmt.Errorf("config key %q: %s", key, fmt.Sprintf(format, args...))
+		p.err = KeyError(key, format, args...)
 	}
 }
 

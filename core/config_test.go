@@ -100,7 +100,7 @@ func TestReservedKeys(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	if err := Check(MapGetter{"Name": "trailstack", "Match": "*", "Workers": "2", "sink": "null", "shutdown_timeout": "3s"}); err != nil {
+	if err := Check(MapGetter{"Name": "trailstack", "Match": "*", "Workers": "2", "sink": "null", "shutdown_timeout": "3s"}, []Kind{Null}); err != nil {
 		t.Fatal(err)
 	}
 	for keys, want := range map[*MapGetter]string{
@@ -108,7 +108,7 @@ func TestCheck(t *testing.T) {
 		{"sink": "null", "shutdown_timeout": "x"}: `config key "shutdown_timeout"`,
 		{"match": "*"}: `config key "sink" is required`,
 	} {
-		if err := Check(*keys); err == nil || !strings.Contains(err.Error(), want) {
+		if err := Check(*keys, []Kind{Null}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: %v, want %q", *keys, err, want)
 		}
 	}

@@ -38,39 +38,29 @@ type Instance struct {
 	flushes, delivered, retries, failures, refused atomic.Int64
 }
 
-// NewInstance reads the instance's keys through get and builds its sink. An error names the
-// key at fault.
-func NewInstance(name string, get Getter) (*Instance, error) {
-	return newInstance(name, get, NewLogger(name))
+// NewInstance reads the instance's keys through get and builds its sink, of one of kinds.
+// An error names the key at fault.
+func NewInstance(name string, get Getter, kinds []Kind) (*Instance, error) {
+	return newInstance(name, get, kinds, NewLogger(name))
 }
 
-func newInstance(name string, get Getter, log *Logger) (*Instance, error) {
+func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance, error) {
 	p := NewParser(get)
-	names := SinkNames()
-	sinkName := p.Enum("sink", "", names...)
-	if get.Get("sink") == "" {
-		return nil, fmt.Errorf("config key \"sink\" is required: one of %v", names)
-	}
-	timeout := p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
-	if addr := p.String("metrics_listen", ""); addr != "" && p.Err() == nil {
-		if bound, err := metrics.Listen(addr); err != nil {
-			p.Fail("metrics_listen", "%v", err)
-		} else {
-			log.Infof("metrics on http://%s/metrics", bound)
-		}
-	}
-	if err := p.Err(); err != nil {
+	timeout, metricsAddr := instanceKeys(p)
+	sinkName, cfg, err := parseSink(p, get, kinds)
+	if err != nil {
 		return nil, err
 	}
-	m := metrics.NewInstance(name, sinkName)
-	sink, err := lookupSink(sinkName)(p, Env{Log: log, Metrics: m})
-	if err == nil {
-		err = p.Err()
-	}
-	if err != nil {
-		if sink != nil {
-			_ = sink.Close()
+	if metricsAddr != "" {
+		bound, err := metrics.Listen(metricsAddr)
+		if err != nil {
+			return nil, KeyError("metrics_listen", "%v", err)
 		}
+		log.Infof("metrics on http://%s/metrics", bound)
+	}
+	m := metrics.NewInstance(name, sinkName)
+	sink, err := cfg.Build(Env{Log: log, Metrics: m})
+	if err != nil {
 		m.Remove()
 		return nil, err
 	}
@@ -81,24 +71,18 @@ func newInstance(name string, get Getter, log *Logger) (*Instance, error) {
 	return in, nil
 }
 
+// instanceKeys reads the keys every instance has, whatever its sink.
+func instanceKeys(p *Parser) (shutdownTimeout time.Duration, metricsListen string) {
+	return p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute), p.String("metrics_listen", "")
+}
+
 // Check reads an [OUTPUT] section's keys as Init would, without building the sink, and
 // fails on a value that does not parse or a key that neither the plugin nor Fluent Bit reads.
-func Check(keys MapGetter) error {
+func Check(keys MapGetter, kinds []Kind) error {
 	p := NewParser(keys)
-	names := SinkNames()
-	sinkName := p.Enum("sink", "", names...)
-	if keys.Get("sink") == "" {
-		return fmt.Errorf("config key \"sink\" is required: one of %v", names)
-	}
-	p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
-	p.String("metrics_listen", "")
-	if err := p.Err(); err != nil {
-		return err
-	}
-	if _, err := lookupSink(sinkName)(p, Env{Log: NewLogger("check"), DryRun: true}); err != nil {
-		return err
-	}
-	if err := p.Err(); err != nil {
+	instanceKeys(p)
+	sinkName, _, err := parseSink(p, keys, kinds)
+	if err != nil {
 		return err
 	}
 	read := map[string]bool{}
@@ -313,6 +297,8 @@ func (in *Instance) Close() {
 // Registry maps the opaque contexts Fluent Bit hands back on every flush to instances.
 // IDs are never reused, so a stale context finds nothing rather than another instance.
 type Registry struct {
+	Kinds []Kind // the destinations the sink key chooses from
+
 	mu     sync.RWMutex // guards byID, lastID, index and profile
 	byID   map[uintptr]*Instance
 	lastID uintptr
@@ -332,7 +318,7 @@ func (r *Registry) New(get Getter) (uintptr, *Instance, error) {
 	r.index++
 	r.mu.Unlock()
 
-	in, err := NewInstance(name, get)
+	in, err := NewInstance(name, get, r.Kinds)
 	if err != nil {
 		NewLogger(name).Errorf("init failed: %v", err)
 		return 0, nil, err

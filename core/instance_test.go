@@ -45,27 +45,20 @@ func (f *fakeSink) Deliver(ctx context.Context, b *Batch) Result {
 
 func (f *fakeSink) Close() error { f.closed.Store(true); return nil }
 
-var registerFake sync.Once
-
 // newTestInstance builds an instance around sink, logging into buf.
 func newTestInstance(t *testing.T, sink *fakeSink, keys MapGetter) (*Instance, *bytes.Buffer) {
 	t.Helper()
-	registerFake.Do(func() {
-		RegisterSink("fake", func(p *Parser, env Env) (Sink, error) {
-			return currentFake.Load(), nil
-		})
-	})
-	currentFake.Store(sink)
+	fake := Kind{Name: "fake", Parse: func(*Parser) Config { return sink }}
 	buf := &bytes.Buffer{}
 	keys["sink"] = "fake"
-	in, err := newInstance("trailstack.0", keys, newLogger("trailstack.0", &lockedWriter{w: buf}))
+	in, err := newInstance("trailstack.0", keys, []Kind{fake}, newLogger("trailstack.0", &lockedWriter{w: buf}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return in, buf
 }
 
-var currentFake atomic.Pointer[fakeSink]
+func (f *fakeSink) Build(Env) (Sink, error) { return f, nil }
 
 func chunkOf(logs ...string) []byte {
 	var b []byte
@@ -257,7 +250,7 @@ func TestConcurrentFlushes(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	var r Registry
+	r := Registry{Kinds: []Kind{Null}}
 	id1, in1, err := r.New(MapGetter{"sink": "null"})
 	if err != nil {
 		t.Fatal(err)

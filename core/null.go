@@ -6,9 +6,10 @@ import "context"
 // exists to measure the plugin's own cost (decoding and the cgo boundary) with no destination.
 type nullSink struct{}
 
-func init() {
-	RegisterSink("null", func(*Parser, Env) (Sink, error) { return nullSink{}, nil })
-}
+// Null is the null destination: it has no keys.
+var Null = Kind{Name: "null", Parse: func(*Parser) Config { return nullSink{} }}
+
+func (nullSink) Build(Env) (Sink, error) { return nullSink{}, nil }
 
 func (nullSink) Deliver(context.Context, *Batch) Result { return Result{Status: Delivered} }
 func (nullSink) Close() error                           { return nil }

@@ -2,8 +2,8 @@ package core
 
 import (
 	"context"
-	"sort"
-	"sync"
+	"fmt"
+	"slices"
 
 	"github.com/trailstack/trailstack/metrics"
 	"github.com/trailstack/trailstack/record"
@@ -63,48 +63,66 @@ type Sink interface {
 	Close() error
 }
 
-// Env is what a sink factory gets besides its keys.
+// Env is what building a sink gets besides its configuration.
 type Env struct {
 	Log     *Logger
 	Metrics *metrics.Instance // the instance's series, for what only the sink knows
-	// DryRun asks the factory to read and check its keys and stop there: no files, no
-	// network, no sink (it returns nil). Check uses it to validate configuration files.
-	DryRun bool
 }
 
-// Factory reads a sink's keys through p (its errors are collected by p) and builds the sink.
-type Factory func(p *Parser, env Env) (Sink, error)
-
-// sinksMu guards sinks: registration happens in init functions, lookups at Init.
-var (
-	sinksMu sync.Mutex
-	sinks   = map[string]Factory{}
-)
-
-// RegisterSink makes a destination available under name to the sink key.
-func RegisterSink(name string, f Factory) {
-	sinksMu.Lock()
-	defer sinksMu.Unlock()
-	if _, dup := sinks[name]; dup {
-		panic("sink registered twice: " + name)
-	}
-	sinks[name] = f
+// Kind is a destination as the sink key names it, built in two steps: Parse reads and
+// checks its keys, Config.Build starts it.
+type Kind struct {
+	Name string
+	// Parse reads the kind's keys through p into a configuration; every error is collected
+	// by p, naming its key. It opens no file and no connection, so Check can run it on a
+	// configuration file alone.
+	Parse func(p *Parser) Config
 }
 
-// SinkNames lists the registered destinations, sorted.
-func SinkNames() []string {
-	sinksMu.Lock()
-	defer sinksMu.Unlock()
-	names := make([]string, 0, len(sinks))
-	for n := range sinks {
-		names = append(names, n)
+// Config is a kind's keys, parsed and checked.
+type Config interface {
+	// Build starts the sink: files, connections, clients. An error that is a key's fault
+	// names the key (KeyError).
+	Build(env Env) (Sink, error)
+}
+
+// New parses keys read through get and builds the sink, for callers that need no step
+// between the two (tests, tools): the first error, naming its key.
+func (k Kind) New(get Getter, env Env) (Sink, error) {
+	p := NewParser(get)
+	cfg := k.Parse(p)
+	if err := p.Err(); err != nil {
+		return nil, err
 	}
-	sort.Strings(names)
+	return cfg.Build(env)
+}
+
+// KeyError is an error with the key at fault, worded as the Parser words its own.
+func KeyError(key, format string, args ...any) error {
+	return fmt.Errorf("config key %q: %s", key, fmt.Sprintf(format, args...))
+}
+
+// kindNames lists the kinds' names in table order.
+func kindNames(kinds []Kind) []string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = k.Name
+	}
 	return names
 }
 
-func lookupSink(name string) Factory {
-	sinksMu.Lock()
-	defer sinksMu.Unlock()
-	return sinks[name]
+// parseSink reads the sink key and the chosen kind's keys: the first step of Init, and all
+// of Check.
+func parseSink(p *Parser, get Getter, kinds []Kind) (string, Config, error) {
+	names := kindNames(kinds)
+	if get.Get("sink") == "" {
+		return "", nil, fmt.Errorf("config key \"sink\" is required: one of %v", names)
+	}
+	name := p.Enum("sink", "", names...)
+	if err := p.Err(); err != nil {
+		return "", nil, err
+	}
+	kind := kinds[slices.Index(names, name)]
+	cfg := kind.Parse(p)
+	return name, cfg, p.Err()
 }

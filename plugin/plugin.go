@@ -25,18 +25,18 @@ static void ts_set_context(void *plugin, uintptr_t id) {
 import "C"
 
 import (
+	"slices"
 	"unsafe"
 
 	"github.com/fluent/fluent-bit-go/output"
 
 	"github.com/trailstack/trailstack/core"
-	_ "github.com/trailstack/trailstack/stackdriver" // registers the stackdriver sink
-	_ "github.com/trailstack/trailstack/syslog"      // registers the syslog sink
+	"github.com/trailstack/trailstack/sinks"
 )
 
 // registry is the plugin's one piece of state: Fluent Bit gives the plugin no other place
-// to keep its instances.
-var registry core.Registry
+// to keep its instances. testKinds is empty but in the tests' build.
+var registry = core.Registry{Kinds: slices.Concat(sinks.All, testKinds)}
 
 // configKey reads an instance's keys through Fluent Bit's output_get_property.
 type configKey struct{ plugin unsafe.Pointer }

@@ -2,5 +2,10 @@
 
 package main
 
+import (
+	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/internal/testsink"
+)
+
 // The plugin's tests build the .so with this tag to get a destination they can inspect.
-import _ "github.com/trailstack/trailstack/internal/testsink"
+var testKinds = []core.Kind{testsink.Kind}

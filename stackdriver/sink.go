@@ -33,8 +33,6 @@ import (
 	"github.com/trailstack/trailstack/metrics"
 )
 
-func init() { core.RegisterSink("stackdriver", New) }
-
 // timeNow is the clock that decides whether a timestamp is too far ahead; tests replace it.
 var timeNow = time.Now
 
@@ -50,49 +48,57 @@ type sink struct {
 	met     *metrics.Instance
 }
 
-// New builds the Cloud Logging sink from an instance's keys, asking the metadata server for
-// what the keys leave out.
-func New(p *core.Parser, env core.Env) (core.Sink, error) {
-	project := p.String("project_id", "")
-	cluster := p.String("cluster_name", "")
-	location := p.String("cluster_location", "")
-	credsFile := p.String("credentials_file", "")
-	endpoint := p.String("endpoint", "")
-	plaintext := p.Bool("endpoint_plaintext", false)
-	fallback := p.Enum("fallback_resource", "k8s_node", "k8s_node", "generic_node", "global")
-	timeout := p.Duration("timeout", 30*time.Second, time.Second, 10*time.Minute)
-	ex := accessor.NewExtractor()
-	tmpl := func(key, def string) *accessor.Template {
-		t, err := accessor.Compile(p.String(key, def), ex)
-		if err != nil {
-			p.Fail(key, "%v", err)
-			t, _ = accessor.Compile("", ex)
-		}
-		return t
-	}
-	logName := tmpl("log_name", "$stream||$TAG")
-	nodeName := tmpl("node_name", "${NODE_NAME}||$kubernetes['host']")
-	if p.Err() != nil {
-		return nil, nil
-	}
-	if plaintext && endpoint == "" {
-		p.Fail("endpoint_plaintext", "needs an endpoint")
-		return nil, nil
-	}
-	if env.DryRun {
-		return nil, nil
-	}
+// Kind is the Cloud Logging destination.
+var Kind = core.Kind{Name: "stackdriver", Parse: func(p *core.Parser) core.Config { return Parse(p) }}
 
+// Config is the Cloud Logging sink's keys, parsed and checked. What they leave out (project,
+// cluster, location) Build asks the metadata server for.
+type Config struct {
+	project, cluster, location string
+	credsFile, endpoint        string
+	plaintext                  bool
+	fallback                   string
+	timeout                    time.Duration
+	ex                         *accessor.Extractor // the fields logName and nodeName read
+	logName, nodeName          *accessor.Template
+}
+
+// Parse reads the Cloud Logging sink's keys; its errors are p's.
+func Parse(p *core.Parser) *Config {
+	c := &Config{
+		project:   p.String("project_id", ""),
+		cluster:   p.String("cluster_name", ""),
+		location:  p.String("cluster_location", ""),
+		credsFile: p.String("credentials_file", ""),
+		endpoint:  p.String("endpoint", ""),
+		plaintext: p.Bool("endpoint_plaintext", false),
+		fallback:  p.Enum("fallback_resource", "k8s_node", "k8s_node", "generic_node", "global"),
+		timeout:   p.Duration("timeout", 30*time.Second, time.Second, 10*time.Minute),
+		ex:        accessor.NewExtractor(),
+	}
+	c.logName = accessor.Key(p, c.ex, "log_name", "$stream||$TAG")
+	c.nodeName = accessor.Key(p, c.ex, "node_name", "${NODE_NAME}||$kubernetes['host']")
+	if c.plaintext && c.endpoint == "" {
+		p.Fail("endpoint_plaintext", "needs an endpoint")
+	}
+	return c
+}
+
+// Build starts the Cloud Logging client, asking the GCE metadata server for the project,
+// cluster and location the keys leave out.
+func (c *Config) Build(env core.Env) (core.Sink, error) {
+	project, cluster, location, credsFile, endpoint := c.project, c.cluster, c.location, c.credsFile, c.endpoint
 	if project == "" && credsFile != "" {
 		project = projectFromKeyFile(credsFile)
 	}
 	md := metadata.NewClient(&http.Client{Timeout: 3 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var mdErr error
 	fromMetadata := func(key, what string, get func(context.Context) (string, error)) string {
 		v, err := get(ctx)
-		if err != nil || v == "" {
-			p.Fail(key, "not set, and the GCE metadata server gave no %s (%v): set it in the configuration", what, err)
+		if (err != nil || v == "") && mdErr == nil {
+			mdErr = core.KeyError(key, "not set, and the GCE metadata server gave no %s (%v): set it in the configuration", what, err)
 		}
 		return strings.TrimSpace(v)
 	}
@@ -109,8 +115,8 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 			return md.InstanceAttributeValueWithContext(c, "cluster-location")
 		})
 	}
-	if p.Err() != nil {
-		return nil, nil
+	if mdErr != nil {
+		return nil, mdErr
 	}
 
 	// A request is a chunk, about 2 MB: written in large pieces rather than gRPC's default
@@ -119,7 +125,7 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 	if endpoint != "" {
 		opts = append(opts, option.WithEndpoint(endpoint))
 	}
-	if plaintext {
+	if c.plaintext {
 		opts = append(opts, option.WithoutAuthentication(),
 			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	} else if credsFile != "" {
@@ -129,13 +135,13 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cloud logging client: %w", err)
 	}
-	s := &sink{client: client, m: newMapper(project, location, cluster, fallback, ex), log: env.Log, timeout: timeout}
+	s := &sink{client: client, m: newMapper(project, location, cluster, c.fallback, c.ex), log: env.Log, timeout: c.timeout}
 	s.refused.Interval = 10 * time.Second
 	if s.met = env.Metrics; s.met == nil {
 		s.met = metrics.NewInstance("unnamed", "stackdriver")
 	}
 	s.shaped.Interval = 10 * time.Second
-	s.m.logName, s.m.nodeName = logName, nodeName
+	s.m.logName, s.m.nodeName = c.logName, c.nodeName
 	s.scratch.New = func() any { return s.m.newScratch() }
 	env.Log.Infof("Cloud Logging: project %s, cluster %s in %s", project, cluster, location)
 	return s, nil

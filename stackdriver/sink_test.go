@@ -36,7 +36,7 @@ func newSink(t testing.TB, f *fakeLogging, keys core.MapGetter) *sink {
 	for k, v := range keys {
 		base[k] = v
 	}
-	return fixture.Sink(t, New, base).(*sink)
+	return fixture.Sink(t, Kind, base).(*sink)
 }
 
 func deliver(t *testing.T, s *sink, b *core.Batch) {
@@ -367,10 +367,9 @@ func TestMetadataServer(t *testing.T) {
 		"instance/attributes/cluster-location": "us-central1",
 	})
 	f := startFake(t)
-	p := core.NewParser(core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"})
-	s, err := New(p, core.Env{Log: core.NewLogger("test")})
-	if err != nil || p.Err() != nil {
-		t.Fatal(err, p.Err())
+	s, err := Kind.New(core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"}, core.Env{Log: core.NewLogger("test")})
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer s.Close()
 	deliver(t, s.(*sink), fixture.Batch(t, fixture.Files(t, "kube-merged")[1]))
@@ -381,9 +380,8 @@ func TestMetadataServer(t *testing.T) {
 
 	// Without the cluster attributes, Init fails naming the key.
 	fakeMetadata(t, map[string]string{"project/project-id": "blog-prod"})
-	p = core.NewParser(core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"})
-	if _, err := New(p, core.Env{Log: core.NewLogger("test")}); err == nil && (p.Err() == nil || !strings.Contains(p.Err().Error(), `config key "cluster_name": not set`)) {
-		t.Fatalf("error %v", p.Err())
+	if _, err := Kind.New(core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"}, core.Env{Log: core.NewLogger("test")}); err == nil || !strings.Contains(err.Error(), `config key "cluster_name": not set`) {
+		t.Fatalf("error %v", err)
 	}
 }
 

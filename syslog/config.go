@@ -22,8 +22,13 @@ const (
 	defaultSDID     = "k8s@32473" // 32473 is the enterprise number RFC 5612 reserves for examples
 )
 
-// config is the syslog sink's part of an instance's keys.
-type config struct {
+// Kind is the syslog destination.
+var Kind = core.Kind{Name: "syslog", Parse: func(p *core.Parser) core.Config { return Parse(p) }}
+
+// Config is the syslog sink's keys, parsed and checked.
+type Config struct {
+	f *formatter // the message layout, templates compiled
+
 	network string // tcp or udp
 	useTLS  bool
 	addr    string // host:port
@@ -56,8 +61,9 @@ type redactPort struct {
 func (e redactPort) Error() string { return strings.ReplaceAll(e.err.Error(), e.port, ":*****") }
 func (e redactPort) Unwrap() error { return e.err }
 
-func parseConfig(p *core.Parser) (config, *formatter) {
-	var c config
+// Parse reads the syslog sink's keys; its errors are p's.
+func Parse(p *core.Parser) *Config {
+	var c Config
 	// Papertrail's port identifies the destination: whoever has it can write into the
 	// account. It is never logged (the host is).
 	address := p.Shown("address", "", redactAddress)
@@ -111,15 +117,7 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 		p.Fail("facility", "invalid value %q: want a facility name (user, daemon, local0...) or 0-23", fac)
 	}
 
-	tmpl := func(key, def string) *accessor.Template {
-		src := p.String(key, def)
-		t, err := accessor.Compile(src, f.ex)
-		if err != nil {
-			p.Fail(key, "%v", err)
-			t, _ = accessor.Compile("", f.ex)
-		}
-		return t
-	}
+	tmpl := func(key, def string) *accessor.Template { return accessor.Key(p, f.ex, key, def) }
 	f.hostname = tmpl("hostname", defaultHostname)
 	f.appname = tmpl("appname", defaultAppname)
 	f.procid = tmpl("procid", defaultProcid)
@@ -135,7 +133,7 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 			p.Fail("sd_params", "invalid item %q: want name=template, the name printable ASCII without '=', ' ', ']' or '\"'", item)
 			continue
 		}
-		t, err := accessor.Compile(src, f.ex)
+		t, err := accessor.Compile(src, f.ex, p.LookupEnv)
 		if err != nil {
 			p.Fail("sd_params", "%v", err)
 			continue
@@ -166,7 +164,8 @@ func parseConfig(p *core.Parser) (config, *formatter) {
 	f.stdoutSev = sevKey("severity_stdout", "info")
 	f.stderrSev = sevKey("severity_stderr", "err")
 	f.fallbackSev = sevKey("severity_default", "info")
-	return c, f
+	c.f = f
+	return &c
 }
 
 func (f framing) String() string {

@@ -27,11 +27,11 @@ func newFormatter(t testing.TB, keys core.MapGetter) *formatter {
 		keys["address"] = "127.0.0.1:6514"
 	}
 	p := core.NewParser(keys)
-	_, f := parseConfig(p)
+	c := Parse(p)
 	if p.Err() != nil {
 		t.Fatal(p.Err())
 	}
-	return f
+	return c.f
 }
 
 type fixtureRecord struct {
@@ -299,7 +299,7 @@ func TestStructuredDataEscaping(t *testing.T) {
 		t.Errorf("parsed back %q", sd["v"])
 	}
 	p := core.NewParser(core.MapGetter{"address": "h:1", "sd_params": "bad name=$x"})
-	parseConfig(p)
+	Parse(p)
 	if p.Err() == nil || !strings.Contains(p.Err().Error(), `"sd_params"`) {
 		t.Errorf("bad sd_params accepted: %v", p.Err())
 	}
@@ -329,7 +329,7 @@ func TestSeverity(t *testing.T) {
 	for key, val := range map[string]string{"facility": "local9", "severity_stdout": "loud", "framing": "crlf", "max_size": "1"} {
 		keys := core.MapGetter{"address": "h:514", key: val}
 		p := core.NewParser(keys)
-		parseConfig(p)
+		Parse(p)
 		if p.Err() == nil || !strings.Contains(p.Err().Error(), fmt.Sprintf("%q", key)) {
 			t.Errorf("%s=%s: error %v", key, val, p.Err())
 		}

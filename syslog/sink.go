@@ -19,8 +19,6 @@ import (
 	"github.com/trailstack/trailstack/metrics"
 )
 
-func init() { core.RegisterSink("syslog", New) }
-
 // timeNow is the clock of acknowledgement deadlines and of the backoff; tests replace it.
 var timeNow = time.Now
 
@@ -34,7 +32,7 @@ const (
 func nextAckPoll(d time.Duration) time.Duration { return min(2*d, ackPollMax) }
 
 type sink struct {
-	cfg     config
+	cfg     *Config
 	f       *formatter
 	log     *core.Logger
 	tlsConf *tls.Config
@@ -72,12 +70,10 @@ func (c *conn) abort() {
 	_ = c.nc.Close()
 }
 
-// New builds a syslog sink from an instance's keys.
-func New(p *core.Parser, env core.Env) (core.Sink, error) {
-	cfg, f := parseConfig(p)
-	if p.Err() != nil || env.DryRun {
-		return nil, nil
-	}
+// Build starts a syslog sink: no connection yet (the first flush dials), but the CA file is
+// read now, so that a wrong path fails Init.
+func (cfg *Config) Build(env core.Env) (core.Sink, error) {
+	f := cfg.f
 	s := &sink{cfg: cfg, f: f, log: env.Log, m: env.Metrics}
 	if s.m == nil {
 		s.m = metrics.NewInstance("unnamed", "syslog")
@@ -90,13 +86,11 @@ func New(p *core.Parser, env core.Env) (core.Sink, error) {
 		if cfg.caFile != "" {
 			pem, err := os.ReadFile(cfg.caFile)
 			if err != nil {
-				p.Fail("ca_file", "%v", err)
-				return nil, nil
+				return nil, core.KeyError("ca_file", "%v", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				p.Fail("ca_file", "no PEM certificates in %s", cfg.caFile)
-				return nil, nil
+				return nil, core.KeyError("ca_file", "no PEM certificates in %s", cfg.caFile)
 			}
 			s.tlsConf.RootCAs = pool
 		}

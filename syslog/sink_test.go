@@ -20,7 +20,7 @@ import (
 
 func newSink(t testing.TB, keys core.MapGetter) *sink {
 	t.Helper()
-	return fixture.Sink(t, New, keys).(*sink)
+	return fixture.Sink(t, Kind, keys).(*sink)
 }
 
 // chunkBatch is one fixture chunk as the core would hand it to the sink.
@@ -336,11 +336,7 @@ func TestConfigErrors(t *testing.T) {
 		{core.MapGetter{"address": "h:1", "ack_timeout": "soon"}, `config key "ack_timeout": invalid value "soon"`},
 		{core.MapGetter{"address": "h:1", "hostname": "$x['unclosed"}, `config key "hostname"`},
 	} {
-		p := core.NewParser(c.keys)
-		_, err := New(p, core.Env{Log: core.NewLogger("test")})
-		if err == nil {
-			err = p.Err()
-		}
+		_, err := Kind.New(c.keys, core.Env{Log: core.NewLogger("test")})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.keys, err, c.want)
 		}
@@ -430,7 +426,7 @@ func TestPortIsNeverShown(t *testing.T) {
 	var logged bytes.Buffer
 	keys := core.MapGetter{"address": "tcp://" + addr, "dial_timeout": "1s"}
 	p := core.NewParser(keys)
-	snk, err := New(p, core.Env{Log: core.NewTestLogger(&logged)})
+	snk, err := Parse(p).Build(core.Env{Log: core.NewTestLogger(&logged)})
 	if err != nil || p.Err() != nil {
 		t.Fatal(err, p.Err())
 	}

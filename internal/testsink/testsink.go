@@ -25,25 +25,32 @@ type sink struct {
 	retryFirst int
 }
 
-func init() {
-	core.RegisterSink("test", func(p *core.Parser, env core.Env) (core.Sink, error) {
-		path := p.String("test_out", "")
-		s := &sink{
-			panicTag:   p.String("test_panic_tag", ""),
-			retryFirst: p.Int("test_retry_first", 0, 0, 1000),
-			delay:      p.Duration("test_delay", 0, 0, time.Hour),
-		}
-		if path == "" {
-			p.Fail("test_out", "required")
-			return nil, nil
-		}
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, err
-		}
-		s.f = f
-		return s, nil
-	})
+// Kind is the test destination, under the sink name "test".
+var Kind = core.Kind{Name: "test", Parse: func(p *core.Parser) core.Config {
+	c := &config{
+		path:       p.String("test_out", ""),
+		panicTag:   p.String("test_panic_tag", ""),
+		retryFirst: p.Int("test_retry_first", 0, 0, 1000),
+		delay:      p.Duration("test_delay", 0, 0, time.Hour),
+	}
+	if c.path == "" {
+		p.Fail("test_out", "required")
+	}
+	return c
+}}
+
+type config struct {
+	path, panicTag string
+	retryFirst     int
+	delay          time.Duration
+}
+
+func (c *config) Build(core.Env) (core.Sink, error) {
+	f, err := os.OpenFile(c.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, core.KeyError("test_out", "%v", err)
+	}
+	return &sink{panicTag: c.panicTag, delay: c.delay, f: f, retryFirst: c.retryFirst}, nil
 }
 
 // Line is what the sink writes for a record: tag, time and the record's log line (or
