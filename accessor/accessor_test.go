@@ -156,7 +156,7 @@ func BenchmarkExtractShapes(b *testing.B) {
 }
 
 func BenchmarkExtract20k(b *testing.B) {
-	batch := fixture.Batch(b, fixture.Files(b, "kube-20k")[0])
+	batch := fixture.Batch(b, fixture.BenchSet(b, "kube-20k")[0])
 	ex := NewExtractor()
 	for _, p := range [][]string{{"log"}, {"stream"}, {"severity"}, {"level"}, {"kubernetes", "namespace_name"}, {"kubernetes", "pod_name"}, {"kubernetes", "container_name"}, {"kubernetes", "host"}, {"kubernetes", "labels"}} {
 		ex.Add(p)

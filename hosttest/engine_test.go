@@ -24,7 +24,7 @@ import (
 func TestRealFluentBit(t *testing.T) {
 	bin := fluentBit(t)
 	dir := t.TempDir()
-	copyLogs(t, filepath.Join(fixture.Dir(), "..", "container-logs", "*.log"), dir)
+	copyLogs(t, filepath.Join(fixture.ContainerLogs(), "*.log"), dir)
 	out := filepath.Join(dir, "arrived")
 	conf := filepath.Join(dir, "fluent-bit.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[SERVICE]

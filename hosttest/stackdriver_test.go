@@ -48,7 +48,7 @@ func TestStackdriverThroughTheSO(t *testing.T) {
 func TestRealFluentBitOneRefusedEntry(t *testing.T) {
 	bin := fluentBit(t)
 	dir := t.TempDir()
-	copyLogs(t, filepath.Join(fixture.Dir(), "..", "container-logs", "*.log"), dir)
+	copyLogs(t, filepath.Join(fixture.ContainerLogs(), "*.log"), dir)
 	want := len(expected(t, fixtures(t, "kube-raw")))
 	_, addr, lines := startFakeLogging(t, dir, "-expect", fmt.Sprint(want-1), "-refuse", "héllo")
 	conf := filepath.Join(dir, "fluent-bit.conf")

@@ -7,7 +7,7 @@ set -euo pipefail
 build=${BUILD:-build}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-chunks=(testdata/grafana.msgpack testdata/nginx.msgpack)
+chunks=(testdata/fluent-bit-5.1.1/kube-merged/chunk-002.msgpack testdata/fluent-bit-5.1.1/kube-merged/chunk-003.msgpack)
 "$build/syslogdrain" -dir "$work" -expect 126 -print -timeout 60s >"$work/syslog.out" &
 "$build/fakelogging" -expect 126 -print -timeout 60s >"$work/logging.out" &
 until grep -q listening "$work/syslog.out" 2>/dev/null && grep -q listening "$work/logging.out" 2>/dev/null; do sleep 0.05; done

@@ -13,7 +13,7 @@ import (
 func BenchmarkMap20k(b *testing.B) {
 	f := startFake(b)
 	s := newSink(b, f, nil)
-	batch := fixture.Batch(b, fixture.Files(b, "kube-20k")[0])
+	batch := fixture.Batch(b, fixture.BenchSet(b, "kube-20k")[0])
 	sc := s.m.newScratch()
 	now := time.Now()
 	b.ReportAllocs()
@@ -33,7 +33,7 @@ func BenchmarkDeliver20k(b *testing.B) {
 	f := startFake(b)
 	f.discard = true
 	s := newSink(b, f, nil)
-	batch := fixture.Batch(b, fixture.Files(b, "kube-20k")[0])
+	batch := fixture.Batch(b, fixture.BenchSet(b, "kube-20k")[0])
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i += len(batch.Records) {

@@ -16,7 +16,7 @@ import (
 // and spends the same budget; one with a key lift takes out is left to the converter.
 func TestAppendBodyIsTheConvertersStruct(t *testing.T) {
 	var bodies []record.Value
-	for _, b := range fixture.BatchesIfPresent(t, "kube-merged", "kube-raw", "plain") {
+	for _, b := range fixture.Batches(t, "kube-merged", "kube-raw", "plain") {
 		for _, r := range b.Records {
 			bodies = append(bodies, record.Value(r.Body))
 		}

@@ -734,7 +734,7 @@ func TestAlternatingResourcesAreSentOncePerRequest(t *testing.T) {
 func TestJSONSizeBoundNeverUndercounts(t *testing.T) {
 	f := startFake(t)
 	s := newSink(t, f, nil)
-	batches := fixture.BatchesIfPresent(t, "kube-merged", "kube-raw")
+	batches := fixture.Batches(t, "kube-merged", "kube-raw")
 	for _, shape := range fixture.Shapes {
 		b, _ := fixture.ShapeBatch(shape, 64<<10)
 		batches = append(batches, b)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/internal/fixture"
-	"github.com/trailstack/trailstack/record"
 )
 
 func newSink(t testing.TB, keys core.MapGetter) *sink {
@@ -27,6 +26,12 @@ func newSink(t testing.TB, keys core.MapGetter) *sink {
 func chunkBatch(t testing.TB, set, name string) *core.Batch {
 	t.Helper()
 	return fixture.Batch(t, filepath.Join(fixture.Dir(), set, name))
+}
+
+// bigChunk is a chunk of about size bytes laid out as the kubernetes filter's, nginx lines.
+func bigChunk(size int) *core.Batch {
+	b, _ := fixture.ShapeBatch("kube", size)
+	return b
 }
 
 // checkFrames parses every frame strictly and checks it carries the batch's records in order.
@@ -107,7 +112,7 @@ func TestDeliverOverPlainTCPAndUDP(t *testing.T) {
 // delivers everything; duplicates are at most the one chunk.
 func TestReceiverKilledMidChunk(t *testing.T) {
 	pki := newPKI(t, "localhost")
-	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
+	b := bigChunk(2 << 20)
 	// A small receive buffer, so that the receiver's kernel cannot have acknowledged the
 	// whole chunk before it dies (loopback's autotuned buffers could hold all of it).
 	ln := listenSmallRcvBuf(t)
@@ -207,7 +212,7 @@ func TestReceiverNeverReads(t *testing.T) {
 	before := runtime.NumGoroutine()
 	ln := listenSmallRcvBuf(t)
 	r := startReceiver(t, &receiver{ln: ln, noRead: true})
-	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
+	b := bigChunk(2 << 20)
 	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "300ms", "ack_timeout": "300ms"})
 	start := time.Now()
 	res := s.Deliver(context.Background(), b)
@@ -234,7 +239,7 @@ func TestCancelledFlushReturnsAtOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	start := time.Now()
-	if res := s.Deliver(ctx, chunkBatch(t, "kube-20k", "chunk-001.msgpack")); res.Status != core.Retry || time.Since(start) > 10*time.Second {
+	if res := s.Deliver(ctx, bigChunk(2 << 20)); res.Status != core.Retry || time.Since(start) > 10*time.Second {
 		t.Fatalf("status %v after %v", res.Status, time.Since(start))
 	}
 }
@@ -353,7 +358,7 @@ func TestHungDestinationAnswersAtOnce(t *testing.T) {
 	timeNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	ln := listenSmallRcvBuf(t)
 	r := startReceiver(t, &receiver{ln: ln, noRead: true})
-	b := chunkBatch(t, "kube-20k", "chunk-001.msgpack")
+	b := bigChunk(2 << 20)
 	// The clock is the test's: flush_timeout (real time) ends the flushes that try.
 	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "300ms", "ack_timeout": "300ms", "flush_timeout": "1s"})
 	if res := s.Deliver(context.Background(), b); res.Status != core.Retry {
@@ -401,11 +406,8 @@ func TestFlushDeadlineCoversTheDial(t *testing.T) {
 func TestSlowLinkDelivers(t *testing.T) {
 	ln := listenSmallRcvBuf(t)
 	r := startReceiver(t, &receiver{ln: ln, readRate: 1 << 20})
-	var recs []record.Record
-	for _, f := range []string{"chunk-001.msgpack", "chunk-002.msgpack", "chunk-003.msgpack"} {
-		recs = append(recs, chunkBatch(t, "kube-20k", f).Records...)
-	}
-	b := &core.Batch{Tag: chunkBatch(t, "kube-20k", "chunk-001.msgpack").Tag, Records: recs}
+	b := bigChunk(6 << 20)
+	recs := b.Records
 	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "1s", "ack_timeout": "1s", "flush_timeout": "30s"})
 	start := time.Now()
 	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
