@@ -123,4 +123,3 @@ func TestFixtureRawKeepsLogString(t *testing.T) {
 		t.Errorf("log = %q, want the JSON line as a string", got)
 	}
 }
-

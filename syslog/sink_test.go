@@ -239,7 +239,7 @@ func TestCancelledFlushReturnsAtOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	start := time.Now()
-	if res := s.Deliver(ctx, bigChunk(2 << 20)); res.Status != core.Retry || time.Since(start) > 10*time.Second {
+	if res := s.Deliver(ctx, bigChunk(2<<20)); res.Status != core.Retry || time.Since(start) > 10*time.Second {
 		t.Fatalf("status %v after %v", res.Status, time.Since(start))
 	}
 }
