@@ -33,7 +33,6 @@ const (
 	maxLabels       = 64
 	maxLabelValue   = 64 << 10
 	maxFuture       = 24 * time.Hour // the API rejects timestamps further ahead
-	truncMarker     = " [truncated]"
 	specialPrefix   = "logging.googleapis.com/"
 )
 
@@ -734,24 +733,6 @@ func scalarString(v *structpb.Value) string {
 	return ""
 }
 
-var severityNames = map[string]ltype.LogSeverity{
-	// The first letters GKE's agent accepts, and Java's (java.util.logging) levels.
-	"d": ltype.LogSeverity_DEBUG, "i": ltype.LogSeverity_INFO, "n": ltype.LogSeverity_NOTICE,
-	"w": ltype.LogSeverity_WARNING, "e": ltype.LogSeverity_ERROR, "c": ltype.LogSeverity_CRITICAL,
-	"a": ltype.LogSeverity_ALERT, "f": ltype.LogSeverity_CRITICAL,
-	"severe": ltype.LogSeverity_ERROR, "config": ltype.LogSeverity_DEBUG,
-	"fine": ltype.LogSeverity_DEBUG, "finer": ltype.LogSeverity_DEBUG, "finest": ltype.LogSeverity_DEBUG,
-	"default": ltype.LogSeverity_DEFAULT,
-	"debug":   ltype.LogSeverity_DEBUG, "trace": ltype.LogSeverity_DEBUG, "dbug": ltype.LogSeverity_DEBUG,
-	"info": ltype.LogSeverity_INFO, "information": ltype.LogSeverity_INFO, "informational": ltype.LogSeverity_INFO,
-	"notice":  ltype.LogSeverity_NOTICE,
-	"warning": ltype.LogSeverity_WARNING, "warn": ltype.LogSeverity_WARNING,
-	"error": ltype.LogSeverity_ERROR, "err": ltype.LogSeverity_ERROR, "eror": ltype.LogSeverity_ERROR,
-	"critical": ltype.LogSeverity_CRITICAL, "crit": ltype.LogSeverity_CRITICAL, "fatal": ltype.LogSeverity_CRITICAL,
-	"alert":     ltype.LogSeverity_ALERT,
-	"emergency": ltype.LogSeverity_EMERGENCY, "emerg": ltype.LogSeverity_EMERGENCY, "panic": ltype.LogSeverity_EMERGENCY,
-}
-
 func severityOf(v record.Value) (ltype.LogSeverity, bool) {
 	if v == nil {
 		return 0, false
@@ -780,17 +761,14 @@ func severityText(s string) (ltype.LogSeverity, bool) {
 		}
 		return ltype.LogSeverity(min(n/100*100, 800)), true
 	}
-	sev, ok := severityNames[strings.ToLower(s)]
-	return sev, ok
+	sev, ok := core.SeverityNamed([]byte(s))
+	return ltype.LogSeverity((8 - sev) * 100), ok
 }
 
+// truncateUTF8 cuts s to at most max bytes on a UTF-8 boundary, marked.
 func truncateUTF8(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}
-	cut := max - len(truncMarker)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + truncMarker
+	return s[:core.RuneCut(s, max-len(core.TruncMark))] + core.TruncMark
 }

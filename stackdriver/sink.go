@@ -449,11 +449,11 @@ func shrink(e *loggingpb.LogEntry, size int) int {
 		}
 	}
 	over := size - entryBudget
-	keep := len(text) - over - len(truncMarker) - 64
+	keep := len(text) - over - len(core.TruncMark) - 64
 	if keep < 0 {
 		keep = 0
 	}
-	e.Payload = &loggingpb.LogEntry_TextPayload{TextPayload: truncateUTF8(text, keep+len(truncMarker))}
+	e.Payload = &loggingpb.LogEntry_TextPayload{TextPayload: truncateUTF8(text, keep+len(core.TruncMark))}
 	if n := proto.Size(e); n <= entryBudget {
 		return n
 	}

@@ -316,7 +316,7 @@ func TestLimits(t *testing.T) {
 	}
 	// Above the limit: cut and marked.
 	e := &loggingpb.LogEntry{Payload: &loggingpb.LogEntry_TextPayload{TextPayload: strings.Repeat("é", 200000)}}
-	if n := shrink(e, 400000); n > entryBudget || !strings.HasSuffix(e.GetTextPayload(), truncMarker) {
+	if n := shrink(e, 400000); n > entryBudget || !strings.HasSuffix(e.GetTextPayload(), core.TruncMark) {
 		t.Fatalf("shrunk to %d bytes", n)
 	}
 }

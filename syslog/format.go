@@ -9,6 +9,7 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/trailstack/trailstack/accessor"
+	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/record"
 )
 
@@ -20,9 +21,6 @@ const (
 	maxMsgID    = 32
 	maxSDName   = 32
 )
-
-// truncMark ends a MSG that was cut to fit max_size.
-const truncMark = " [truncated]"
 
 // framing is how messages are separated on a stream.
 type framing int
@@ -154,14 +152,11 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 
 // truncate cuts the MSG so the message is at most max bytes, on a UTF-8 boundary, marked.
 func truncate(dst []byte, start, msgStart, max int) []byte {
-	keep := start + max - len(truncMark)
+	keep := start + max - len(core.TruncMark)
 	if keep < msgStart {
 		return dst[:msgStart-1] // the header alone fills max_size: send no MSG
 	}
-	for keep > msgStart && !utf8.RuneStart(dst[keep]) {
-		keep--
-	}
-	return append(dst[:keep], truncMark...)
+	return append(dst[:msgStart+core.RuneCut(dst[msgStart:], keep-msgStart)], core.TruncMark...)
 }
 
 func (f *formatter) severity(vals []record.Value) int {

@@ -201,8 +201,8 @@ func TestRoundTripEveryFixtureRecord(t *testing.T) {
 				t.Fatalf("record %d: %d bytes, over max_size", i, len(frame))
 			}
 			switch {
-			case strings.HasSuffix(got, truncMark):
-				if !strings.HasPrefix(want, strings.TrimSuffix(got, truncMark)) || len(frame) < f.maxSize-utf8.UTFMax {
+			case strings.HasSuffix(got, core.TruncMark):
+				if !strings.HasPrefix(want, strings.TrimSuffix(got, core.TruncMark)) || len(frame) < f.maxSize-utf8.UTFMax {
 					t.Fatalf("record %d: badly truncated", i)
 				}
 			case isJSON:
@@ -367,14 +367,14 @@ func TestTruncation(t *testing.T) {
 		log := strings.Repeat("a", pad) + strings.Repeat("日本語", 400)
 		got := frame(t, f, "a", map[string]any{"log": log})
 		msg := strings.TrimSuffix(got, "\n")
-		if len(msg) > 1024 || len(msg) < 1024-3 || !strings.HasSuffix(msg, truncMark) || !utf8.ValidString(msg) {
+		if len(msg) > 1024 || len(msg) < 1024-3 || !strings.HasSuffix(msg, core.TruncMark) || !utf8.ValidString(msg) {
 			t.Fatalf("pad %d: %d bytes, valid %v: %q", pad, len(msg), utf8.ValidString(msg), msg[len(msg)-30:])
 		}
 		if _, err := rfc5424.NewParser().Parse([]byte(msg)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := frame(t, f, "a", map[string]any{"log": strings.Repeat("b", 100)}); strings.Contains(got, truncMark) {
+	if got := frame(t, f, "a", map[string]any{"log": strings.Repeat("b", 100)}); strings.Contains(got, core.TruncMark) {
 		t.Error("short message marked truncated")
 	}
 }

@@ -69,7 +69,7 @@ func FuzzFrame(f *testing.F) {
 		if msg.Message != nil {
 			got = *msg.Message
 		}
-		if got != want && !(strings.HasSuffix(got, truncMark) && strings.HasPrefix(want, strings.TrimSuffix(got, truncMark))) {
+		if got != want && !(strings.HasSuffix(got, core.TruncMark) && strings.HasPrefix(want, strings.TrimSuffix(got, core.TruncMark))) {
 			t.Fatalf("MSG %q, want %q", got, want)
 		}
 	})

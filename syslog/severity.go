@@ -5,23 +5,11 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/record"
 )
 
-// severities maps the names that applications write to syslog severities: RFC 5424's own
-// keywords, the ones out_syslog accepts, and common spellings (warning, fatal, trace...).
-var severities = map[string]int{
-	"emerg": 0, "emergency": 0, "panic": 0,
-	"alert": 1,
-	"crit":  2, "critical": 2, "fatal": 2,
-	"err": 3, "error": 3, "eror": 3,
-	"warn": 4, "warning": 4,
-	"notice": 5,
-	"info":   6, "information": 6, "informational": 6,
-	"debug": 7, "trace": 7, "dbug": 7,
-}
-
-// parseSeverity reads a severity from a number 0-7 (or its string) or a name, in any case.
+// parseSeverity reads a severity from a number 0-7 (or its string) or a name.
 func parseSeverity(v record.Value) (int, bool) {
 	if v == nil {
 		return 0, false
@@ -37,22 +25,13 @@ func parseSeverity(v record.Value) (int, bool) {
 	return 0, false
 }
 
+// severityName reads a name in core's table or a digit 0-7: DEFAULT is not a syslog level.
 func severityName(b []byte) (int, bool) {
 	if len(b) == 1 && b[0] >= '0' && b[0] <= '7' {
 		return int(b[0] - '0'), true
 	}
-	if len(b) > 13 {
-		return 0, false
-	}
-	var lower [13]byte
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		lower[i] = c
-	}
-	sev, ok := severities[string(lower[:len(b)])]
-	return sev, ok
+	sev, ok := core.SeverityNamed(b)
+	return int(sev), ok && sev != core.SeverityDefault
 }
 
 // facilities are RFC 5424's facility codes by their usual names.
