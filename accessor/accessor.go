@@ -458,38 +458,24 @@ func clearSubtree(n *node, vals []record.Value) {
 // At the top level (seen non-nil) it reads every key: the first occurrence of a key counts,
 // but of last (the kubernetes map) the last occurrence.
 func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen *uint64, memo *Memo) int {
-	count, rest, err := msgp.ReadMapHeaderBytes(m)
+	it, err := record.Value(m).Iter()
 	if err != nil {
 		return len(m)
 	}
-	pos := len(m) - len(rest)
 	found := 0
-	for i := 0; i < int(count); i++ {
+	for it.Len() > 0 {
 		if found >= len(n.children) && seen == nil {
 			if !needEnd {
-				return pos
+				return it.Offset()
 			}
-			skip, err := record.SkipObjects(m[pos:], 2*(int(count)-i))
-			if err != nil {
+			if !it.SkipRest() {
 				return len(m)
 			}
-			return pos + skip
+			return it.Offset()
 		}
-		if pos >= len(m) {
-			return len(m) // the header promised more than there is
-		}
-		var key []byte
-		if c := m[pos]; c >= 0xa0 && c <= 0xbf && pos+1+int(c&0x1f) <= len(m) {
-			// fixstr, nearly every key: read inline
-			key = m[pos+1 : pos+1+int(c&0x1f)]
-			pos += 1 + int(c&0x1f)
-		} else {
-			kl, err := record.SkipObjects(m[pos:], 1)
-			if err != nil {
-				return len(m)
-			}
-			key = record.KeyContents(m[pos : pos+kl])
-			pos += kl
+		key, ok := it.Key()
+		if !ok {
+			return len(m)
 		}
 		var c *node
 		for j, ch := range n.children {
@@ -509,35 +495,38 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen
 				break
 			}
 		}
+		rest := it.Rest()
 		var vl int
-		var err error
-		if pos >= len(m) {
+		switch {
+		case len(rest) == 0:
 			return len(m)
-		}
-		if c == nil && m[pos] >= 0xa0 && m[pos] <= 0xbf {
-			vl = 1 + int(m[pos]&0x1f) // an unwanted fixstr: skip inline
-		} else if c == nil && m[pos] == 0xd9 && pos+1 < len(m) {
-			vl = 2 + int(m[pos+1])
-		} else if c != nil && c == last && memo != nil && msgp.NextType(m[pos:]) == msgp.MapType {
-			vl = memo.fill(m[pos:], c, vals)
-		} else if c != nil && len(c.children) > 0 && msgp.NextType(m[pos:]) == msgp.MapType {
+		case c == nil || len(c.children) == 0 || msgp.NextType(rest) != msgp.MapType:
+			v, ok := it.Value()
+			if !ok {
+				return len(m)
+			}
+			if c != nil && c.slot >= 0 {
+				vals[c.slot] = v
+			}
+			continue
+		case c == last && memo != nil:
+			vl = memo.fill(rest, c, vals)
+		default:
 			// The nested map's end matters only if something may follow it: Fluent Bit's
 			// kubernetes filter appends its map last, so usually nothing does.
-			stop := i == int(count)-1 && !needEnd && c.slot < 0
-			vl = walk(m[pos:], c, vals, !stop, nil, nil, nil)
+			stop := it.Len() == 0 && !needEnd && c.slot < 0
+			vl = walk(rest, c, vals, !stop, nil, nil, nil)
 			if stop {
-				return pos
+				return it.Offset()
 			}
-		} else if vl, err = record.SkipObjects(m[pos:], 1); err != nil {
+		}
+		if vl > len(rest) {
 			return len(m)
 		}
-		if pos+vl > len(m) {
-			return len(m)
+		if c.slot >= 0 {
+			vals[c.slot] = record.Value(rest[:vl])
 		}
-		if c != nil && c.slot >= 0 {
-			vals[c.slot] = record.Value(m[pos : pos+vl])
-		}
-		pos += vl
+		it.Advance(vl)
 	}
-	return pos
+	return it.Offset()
 }

@@ -37,19 +37,6 @@ func decodeAll(t *testing.T, chunk []byte) []Record {
 	return out
 }
 
-func str(t *testing.T, r *Record, path ...string) string {
-	t.Helper()
-	v, ok := r.Lookup(path...)
-	if !ok {
-		t.Fatalf("no %v in record", path)
-	}
-	b, ok := v.Bytes()
-	if !ok {
-		t.Fatalf("%v is %v, not a string", path, v.Type())
-	}
-	return string(b)
-}
-
 func TestFixtureCounts(t *testing.T) {
 	want := map[string][]int{
 		"kube-merged": {80, 60, 66},
@@ -90,7 +77,7 @@ func TestFixtureMergedValues(t *testing.T) {
 		{[]string{"kubernetes", "host"}, "gke-blog-cluster-default-pool-1a2b3c4d-xyz1"},
 		{[]string{"kubernetes", "labels", "app"}, "api"},
 	} {
-		if got := str(t, r, c.path...); got != c.want {
+		if got := r.Text(c.path...); got != c.want {
 			t.Errorf("%v = %q, want %q", c.path, got, c.want)
 		}
 	}
@@ -101,7 +88,7 @@ func TestFixtureMergedValues(t *testing.T) {
 		t.Error("found a key that is not there")
 	}
 	// The second record is the first line of the Java stack trace, on stderr.
-	if got := str(t, &recs[1], "log"); got != `Exception in thread "main" java.lang.IllegalStateException: order 0 failed` {
+	if got := recs[1].Text("log"); got != `Exception in thread "main" java.lang.IllegalStateException: order 0 failed` {
 		t.Errorf("log = %q", got)
 	}
 	// Raw invalid UTF-8 reaches us untouched; repairing it is the sinks' job.
@@ -119,7 +106,7 @@ func TestFixtureMergedValues(t *testing.T) {
 
 func TestFixtureRawKeepsLogString(t *testing.T) {
 	recs := decodeAll(t, readFixture(t, "kube-raw", "chunk-001.msgpack"))
-	if got := str(t, &recs[0], "log"); !bytes.HasPrefix([]byte(got), []byte(`{"severity"`)) {
+	if got := recs[0].Text("log"); !bytes.HasPrefix([]byte(got), []byte(`{"severity"`)) {
 		t.Errorf("log = %q, want the JSON line as a string", got)
 	}
 }

@@ -29,6 +29,13 @@ func (r *Record) Lookup(path ...string) (Value, bool) {
 	return Value(r.Body).Lookup(path...)
 }
 
+// Text is the str or bin value at path, as a string: "" when there is none.
+func (r *Record) Text(path ...string) string {
+	v, _ := r.Lookup(path...)
+	b, _ := v.Bytes()
+	return string(b)
+}
+
 // Value is the raw msgpack encoding of one value, pointing into the chunk.
 type Value []byte
 
@@ -77,47 +84,168 @@ func (v Value) get(key string) (Value, bool) {
 	}
 }
 
-// MapIter walks the entries of a map value in place.
+// MapIter walks the entries of a map value in place. Next reads an entry whole; a walk that
+// wants less reads the key alone (Key) and then the value (Value), or takes the bytes from
+// the value on (Rest) to read them its own way and Advance past them.
 type MapIter struct {
-	rest []byte
-	n    uint32
-	err  error
+	b   []byte // the map value
+	pos int    // where the next key starts; after Key, where its value starts
+	key int    // where the last key read starts
+	val int    // where its value starts
+	n   int    // entries whose key is not read yet
+	err error
 }
 
 // Iter starts a walk over a map value.
 func (v Value) Iter() (MapIter, error) {
-	n, b, err := msgp.ReadMapHeaderBytes(v)
-	return MapIter{rest: b, n: n}, err
+	n, rest, err := msgp.ReadMapHeaderBytes(v)
+	return MapIter{b: v, pos: len(v) - len(rest), n: int(n)}, err
 }
 
-// Next returns the next entry: the key's contents if it is a str or bin (else nil) and the
+// Len is the number of entries whose key is not read yet.
+func (it *MapIter) Len() int { return it.n }
+
+// Offset is how far into the map the walk is, its header included: after the last entry,
+// the map's length.
+func (it *MapIter) Offset() int { return it.pos }
+
+// Key reads the next entry's key: its contents if it is a str or bin, else nil. It returns
+// false at the end of the map or at a malformed key (see Err). The value must be read next
+// (Value, or Rest and Advance).
+func (it *MapIter) Key() ([]byte, bool) {
+	// A fixstr, nearly every key: read in place, in a part small enough to be inlined.
+	if p := it.pos; it.n > 0 && p < len(it.b) && it.b[p]>>5 == 0xa0>>5 {
+		if end := p + 1 + int(it.b[p]&0x1f); end <= len(it.b) && it.err == nil {
+			it.key, it.pos, it.val = p, end, end
+			it.n--
+			return it.b[p+1 : end], true
+		}
+	}
+	return it.anyKey()
+}
+
+func (it *MapIter) anyKey() ([]byte, bool) {
+	if it.n == 0 || it.err != nil {
+		return nil, false
+	}
+	it.key = it.pos
+	kn, err := objectLen(it.b[it.pos:])
+	if err != nil {
+		it.err = err
+		return nil, false
+	}
+	it.pos += kn
+	it.val = it.pos
+	it.n--
+	return keyContents(it.b[it.key:it.pos]), true
+}
+
+// RawKey is the last key read, as encoded.
+func (it *MapIter) RawKey() []byte { return it.b[it.key:it.val] }
+
+// Value reads the value of the key just read, or returns false where it is malformed.
+func (it *MapIter) Value() (Value, bool) {
+	// A fixstr, the commonest value: measured in place, inlined.
+	if p := it.pos; p < len(it.b) && it.b[p]>>5 == 0xa0>>5 {
+		if end := p + 1 + int(it.b[p]&0x1f); end <= len(it.b) && it.err == nil {
+			it.pos = end
+			return Value(it.b[p:end]), true
+		}
+	}
+	return it.anyValue()
+}
+
+func (it *MapIter) anyValue() (Value, bool) {
+	if it.err != nil {
+		return nil, false
+	}
+	start := it.pos
+	if start+1 < len(it.b) && it.b[start] == 0xd9 { // str8, the common long string
+		if end := start + 2 + int(it.b[start+1]); end <= len(it.b) {
+			it.pos = end
+			return Value(it.b[start:end]), true
+		}
+	}
+	vn, err := objectLen(it.b[start:])
+	if err != nil {
+		it.err = err
+		return nil, false
+	}
+	it.pos += vn
+	return Value(it.b[start:it.pos]), true
+}
+
+// Rest is the map's bytes from the current value on.
+func (it *MapIter) Rest() []byte { return it.b[it.pos:] }
+
+// Advance moves past n bytes of the current value, read from Rest by the caller.
+func (it *MapIter) Advance(n int) { it.pos = min(it.pos+n, len(it.b)) }
+
+// SkipRest moves past every entry not read yet, false where one is malformed.
+func (it *MapIter) SkipRest() bool {
+	if it.n == 0 {
+		return it.err == nil
+	}
+	n, err := skipObjects(it.b[it.pos:], 2*it.n)
+	if err != nil {
+		it.err = err
+		return false
+	}
+	it.pos, it.n = it.pos+n, 0
+	return true
+}
+
+// Next reads the next entry: the key's contents if it is a str or bin (else nil) and the
 // raw value. It returns false at the end of the map or at a malformed entry (see Err).
 func (it *MapIter) Next() (key []byte, val Value, ok bool) {
-	if it.n == 0 || it.err != nil {
+	if key, ok = it.Key(); !ok {
 		return nil, nil, false
 	}
-	kn, err := objectLen(it.rest)
-	if err != nil {
-		it.err = err
+	if val, ok = it.Value(); !ok {
 		return nil, nil, false
 	}
-	vn, err := objectLen(it.rest[kn:])
-	if err != nil {
-		it.err = err
-		return nil, nil, false
-	}
-	key = KeyContents(it.rest[:kn])
-	val = Value(it.rest[kn : kn+vn])
-	it.rest = it.rest[kn+vn:]
-	it.n--
 	return key, val, true
 }
 
 // Err is the error that ended the walk early, if any.
 func (it *MapIter) Err() error { return it.err }
 
-// KeyContents returns the bytes of a raw str or bin object, nil for other types.
-func KeyContents(raw []byte) []byte {
+// ArrayIter walks the elements of an array value in place.
+type ArrayIter struct {
+	rest []byte
+	n    int
+	err  error
+}
+
+// Elems starts a walk over an array value.
+func (v Value) Elems() (ArrayIter, error) {
+	n, rest, err := msgp.ReadArrayHeaderBytes(v)
+	return ArrayIter{rest: rest, n: int(n)}, err
+}
+
+// Len is the number of elements not read yet.
+func (it *ArrayIter) Len() int { return it.n }
+
+// Next reads the next element; false at the end or at a malformed one (see Err).
+func (it *ArrayIter) Next() (Value, bool) {
+	if it.n == 0 || it.err != nil {
+		return nil, false
+	}
+	sz, err := objectLen(it.rest)
+	if err != nil {
+		it.err = err
+		return nil, false
+	}
+	v := Value(it.rest[:sz])
+	it.rest, it.n = it.rest[sz:], it.n-1
+	return v, true
+}
+
+// Err is the error that ended the walk early, if any.
+func (it *ArrayIter) Err() error { return it.err }
+
+// keyContents returns the bytes of a raw str or bin object, nil for other types.
+func keyContents(raw []byte) []byte {
 	switch c := raw[0]; {
 	case c >= 0xa0 && c <= 0xbf:
 		return raw[1:]

@@ -28,11 +28,10 @@ var fixedLen = [256]uint8{
 // (200 ns a record of 770 bytes) cannot afford. FuzzObjectLen holds the two to the same answers.
 // The loop ends within len(b) steps whatever the headers claim, since every object takes at
 // least one byte.
-func objectLen(b []byte) (int, error) { return SkipObjects(b, 1) }
+func objectLen(b []byte) (int, error) { return skipObjects(b, 1) }
 
-// SkipObjects returns the size of the n consecutive msgpack objects at the start of b, for
-// sinks that walk a record in one pass of their own.
-func SkipObjects(b []byte, n int) (int, error) {
+// skipObjects returns the size of the n consecutive msgpack objects at the start of b.
+func skipObjects(b []byte, n int) (int, error) {
 	i, pending := 0, n
 	for pending > 0 {
 		if i >= len(b) {

@@ -397,14 +397,12 @@ var cronJobSuffix = regexp.MustCompile(`^(.+)-[0-9]{8,}$`)
 // <deployment>-<pod-template-hash> is a Deployment's, a Job named <cronjob>-<minutes> a
 // CronJob's. Other kinds (StatefulSet, DaemonSet, a bare ReplicaSet or Job) are their own top.
 func topController(owners record.Value, podTemplateHash string) (kind, name string) {
-	n, rest, err := msgp.ReadArrayHeaderBytes(owners)
-	for i := uint32(0); err == nil && i < n; i++ {
-		sz, err := record.SkipObjects(rest, 1)
-		if err != nil {
+	it, _ := owners.Elems()
+	for {
+		o, ok := it.Next()
+		if !ok {
 			break
 		}
-		o := record.Value(rest[:sz])
-		rest = rest[sz:]
 		k, _ := o.Lookup("kind")
 		nm, _ := o.Lookup("name")
 		c, _ := o.Lookup("controller")

@@ -136,18 +136,17 @@ func (c *converter) toValue(v record.Value, depth int) *structpb.Value {
 			c.tooDeep++
 			return structpb.NewNullValue()
 		}
-		n, b, err := msgp.ReadArrayHeaderBytes(v)
+		it, err := v.Elems()
 		if err != nil {
 			return structpb.NewNullValue()
 		}
-		l := &structpb.ListValue{Values: make([]*structpb.Value, 0, n)}
-		for i := uint32(0); i < n && c.budget >= 0; i++ {
-			sz, err := record.SkipObjects(b, 1)
-			if err != nil {
+		l := &structpb.ListValue{Values: make([]*structpb.Value, 0, it.Len())}
+		for c.budget >= 0 {
+			elem, ok := it.Next()
+			if !ok {
 				break
 			}
-			l.Values = append(l.Values, c.toValue(record.Value(b[:sz]), depth+1))
-			b = b[sz:]
+			l.Values = append(l.Values, c.toValue(elem, depth+1))
 		}
 		return structpb.NewListValue(l)
 	}
@@ -340,23 +339,22 @@ func (c *converter) appendValue(dst []byte, v record.Value, depth int) []byte {
 			c.tooDeep++
 			return null()
 		}
-		n, b, err := msgp.ReadArrayHeaderBytes(v)
+		it, err := v.Elems()
 		if err != nil {
 			return null()
 		}
 		dst = protowire.AppendTag(dst, 6, protowire.BytesType)
 		dst, list := openLen(dst)
-		for i := uint32(0); i < n && c.budget >= 0; i++ {
-			sz, err := record.SkipObjects(b, 1)
-			if err != nil {
+		for c.budget >= 0 {
+			elem, ok := it.Next()
+			if !ok {
 				break
 			}
 			dst = protowire.AppendTag(dst, 1, protowire.BytesType) // ListValue.values
-			var elem int
-			dst, elem = openLen(dst)
-			dst = c.appendValue(dst, record.Value(b[:sz]), depth+1)
-			dst = closeLen(dst, elem)
-			b = b[sz:]
+			var mark int
+			dst, mark = openLen(dst)
+			dst = c.appendValue(dst, elem, depth+1)
+			dst = closeLen(dst, mark)
 		}
 		return closeLen(dst, list)
 	}

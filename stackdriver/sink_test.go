@@ -46,14 +46,6 @@ func deliver(t *testing.T, s *sink, b *core.Batch) {
 	}
 }
 
-func str2(r *record.Record, path ...string) string {
-	v, ok := r.Lookup(path...)
-	if !ok {
-		return ""
-	}
-	return str(v)
-}
-
 // Every record of kube-merged and kube-raw, through the real client to the fake server:
 // resource, log name, severity, payload kind, lifted fields, labels and insertId.
 func TestMappingOfEveryFixtureRecord(t *testing.T) {
@@ -78,17 +70,17 @@ func TestMappingOfEveryFixtureRecord(t *testing.T) {
 				r := recs[i]
 				res := e.Resource
 				if res.Type != "k8s_container" || res.Labels["project_id"] != "blog-prod" || res.Labels["location"] != "europe-west1" ||
-					res.Labels["cluster_name"] != "blog-cluster" || res.Labels["namespace_name"] != str2(r, "kubernetes", "namespace_name") ||
-					res.Labels["pod_name"] != str2(r, "kubernetes", "pod_name") || res.Labels["container_name"] != str2(r, "kubernetes", "container_name") {
+					res.Labels["cluster_name"] != "blog-cluster" || res.Labels["namespace_name"] != r.Text("kubernetes", "namespace_name") ||
+					res.Labels["pod_name"] != r.Text("kubernetes", "pod_name") || res.Labels["container_name"] != r.Text("kubernetes", "container_name") {
 					t.Fatalf("entry %d: resource %v", i, res)
 				}
-				if e.LogName != "projects/blog-prod/logs/"+str2(r, "stream") {
+				if e.LogName != "projects/blog-prod/logs/"+r.Text("stream") {
 					t.Fatalf("entry %d: log name %s", i, e.LogName)
 				}
 				if !e.Timestamp.AsTime().Equal(r.Time()) {
 					t.Fatalf("entry %d: timestamp %v, want %v", i, e.Timestamp.AsTime(), r.Time())
 				}
-				if e.Labels["k8s-pod/app"] != str2(r, "kubernetes", "labels", "app") || e.Labels["k8s-pod/app"] == "" {
+				if e.Labels["k8s-pod/app"] != r.Text("kubernetes", "labels", "app") || e.Labels["k8s-pod/app"] == "" {
 					t.Fatalf("entry %d: labels %v", i, e.Labels)
 				}
 				if ids[e.InsertId] || !regexp.MustCompile(`^[0-9a-f]{16}-[0-9]+$`).MatchString(e.InsertId) {
@@ -120,7 +112,7 @@ func TestMappingOfEveryFixtureRecord(t *testing.T) {
 						return true
 					})
 				}
-				wantSev := map[string]ltype.LogSeverity{"stderr": ltype.LogSeverity_ERROR, "stdout": ltype.LogSeverity_INFO}[str2(r, "stream")]
+				wantSev := map[string]ltype.LogSeverity{"stderr": ltype.LogSeverity_ERROR, "stdout": ltype.LogSeverity_INFO}[r.Text("stream")]
 				if fields == nil {
 					textN++
 				} else {

@@ -42,11 +42,11 @@ func BenchmarkGoSyslogBuilder20k(b *testing.B) {
 		m.SetPriority(14)
 		m.SetVersion(1)
 		m.SetTimestamp(r.Time().UTC().Format("2006-01-02T15:04:05.000000Z"))
-		m.SetHostname(str(r, "kubernetes", "host"))
-		m.SetAppname(str(r, "kubernetes", "namespace_name") + "/" + str(r, "kubernetes", "container_name"))
-		m.SetProcID(str(r, "kubernetes", "pod_name"))
-		m.SetMsgID(str(r, "stream"))
-		m.SetMessage(str(r, "log"))
+		m.SetHostname(r.Text("kubernetes", "host"))
+		m.SetAppname(r.Text("kubernetes", "namespace_name") + "/" + r.Text("kubernetes", "container_name"))
+		m.SetProcID(r.Text("kubernetes", "pod_name"))
+		m.SetMsgID(r.Text("stream"))
+		m.SetMessage(r.Text("log"))
 		if _, err := m.String(); err != nil {
 			b.Fatal(err)
 		}

@@ -146,7 +146,6 @@ func Parse(p *core.Parser) *Config {
 	}
 
 	f.messageSlot = f.ex.Add([]string{p.String("message_key", "log")})
-	f.excludeFromJSON = "kubernetes"
 	f.streamSlot = f.ex.Add([]string{"stream"})
 	for _, k := range strings.Split(p.String("severity_key", "severity,level"), ",") {
 		if k = strings.TrimSpace(k); k != "" {

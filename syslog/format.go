@@ -41,7 +41,6 @@ type formatter struct {
 	messageSlot, streamSlot           int
 	severitySlots                     []int
 	stdoutSev, stderrSev, fallbackSev int
-	excludeFromJSON                   string
 	framing                           framing
 	maxSize                           int
 	ex                                *accessor.Extractor
@@ -132,13 +131,13 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 			b, _ := v.Bytes()
 			dst = appendMsgText(dst, b, f.framing == framingLF)
 		case msgp.MapType, msgp.ArrayType:
-			dst = s.appendJSON(dst, v, "")
+			dst = s.appendJSON(dst, v)
 		default:
 			dst = accessor.AppendScalar(dst, v)
 		}
 	} else {
 		// No message key: the kubernetes filter merged a JSON log into the body.
-		dst = s.appendJSON(dst, record.Value(r.Body), f.excludeFromJSON)
+		dst = s.appendAppJSON(dst, record.Value(r.Body))
 	}
 	if len(dst) == msgStart {
 		return dst[:hdr] // no MSG at all rather than an empty one
@@ -328,55 +327,63 @@ func appendMsgText(dst, b []byte, oneLine bool) []byte {
 	return append(dst, b[start:]...)
 }
 
-// appendJSON appends v as compact JSON; at the top level of a map, the key exclude is left
-// out. Strings are repaired to valid UTF-8 by msgp's JSON writer. What msgp cannot render
-// (a value nested deeper than its recursion limit) ends the JSON there, counted in s for the
-// sink to log.
-func (s *scratch) appendJSON(dst []byte, v record.Value, exclude string) []byte {
+// appendJSON appends v as compact JSON. Strings are repaired to valid UTF-8 by msgp's JSON
+// writer. What msgp cannot render (a value nested deeper than its recursion limit) ends the
+// JSON there, counted in s for the sink to log.
+func (s *scratch) appendJSON(dst []byte, v record.Value) []byte {
 	w := &s.json
 	w.b = dst
-	if exclude == "" || v.Type() != msgp.MapType {
-		if _, err := msgp.UnmarshalAsJSON(w, v); err != nil {
-			s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
-		}
-		return w.b
+	if _, err := msgp.UnmarshalAsJSON(w, v); err != nil {
+		s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
 	}
-	w.b = append(w.b, '{')
-	first := true
-	n, b, err := msgp.ReadMapHeaderBytes(v)
-	for i := uint32(0); err == nil && i < n; i++ {
-		var key []byte
-		if msgp.NextType(b) != msgp.StrType && msgp.NextType(b) != msgp.BinType {
+	return w.b
+}
+
+// appendAppJSON appends, as compact JSON, what an application logged as JSON and the
+// kubernetes filter merged into the body: the body without the keys Fluent Bit put before
+// it (time, stream and _p, from the cri parser, always first) and without the filter's
+// kubernetes map. An application's own stream or time, after them, stays.
+func (s *scratch) appendAppJSON(dst []byte, body record.Value) []byte {
+	it, err := body.Iter()
+	if err != nil {
+		return s.appendJSON(dst, body)
+	}
+	w := &s.json
+	w.b = append(dst, '{')
+	first, engines := true, true
+	for {
+		key, ok := it.Key()
+		if !ok {
 			break
 		}
-		keyRaw := b
-		key, b, err = msgp.ReadMapKeyZC(b)
-		if err != nil {
+		raw := it.RawKey()
+		val, ok := it.Value()
+		if !ok {
 			break
 		}
-		keyRaw = keyRaw[:len(keyRaw)-len(b)]
-		val := b
-		if b, err = msgp.Skip(b); err != nil {
-			s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
-			break
-		}
-		val = val[:len(val)-len(b)]
-		if string(key) == exclude {
+		if engines && (string(key) == "time" || string(key) == "stream" || string(key) == "_p") {
 			continue
+		}
+		engines = false
+		if key == nil || string(key) == "kubernetes" {
+			continue // a key JSON cannot name, or the filter's map
 		}
 		if !first {
 			w.b = append(w.b, ',')
 		}
 		first = false
-		if keyRaw[0] >= 0xc4 && keyRaw[0] <= 0xc6 { // a bin key: write it as a string
+		if raw[0] >= 0xc4 && raw[0] <= 0xc6 { // a bin key: write it as a string
 			w.b = appendJSONKey(w.b, key)
 		} else {
-			_, _ = msgp.UnmarshalAsJSON(w, keyRaw)
+			_, _ = msgp.UnmarshalAsJSON(w, raw)
 		}
 		w.b = append(w.b, ':')
 		if _, err := msgp.UnmarshalAsJSON(w, val); err != nil {
 			s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
 		}
+	}
+	if err := it.Err(); err != nil {
+		s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
 	}
 	w.b = append(w.b, '}')
 	return w.b

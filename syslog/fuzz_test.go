@@ -11,6 +11,7 @@ import (
 
 	"github.com/trailstack/trailstack/accessor"
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/record"
 )
 
@@ -61,9 +62,9 @@ func FuzzFrame(f *testing.F) {
 			t.Fatalf("%v: %q", err, frame)
 		}
 		msg := m.(*rfc5424.SyslogMessage)
-		want := strings.Map(func(r rune) rune { return r }, strings.TrimRight(log, "\r\n"))
-		if fm == lf {
-			want = strings.NewReplacer("\n", " ", "\r", " ", "\x00", " ").Replace(want)
+		want, _, err := fixture.SyslogMSG(&r, fm == lf)
+		if err != nil {
+			t.Fatal(err)
 		}
 		got := ""
 		if msg.Message != nil {
