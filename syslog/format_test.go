@@ -383,3 +383,27 @@ func TestSDNameFromAMapKeyStaysWithin32Bytes(t *testing.T) {
 		}
 	}
 }
+
+// Papertrail sees what the application logged as JSON: not the time, stream and _p that
+// Fluent Bit wrote first, nor the filter's kubernetes map; an application's own stream stays,
+// once, while MSGID is still the engine's stream.
+func TestMergedJSONIsTheApplications(t *testing.T) {
+	f := newFormatter(t, core.MapGetter{})
+	b := msgp.AppendMapHeader(nil, 7)
+	for _, kv := range [][2]string{{"time", "2026-11-26T12:00:00.1Z"}, {"stream", "stderr"}, {"_p", "F"}, {"level", "warn"}, {"stream", "billing"}, {"time", "12:00"}} {
+		b = msgp.AppendString(b, kv[0])
+		b = msgp.AppendString(b, kv[1])
+	}
+	b = msgp.AppendString(b, "kubernetes")
+	b = msgp.AppendMapHeader(b, 1)
+	b = msgp.AppendString(b, "pod_name")
+	b = msgp.AppendString(b, "p")
+	r := record.Record{Sec: 1795694400, Body: b}
+	got := string(f.appendFrame(nil, &r, "t", f.newScratch()))
+	if want := ` stderr - {"level":"warn","stream":"billing","time":"12:00"}` + "\n"; !strings.HasSuffix(got, want) || !strings.HasPrefix(got, "<12>") {
+		t.Fatalf("got %q, want PRI 12 and the suffix %q", got, want)
+	}
+	if want, _, _ := fixture.SyslogMSG(&r, true); !strings.HasSuffix(got, " "+want+"\n") {
+		t.Fatalf("fixture.SyslogMSG gives %q", want)
+	}
+}
