@@ -12,7 +12,7 @@ import (
 // (and, for a destination that hangs, each holding a worker for a whole timeout: at shutdown
 // Fluent Bit runs every queued flush before it exits).
 type Backoff struct {
-	Now func() time.Time // the clock; tests set it
+	Clock Clock
 
 	mu       sync.Mutex // guards failures, retryAt and lastErr
 	failures int        // failed attempts in a row
@@ -47,12 +47,7 @@ func HungWait(failures int, r float64) time.Duration {
 	return d + time.Duration((r-0.5)*0.4*float64(d))
 }
 
-func (b *Backoff) now() time.Time {
-	if b.Now != nil {
-		return b.Now()
-	}
-	return time.Now()
-}
+func (b *Backoff) now() time.Time { return b.Clock.Now() }
 
 // Check answers an error while an attempt must not start yet.
 func (b *Backoff) Check(dest string) error {

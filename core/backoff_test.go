@@ -28,7 +28,7 @@ func TestWaits(t *testing.T) {
 
 func TestBackoff(t *testing.T) {
 	now := time.Unix(1000, 0)
-	b := Backoff{Now: func() time.Time { return now }}
+	b := Backoff{Clock: func() time.Time { return now }}
 	if err := b.Check("d"); err != nil {
 		t.Fatal(err)
 	}

@@ -193,6 +193,7 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 // first failure and the recovery always, then each cause once a minute with a count of the
 // chunks it held back since.
 type health struct {
+	clock      Clock
 	anyFailing atomic.Bool // failing, read without the lock on every successful flush
 
 	mu      sync.Mutex // guards the rest
@@ -224,18 +225,18 @@ func (h *health) failed(log *Logger, n int, tag string, err error) {
 		if h.causes == nil || len(h.causes) > 64 {
 			h.causes = map[string]*Every{}
 		}
-		e = &Every{Interval: time.Minute}
+		e = &Every{Interval: time.Minute, Clock: h.clock}
 		h.causes[c] = e
 	}
 	allowed, held := e.Allow()
 	if !h.failing {
-		h.failing, h.since = true, timeNow()
+		h.failing, h.since = true, h.clock.Now()
 		h.anyFailing.Store(true)
 		log.Warnf("chunk of %d records (tag %s) kept for retry: %v (the same cause is logged once a minute until a flush succeeds)", n, tag, err)
 		return
 	}
 	if allowed {
-		log.Warnf("chunk of %d records (tag %s) kept for retry: %v (%d more chunks kept for this cause in the last minute; failing since %v)", n, tag, err, held, timeNow().Sub(h.since).Round(time.Second))
+		log.Warnf("chunk of %d records (tag %s) kept for retry: %v (%d more chunks kept for this cause in the last minute; failing since %v)", n, tag, err, held, h.clock.Now().Sub(h.since).Round(time.Second))
 	}
 }
 
@@ -246,7 +247,7 @@ func (h *health) recovered(log *Logger) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.failing {
-		log.Infof("delivering again after %d retried chunks over %v", h.retries, timeNow().Sub(h.since).Round(time.Second))
+		log.Infof("delivering again after %d retried chunks over %v", h.retries, h.clock.Now().Sub(h.since).Round(time.Second))
 		h.failing, h.retries, h.causes = false, 0, nil
 		h.anyFailing.Store(false)
 	}

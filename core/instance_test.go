@@ -281,10 +281,10 @@ func TestRegistry(t *testing.T) {
 }
 
 func TestLogFormat(t *testing.T) {
-	defer func(f func() time.Time) { timeNow = f }(timeNow)
-	timeNow = func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) }
 	var buf bytes.Buffer
-	newLogger("trailstack.3", &lockedWriter{w: &buf}).Warnf("x=%d", 1)
+	l := newLogger("trailstack.3", &lockedWriter{w: &buf})
+	l.clock = func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) }
+	l.Warnf("x=%d", 1)
 	if got := buf.String(); got != "[2026/11/26 12:00:00] [ warn] [output:trailstack:trailstack.3] x=1\n" {
 		t.Errorf("line %q", got)
 	}
@@ -293,9 +293,7 @@ func TestLogFormat(t *testing.T) {
 // An outage is logged as the operator needs it: the first failure, then each cause once a
 // minute with the count held back, then the recovery; never a line per retried chunk.
 func TestFailuresAreLoggedOncePerCausePerMinute(t *testing.T) {
-	defer func(f func() time.Time) { timeNow = f }(timeNow)
 	now := time.Unix(1_800_000_000, 0)
-	timeNow = func() time.Time { return now }
 	n := 0
 	sink := &fakeSink{answer: func(context.Context, *Batch) Result {
 		n++
@@ -303,6 +301,7 @@ func TestFailuresAreLoggedOncePerCausePerMinute(t *testing.T) {
 	}}
 	in, buf := newTestInstance(t, sink, MapGetter{})
 	defer in.Close()
+	in.health.clock = func() time.Time { return now }
 	for i := 0; i < 100; i++ { // 100 chunks in 50 s
 		in.Flush(chunkOf("x"), "t")
 		now = now.Add(500 * time.Millisecond)

@@ -15,6 +15,7 @@ import (
 type Logger struct {
 	prefix string
 	out    *lockedWriter
+	clock  Clock
 }
 
 // lockedWriter serialises whole lines from concurrent workers.
@@ -25,9 +26,6 @@ type lockedWriter struct {
 
 var stderr = &lockedWriter{w: os.Stderr}
 
-// timeNow is the clock of log lines; tests replace it.
-var timeNow = time.Now
-
 // NewLogger logs for the instance named name to standard error, where Fluent Bit logs.
 func NewLogger(name string) *Logger { return newLogger(name, stderr) }
 
@@ -36,7 +34,7 @@ func newLogger(name string, w *lockedWriter) *Logger {
 }
 
 func (l *Logger) logf(level, format string, args ...any) {
-	line := timeNow().UTC().Format("[2006/01/02 15:04:05] [") + level + l.prefix + fmt.Sprintf(format, args...) + "\n"
+	line := l.clock.Now().UTC().Format("[2006/01/02 15:04:05] [") + level + l.prefix + fmt.Sprintf(format, args...) + "\n"
 	l.out.mu.Lock()
 	defer l.out.mu.Unlock()
 	_, _ = io.WriteString(l.out.w, line)
@@ -55,6 +53,7 @@ func (l *Logger) Infof(format string, args ...any) { l.logf(" info", format, arg
 // repeats on every chunk is logged once per interval with how often it recurred.
 type Every struct {
 	Interval time.Duration
+	Clock    Clock
 
 	mu         sync.Mutex // guards last and suppressed
 	last       time.Time
@@ -65,7 +64,7 @@ type Every struct {
 func (e *Every) Allow() (ok bool, suppressed int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := timeNow()
+	now := e.Clock.Now()
 	if !e.last.IsZero() && now.Sub(e.last) < e.Interval {
 		e.suppressed++
 		return false, 0

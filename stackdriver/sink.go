@@ -33,10 +33,8 @@ import (
 	"github.com/trailstack/trailstack/metrics"
 )
 
-// timeNow is the clock that decides whether a timestamp is too far ahead; tests replace it.
-var timeNow = time.Now
-
 type sink struct {
+	clock   core.Clock // decides whether a timestamp is too far ahead
 	client  *logging.Client
 	m       *mapper
 	log     *core.Logger
@@ -175,7 +173,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		sc.reset()
 		s.scratch.Put(sc)
 	}()
-	now := timeNow()
+	now := s.clock.Now()
 	var truncated, refused int
 	send := func(g *group) core.Result {
 		if len(g.req.Entries) == 0 {

@@ -314,11 +314,10 @@ func TestLimits(t *testing.T) {
 }
 
 func TestFutureTimestamp(t *testing.T) {
-	defer func(f func() time.Time) { timeNow = f }(timeNow)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // fixtures are from 2026-11-26
-	timeNow = func() time.Time { return now }
 	f := startFake(t)
 	s := newSink(t, f, nil)
+	s.clock = func() time.Time { return now }
 	b := fixture.Batch(t, fixture.Files(t, "kube-merged")[1])
 	deliver(t, s, b)
 	e := f.entries()[0]

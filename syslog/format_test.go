@@ -3,7 +3,6 @@ package syslog
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -213,7 +212,7 @@ func TestTemplatesAndFallbacks(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 	// An unset environment variable makes its alternative fail.
-	os.Unsetenv("NODE_NAME")
+	t.Setenv("NODE_NAME", "") // empty counts as unset
 	f = newFormatter(t, core.MapGetter{"hostname": "${NODE_NAME}||fallback"})
 	if got := frame(t, f, "a", map[string]any{"log": "z"}); !strings.Contains(got, " fallback ") {
 		t.Errorf("got %q", got)

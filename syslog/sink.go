@@ -19,9 +19,6 @@ import (
 	"github.com/trailstack/trailstack/metrics"
 )
 
-// timeNow is the clock of acknowledgement deadlines and of the backoff; tests replace it.
-var timeNow = time.Now
-
 // Acknowledgement polling: start fine (loopback and LAN acknowledge in microseconds), back
 // off to a few milliseconds for slow links.
 const (
@@ -32,6 +29,7 @@ const (
 func nextAckPoll(d time.Duration) time.Duration { return min(2*d, ackPollMax) }
 
 type sink struct {
+	clock   core.Clock // of acknowledgement deadlines and of the backoff
 	cfg     *Config
 	f       *formatter
 	log     *core.Logger
@@ -78,7 +76,7 @@ func (cfg *Config) Build(env core.Env) (core.Sink, error) {
 	if s.m == nil {
 		s.m = metrics.NewInstance("unnamed", "syslog")
 	}
-	s.backoff.Now = func() time.Time { return timeNow() }
+	s.backoff.Clock, s.cutShort.Clock = s.now, s.now
 	s.cutShort.Interval = 10 * time.Second
 	s.bufs.New = func() any { return &buffer{b: make([]byte, 0, 64<<10), s: f.newScratch()} }
 	if cfg.useTLS {
@@ -103,6 +101,8 @@ func (cfg *Config) Build(env core.Env) (core.Sink, error) {
 	}
 	return s, nil
 }
+
+func (s *sink) now() time.Time { return s.clock.Now() }
 
 // writeSegment is how much of a flush's buffer one write hands the socket: the write
 // deadline is renewed between segments, so write_timeout bounds a stall, not a slow link.
@@ -256,7 +256,7 @@ func (s *sink) deliverUDP(ctx context.Context, b *core.Batch, buf *buffer) core.
 // waitAcked polls the socket's unacknowledged byte count down to zero, within ack_timeout
 // of the last progress.
 func (s *sink) waitAcked(ctx context.Context, c *conn, wrote int) error {
-	deadline := timeNow().Add(s.cfg.ackTimeout)
+	deadline := s.now().Add(s.cfg.ackTimeout)
 	last := wrote + 1
 	poll := ackPollMin
 	for {
@@ -271,9 +271,9 @@ func (s *sink) waitAcked(ctx context.Context, c *conn, wrote int) error {
 			return nil
 		}
 		if n < last {
-			last, deadline = n, timeNow().Add(s.cfg.ackTimeout) // the peer is acknowledging
+			last, deadline = n, s.now().Add(s.cfg.ackTimeout) // the peer is acknowledging
 		}
-		if timeNow().After(deadline) {
+		if s.now().After(deadline) {
 			return fmt.Errorf("%d of %d bytes not acknowledged by %s within ack_timeout %v: %w", n, wrote, s.cfg.addr, s.cfg.ackTimeout, errTimedOut)
 		}
 		t := time.NewTimer(poll)

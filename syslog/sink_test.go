@@ -274,13 +274,12 @@ func TestTLSVerificationFailuresRetry(t *testing.T) {
 }
 
 func TestReconnectBackoff(t *testing.T) {
-	defer func(f func() time.Time) { timeNow = f }(timeNow)
 	now := time.Unix(1000, 0)
-	timeNow = func() time.Time { return now }
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: every dial is refused
 	s := newSink(t, core.MapGetter{"address": "tcp://" + addr})
+	s.clock = func() time.Time { return now }
 	b := &core.Batch{Tag: "t", Records: chunkBatch(t, "kube-merged", "chunk-002.msgpack").Records[:1]}
 	res := s.Deliver(context.Background(), b)
 	if res.Status != core.Retry || !strings.Contains(res.Err.Error(), "connection refused") {
@@ -352,15 +351,14 @@ func TestConfigErrors(t *testing.T) {
 // the first answer RETRY at once, so a hung receiver cannot hold Fluent Bit's workers (and
 // its shutdown) for a timeout per chunk. Once the wait is over, the next flush tries again.
 func TestHungDestinationAnswersAtOnce(t *testing.T) {
-	defer func(f func() time.Time) { timeNow = f }(timeNow)
 	var mu sync.Mutex
 	now := time.Now()
-	timeNow = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	ln := listenSmallRcvBuf(t)
 	r := startReceiver(t, &receiver{ln: ln, noRead: true})
 	b := bigChunk(2 << 20)
 	// The clock is the test's: flush_timeout (real time) ends the flushes that try.
 	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "write_timeout": "300ms", "ack_timeout": "300ms", "flush_timeout": "1s"})
+	s.clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	if res := s.Deliver(context.Background(), b); res.Status != core.Retry {
 		t.Fatalf("first flush: %v %v", res.Status, res.Err)
 	}
