@@ -11,7 +11,9 @@ import (
 // Logger writes lines in Fluent Bit's own format, so that they interleave readably with the
 // engine's: "[2026/11/26 12:00:00] [ info] [output:trailstack:trailstack.0] message".
 // Fluent Bit does not pass an instance's alias to Go plugins, so the instance is named by
-// plugin name and index, as the engine names instances that have no alias.
+// plugin name and index, as the engine names instances that have no alias. Not log/slog:
+// Fluent Bit's line is a bracketed prefix and free text, with no attributes for a handler to
+// render, so a slog.Handler would be this same formatting in four methods.
 type Logger struct {
 	prefix string
 	out    *lockedWriter

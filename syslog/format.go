@@ -2,6 +2,7 @@ package syslog
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -32,7 +33,10 @@ const (
 )
 
 // formatter turns records into RFC 5424 frames. It is built once per instance and shared by
-// its workers; per-call state lives in a scratch.
+// its workers; per-call state lives in a scratch. It writes the frame itself rather than
+// through go-syslog's rfc5424 builder: 3.5 µs and 29 allocations a record against 0.47 µs
+// and none (README, Benchmarks), where the whole flush may take 1.5 µs a record. go-syslog's
+// strict parser checks the frames it writes in the tests instead.
 type formatter struct {
 	facility                          int
 	hostname, appname, procid, msgid  *accessor.Template
@@ -89,7 +93,7 @@ func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scr
 	switch f.framing {
 	case framingOctet:
 		s.msg = f.appendMessage(s.msg[:0], r, tag, s)
-		dst = appendInt(dst, len(s.msg))
+		dst = strconv.AppendInt(dst, int64(len(s.msg)), 10)
 		dst = append(dst, ' ')
 		return append(dst, s.msg...)
 	case framingLF:
@@ -103,7 +107,7 @@ func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scr
 func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *scratch) []byte {
 	start := len(dst)
 	dst = append(dst, '<')
-	dst = appendInt(dst, f.facility*8+f.severity(s.vals))
+	dst = strconv.AppendInt(dst, int64(f.facility*8+f.severity(s.vals)), 10)
 	dst = append(dst, ">1 "...)
 	dst = s.appendTimestamp(dst, r.Sec, r.Nsec)
 	dst = append(dst, ' ')
@@ -402,49 +406,18 @@ func (w *sliceWriter) Write(p []byte) (int, error)       { w.b = append(w.b, p..
 func (w *sliceWriter) WriteByte(c byte) error            { w.b = append(w.b, c); return nil }
 func (w *sliceWriter) WriteString(s string) (int, error) { w.b = append(w.b, s...); return len(s), nil }
 
-func appendInt(dst []byte, n int) []byte {
-	if n < 10 {
-		return append(dst, byte('0'+n))
-	}
-	var buf [20]byte
-	i := len(buf)
-	for n > 0 {
-		i--
-		buf[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return append(dst, buf[i:]...)
-}
-
-// appendTimestamp writes the time in UTC with microseconds: 2026-11-26T12:00:00.004110Z.
+// appendTimestamp writes the time in UTC with microseconds: 2026-11-26T12:00:00.004110Z. The
+// part up to the seconds is formatted once per second: a chunk's records mostly share it.
 func (s *scratch) appendTimestamp(dst []byte, sec, nsec int64) []byte {
 	if s.tsPrefix == nil || sec != s.tsSec {
-		s.tsSec, s.tsPrefix = sec, appendSeconds(s.tsPrefix[:0], sec)
+		s.tsSec, s.tsPrefix = sec, time.Unix(sec, 0).UTC().AppendFormat(s.tsPrefix[:0], "2006-01-02T15:04:05.")
 	}
 	dst = append(dst, s.tsPrefix...)
 	dst = appendPad(dst, int(nsec/1000), 6)
 	return append(dst, 'Z')
 }
 
-// appendSeconds writes 2026-11-26T12:00:00. for sec.
-func appendSeconds(dst []byte, sec int64) []byte {
-	t := time.Unix(sec, 0).UTC()
-	year, month, day := t.Date()
-	hour, min, s := t.Clock()
-	dst = appendPad(dst, year, 4)
-	dst = append(dst, '-')
-	dst = appendPad(dst, int(month), 2)
-	dst = append(dst, '-')
-	dst = appendPad(dst, day, 2)
-	dst = append(dst, 'T')
-	dst = appendPad(dst, hour, 2)
-	dst = append(dst, ':')
-	dst = appendPad(dst, min, 2)
-	dst = append(dst, ':')
-	dst = appendPad(dst, s, 2)
-	return append(dst, '.')
-}
-
+// appendPad writes n in width digits, zero-padded: the microseconds, on every record.
 func appendPad(dst []byte, n, width int) []byte {
 	var buf [8]byte
 	for i := width - 1; i >= 0; i-- {
