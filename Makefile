@@ -7,11 +7,11 @@ SO_ARM64 := $(BUILD)/arm64/out_trailstack.so
 IMAGE   ?= trailstack:dev
 TEST_SO := $(BUILD)/out_trailstack_test.so
 HOST    := $(BUILD)/flbhost
-GOFILES := $(shell find . -name '*.go' -not -path './build/*') go.mod go.sum
+GOFILES := $(shell find . -name '*.go' -not -path './build/*' -not -path './conf/*') go.mod go.sum
 FIXTURES ?= ../shared/fixtures/fluent-bit-5.1.1
 FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
-.PHONY: all test bench demo lint clean image fuzz
+.PHONY: all test bench demo vet lint clean image fuzz
 
 all: $(SO) $(HOST)
 
@@ -29,29 +29,43 @@ $(SO_ARM64): $(GOFILES)
 image:
 	docker buildx build --platform linux/amd64,linux/arm64 -t $(IMAGE) --push .
 
-# The same plugin with a destination the tests can inspect (package internal/testsink).
+# The same plugin with a destination the tests can inspect (package testkit/testsink).
 $(TEST_SO): $(GOFILES)
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -tags trailstack_testsink -o $@ ./plugin
 
 $(BUILD)/syslogdrain: $(GOFILES)
-	CGO_ENABLED=0 $(GO) build -o $@ ./internal/cmd/syslogdrain
+	CGO_ENABLED=0 $(GO) build -o $@ ./tools/syslogdrain
 
 $(BUILD)/fakelogging: $(GOFILES)
-	CGO_ENABLED=0 $(GO) build -o $@ ./internal/cmd/fakelogging
+	CGO_ENABLED=0 $(GO) build -o $@ ./tools/fakelogging
 
 $(BUILD)/enginebench: $(GOFILES)
-	CGO_ENABLED=0 $(GO) build -o $@ ./internal/cmd/enginebench
+	CGO_ENABLED=0 $(GO) build -o $@ ./tools/enginebench
 
-$(HOST): host/flbhost.c
+$(HOST): tools/flbhost/flbhost.c
 	@mkdir -p $(BUILD)
-	$(CC) -O2 -Wall -Wextra -o $@ host/flbhost.c -ldl -lpthread
+	$(CC) -O2 -Wall -Wextra -o $@ tools/flbhost/flbhost.c -ldl -lpthread
 
-lint:
+# What every change must pass, offline: formatting, vet (both modules, and the test build of
+# the plugin), and every package but plugin/ without cgo. make test runs it first.
+vet:
 	@test -z "$$(gofmt -l $$(find . -name '*.go' -not -path './build/*'))" || { gofmt -l . ; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags trailstack_testsink ./plugin
-	# every package but plugin/ builds without cgo
+	cd conf && $(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build $$($(GO) list ./... | grep -v /plugin$$)
+
+# vet, then staticcheck, go.mod and go.sum tidy, and known vulnerabilities (govulncheck asks
+# vuln.go.dev, so this needs the network; CI's make test does not run it).
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK ?= $(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0
+lint: vet
+	$(STATICCHECK) ./... && $(STATICCHECK) -tags trailstack_testsink ./plugin
+	cd conf && $(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+	cd conf && $(GO) mod tidy -diff
+	$(GOVULNCHECK) ./...
+	cd conf && $(GOVULNCHECK) ./...
 
 # The arm64 .so is built where Debian's cross gcc is installed (.ci/run installs it);
 # elsewhere its test says it skipped.
@@ -62,10 +76,11 @@ endif
 
 # Unit tests, the .so through the C host, the real engine (../shared/engine/fluent-bit or
 # FLUENT_BIT_BIN) and the node harness (conf/, as root).
-test: all $(TEST_SO) $(ARM64_TEST) lint
-	TRAILSTACK_TEST_SO=$(abspath $(TEST_SO)) FLBHOST=$(abspath $(HOST)) \
-	TRAILSTACK_SO=$(abspath $(SO)) $(ARM64_ENV) \
-		$(GO) test -race -count=1 -timeout 60m ./...
+TEST_ENV := TRAILSTACK_TEST_SO=$(abspath $(TEST_SO)) FLBHOST=$(abspath $(HOST)) \
+	TRAILSTACK_SO=$(abspath $(SO)) $(ARM64_ENV)
+test: all $(TEST_SO) $(ARM64_TEST) vet
+	$(TEST_ENV) $(GO) test -race -count=1 -timeout 60m ./...
+	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...
 
 # Every fuzz target for FUZZTIME each (not part of make test; the seed corpora are).
 FUZZTIME ?= 30s

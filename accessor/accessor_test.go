@@ -8,8 +8,8 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
-	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 func TestExtractFindsNestedValuesInOnePass(t *testing.T) {

@@ -447,6 +447,13 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(df, "CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags='-s -w'") {
 		t.Error("the .so is not built with cgo for the target, -trimpath and stripped")
 	}
+	// The image's go mod download fetches the plugin's modules only: those that conf's tests
+	// need (Kubernetes, kustomize, Prometheus's rule parser) are in conf/go.mod.
+	for _, m := range []string{"k8s.io/", "sigs.k8s.io/", "github.com/prometheus/prometheus "} {
+		if strings.Contains(gomod, m) {
+			t.Errorf("the plugin's go.mod requires %s, which only conf's tests use", m)
+		}
+	}
 	// The build context holds no build output, test binaries or test data.
 	ignore := strings.Fields(string(readFile(t, "../.dockerignore")))
 	for _, want := range []string{"build/", "*.test", "**/testdata/", "**/*_test.go"} {

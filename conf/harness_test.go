@@ -28,8 +28,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/trailstack/trailstack/internal/fixture"
-	"github.com/trailstack/trailstack/internal/testpki"
+	"github.com/trailstack/trailstack/testkit/fixture"
+	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
 const (

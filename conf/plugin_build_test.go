@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // checkSO holds a shipped .so to what the image needs: the machine it says, stripped, and

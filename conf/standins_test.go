@@ -25,7 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/trailstack/trailstack/internal/testpki"
+	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
 // lineID finds the pod and sequence number that every harness log line carries, as text

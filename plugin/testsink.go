@@ -4,7 +4,7 @@ package main
 
 import (
 	"github.com/trailstack/trailstack/core"
-	"github.com/trailstack/trailstack/internal/testsink"
+	"github.com/trailstack/trailstack/testkit/testsink"
 )
 
 // The plugin's tests build the .so with this tag to get a destination they can inspect.

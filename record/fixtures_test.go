@@ -9,7 +9,7 @@ import (
 )
 
 // fixtureDir holds real chunks that Fluent Bit 5.1.1 passed to a Go plugin (its README).
-// Not through internal/fixture, which imports this package.
+// Not through testkit/fixture, which imports this package.
 const fixtureDir = "../testdata/fluent-bit-5.1.1"
 
 func readFixture(tb testing.TB, set, name string) []byte {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/trailstack/trailstack/core"
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // BenchmarkMap20k maps kube-20k records to LogEntries; ns/op is per record.

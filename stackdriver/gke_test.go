@@ -11,8 +11,8 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/trailstack/trailstack/core"
-	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // The entries GKE's own agent writes, field by field, for each shape of record a node

@@ -8,8 +8,8 @@ import (
 	"github.com/tinylib/msgp/msgp"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // A body encoded straight from msgpack is, once decoded, the Struct the converter builds,

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/mem"
 
 	"github.com/trailstack/trailstack/core"
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // BenchmarkShapes delivers a 2 MB chunk of each record shape through the real client to an

@@ -14,8 +14,8 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/trailstack/trailstack/core"
-	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 func newFormatter(t testing.TB, keys core.MapGetter) *formatter {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/trailstack/trailstack/accessor"
 	"github.com/trailstack/trailstack/core"
-	"github.com/trailstack/trailstack/internal/fixture"
 	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // FuzzFrame: whatever a record holds, the frame parses with go-syslog's strict RFC 5424

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trailstack/trailstack/internal/testpki"
+	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
 func newPKI(t testing.TB, dnsName string) *testpki.PKI { return testpki.New(t, dnsName) }

@@ -16,7 +16,7 @@ import (
 	"github.com/trailstack/trailstack/core"
 	"go.uber.org/goleak"
 
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 func newSink(t testing.TB, keys core.MapGetter) *sink {

@@ -1,4 +1,4 @@
-package hosttest
+package e2e
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // TestRealFluentBit runs the .so inside a real fluent-bit (FLUENT_BIT_BIN) that tails the

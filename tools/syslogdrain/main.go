@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/trailstack/trailstack/internal/testpki"
+	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
 func main() {

@@ -1,4 +1,4 @@
-package hosttest
+package e2e
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // TestRealFluentBitRestartLosesNothing: the engine reads the logs while the syslog receiver
@@ -32,7 +32,7 @@ func TestRealFluentBitRestartLosesNothing(t *testing.T) {
 			}
 		}
 	}
-	drain := goBuild(t, "./internal/cmd/syslogdrain", dir)
+	drain := goBuild(t, "./tools/syslogdrain", dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package hosttest
+package e2e
 
 import (
 	"bytes"
@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/trailstack/trailstack/internal/fixture"
-	"github.com/trailstack/trailstack/internal/testsink"
 	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/testkit/fixture"
+	"github.com/trailstack/trailstack/testkit/testsink"
 )
 
 var soPath, hostPath string
@@ -24,7 +24,7 @@ var soPath, hostPath string
 func TestMain(m *testing.M) {
 	soPath, hostPath = os.Getenv("TRAILSTACK_TEST_SO"), os.Getenv("FLBHOST")
 	if soPath == "" || hostPath == "" {
-		dir, err := os.MkdirTemp("", "hosttest")
+		dir, err := os.MkdirTemp("", "e2e")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		soPath, hostPath = filepath.Join(dir, "out_trailstack_test.so"), filepath.Join(dir, "flbhost")
 		for _, args := range [][]string{
 			{"go", "build", "-buildmode=c-shared", "-tags", "trailstack_testsink", "-o", soPath, "./plugin"},
-			{"gcc", "-O2", "-Wall", "-o", hostPath, "host/flbhost.c", "-ldl", "-lpthread"},
+			{"gcc", "-O2", "-Wall", "-o", hostPath, "tools/flbhost/flbhost.c", "-ldl", "-lpthread"},
 		} {
 			cmd := exec.Command(args[0], args[1:]...)
 			cmd.Dir = ".."

@@ -1,4 +1,4 @@
-package hosttest
+package e2e
 
 import (
 	"bytes"
@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trailstack/trailstack/internal/fixture"
-	"github.com/trailstack/trailstack/internal/testpki"
 	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/testkit/fixture"
+	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
 // rsyslog is a real TLS syslog server from Debian's packages, writing every field it parsed

@@ -1,4 +1,4 @@
-package hosttest
+package e2e
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // The fixture chunks through the real .so (its own Go runtime, gRPC and Cloud Logging
@@ -99,7 +99,7 @@ func TestRealFluentBitOneRefusedEntry(t *testing.T) {
 // and returns it, its address, and its output after the "listening" line.
 func startFakeLogging(t *testing.T, dir string, args ...string) (*exec.Cmd, string, *bufio.Scanner) {
 	t.Helper()
-	srv := exec.Command(goBuild(t, "./internal/cmd/fakelogging", dir), append(args, "-timeout", "60s")...)
+	srv := exec.Command(goBuild(t, "./tools/fakelogging", dir), append(args, "-timeout", "60s")...)
 	stdout, _ := srv.StdoutPipe()
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

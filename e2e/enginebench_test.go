@@ -1,4 +1,4 @@
-package hosttest
+package e2e
 
 import (
 	"os/exec"
@@ -13,9 +13,9 @@ import (
 func TestEngineBenchCountsEveryLine(t *testing.T) {
 	bin := fluentBit(t)
 	dir := t.TempDir()
-	eb := goBuild(t, "./internal/cmd/enginebench", dir)
-	goBuild(t, "./internal/cmd/syslogdrain", dir)
-	goBuild(t, "./internal/cmd/fakelogging", dir)
+	eb := goBuild(t, "./tools/enginebench", dir)
+	goBuild(t, "./tools/syslogdrain", dir)
+	goBuild(t, "./tools/fakelogging", dir)
 	out, err := exec.Command(eb, "-engine", bin, "-so", soPath, "-bin", dir, "-lines", "20000", "-runs", "1", "-timeout", "2m").CombinedOutput()
 	if err != nil {
 		t.Fatalf("enginebench: %v\n%s", err, out)

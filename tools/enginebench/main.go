@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 type pod struct{ ns, name, hash string }

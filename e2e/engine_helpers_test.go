@@ -1,4 +1,4 @@
-package hosttest
+package e2e
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/trailstack/trailstack/internal/fixture"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // fluentBit is the real engine (see fixture.Engine).

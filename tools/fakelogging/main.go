@@ -34,7 +34,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/trailstack/trailstack/internal/testpki"
+	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
 type server struct {
