@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -46,42 +47,60 @@ func NewInstance(name string, get Getter, kinds []Kind) (*Instance, error) {
 
 func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance, error) {
 	p := NewParser(get)
-	timeout, metricsAddr := instanceKeys(p)
-	sinkName, cfg, err := parseSink(p, get, kinds)
+	c, err := parseInstance(p, get, kinds)
 	if err != nil {
 		return nil, err
 	}
-	if metricsAddr != "" {
-		bound, err := metrics.Listen(metricsAddr)
+	if c.metricsListen != "" {
+		bound, err := metrics.Listen(c.metricsListen)
 		if err != nil {
 			return nil, KeyError("metrics_listen", "%v", err)
 		}
 		log.Infof("metrics on http://%s/metrics", bound)
 	}
-	m := metrics.NewInstance(name, sinkName)
-	sink, err := cfg.Build(Env{Log: log, Metrics: m})
+	m := metrics.NewInstance(name, c.sink)
+	sink, err := c.cfg.Build(Env{Log: log, Metrics: m})
 	if err != nil {
 		m.Remove()
 		return nil, err
 	}
-	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: timeout, metrics: m}
+	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: c.shutdownTimeout, metrics: m}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	in.batches.New = func() any { s := make([]record.Record, 0, 1024); return &s }
 	log.Infof("initialised: %s", p.Effective())
 	return in, nil
 }
 
-// instanceKeys reads the keys every instance has, whatever its sink.
-func instanceKeys(p *Parser) (shutdownTimeout time.Duration, metricsListen string) {
-	return p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute), p.String("metrics_listen", "")
+// instanceConfig is an instance's keys, parsed: the sink's and those of every instance.
+type instanceConfig struct {
+	sink            string
+	cfg             Config
+	shutdownTimeout time.Duration
+	metricsListen   string
+}
+
+// parseInstance reads the sink key, the keys every instance has, then the sink's own.
+func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) {
+	var c instanceConfig
+	names := kindNames(kinds)
+	if get.Get("sink") == "" {
+		return c, fmt.Errorf("config key \"sink\" is required: one of %v", names)
+	}
+	c.sink = p.Enum("sink", "", names...)
+	c.shutdownTimeout = p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
+	c.metricsListen = p.String("metrics_listen", "")
+	if err := p.Err(); err != nil {
+		return c, err
+	}
+	c.cfg = kinds[slices.Index(names, c.sink)].Parse(p)
+	return c, p.Err()
 }
 
 // Check reads an [OUTPUT] section's keys as Init would, without building the sink, and
 // fails on a value that does not parse or a key that neither the plugin nor Fluent Bit reads.
 func Check(keys MapGetter, kinds []Kind) error {
 	p := NewParser(keys)
-	instanceKeys(p)
-	sinkName, _, err := parseSink(p, keys, kinds)
+	c, err := parseInstance(p, keys, kinds)
 	if err != nil {
 		return err
 	}
@@ -97,7 +116,7 @@ func Check(keys MapGetter, kinds []Kind) error {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return fmt.Errorf("keys that sink %s does not read: %s", sinkName, strings.Join(unknown, ", "))
+		return fmt.Errorf("keys that sink %s does not read: %s", c.sink, strings.Join(unknown, ", "))
 	}
 	return nil
 }

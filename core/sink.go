@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/trailstack/trailstack/metrics"
 	"github.com/trailstack/trailstack/record"
@@ -109,20 +108,4 @@ func kindNames(kinds []Kind) []string {
 		names[i] = k.Name
 	}
 	return names
-}
-
-// parseSink reads the sink key and the chosen kind's keys: the first step of Init, and all
-// of Check.
-func parseSink(p *Parser, get Getter, kinds []Kind) (string, Config, error) {
-	names := kindNames(kinds)
-	if get.Get("sink") == "" {
-		return "", nil, fmt.Errorf("config key \"sink\" is required: one of %v", names)
-	}
-	name := p.Enum("sink", "", names...)
-	if err := p.Err(); err != nil {
-		return "", nil, err
-	}
-	kind := kinds[slices.Index(names, name)]
-	cfg := kind.Parse(p)
-	return name, cfg, p.Err()
 }

@@ -142,11 +142,14 @@ func totals(t *testing.T, r run) (offered, ok int) {
 	return offered, ok
 }
 
-// The C host counts the records of every fixture chunk itself, independently of the plugin.
+// The C host counts the records of every fixture chunk itself, independently of the plugin,
+// and of three generated chunks of 2 MB.
 func TestHostCountsEveryFixture(t *testing.T) {
-	want := map[string]int{"kube-merged": 206, "kube-raw": 206, "plain": 209, "kube-20k": 20000}
+	big, perChunk := fixture.WriteShapeChunks(t, t.TempDir(), "kube", 3, 2<<20)
+	sets := map[string][]string{"kube-merged": fixtures(t, "kube-merged"), "kube-raw": fixtures(t, "kube-raw"), "plain": fixtures(t, "plain"), "generated": big}
+	want := map[string]int{"kube-merged": 206, "kube-raw": 206, "plain": 209, "generated": 3 * perChunk}
 	for set, n := range want {
-		r := host(t, append([]string{"-q", soPath, "-i", "-o", "sink=null", "--"}, fixtures(t, set)...)...)
+		r := host(t, append([]string{"-q", soPath, "-i", "-o", "sink=null", "--"}, sets[set]...)...)
 		if r.code != 0 {
 			t.Fatalf("%s: exit %d\n%s\n%s", set, r.code, r.stdout, r.stderr)
 		}
@@ -187,8 +190,8 @@ func TestFixturesArriveAtEveryInstance(t *testing.T) {
 
 // Many instances and threads at once, each chunk flushed several times: the counts are exact.
 func TestConcurrentInstancesAndWorkers(t *testing.T) {
-	files := fixtures(t, "kube-20k")[:3]
 	dir := t.TempDir()
+	files, _ := fixture.WriteShapeChunks(t, t.TempDir(), "kube", 3, 2<<20)
 	args := []string{"-q", "-t", "4", "-n", "3", soPath}
 	for i := 0; i < 3; i++ {
 		args = append(args, "-i", "-o", "sink=test", "-o", fmt.Sprintf("test_out=%s/%d", dir, i))

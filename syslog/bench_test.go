@@ -13,7 +13,7 @@ import (
 // BenchmarkFormat20k formats kube-20k records with the default (Papertrail) fields; ns/op
 // and allocs/op are per record.
 func BenchmarkFormat20k(b *testing.B) {
-	recs := loadFixtures(b, "kube-20k")[:5000]
+	recs := load20k(b)[:5000]
 	f := newFormatter(b, core.MapGetter{})
 	s := f.newScratch()
 	buf := make([]byte, 0, 8<<20)
@@ -33,7 +33,7 @@ func BenchmarkFormat20k(b *testing.B) {
 // BenchmarkGoSyslogBuilder20k builds the same messages with go-syslog's rfc5424 builder,
 // the fields looked up the same way.
 func BenchmarkGoSyslogBuilder20k(b *testing.B) {
-	recs := loadFixtures(b, "kube-20k")[:5000]
+	recs := load20k(b)[:5000]
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -59,7 +59,7 @@ func BenchmarkDeliverTLS20k(b *testing.B) {
 	pki := newPKI(b, "localhost")
 	r := startReceiver(b, &receiver{tlsCfg: pki.Server, discard: true})
 	s := newSink(b, core.MapGetter{"address": r.addr(), "ca_file": pki.CAFile})
-	batch := chunkBatch(b, "kube-20k", "chunk-001.msgpack")
+	batch := fixture.Batch(b, fixture.BenchSet(b, "kube-20k")[0])
 	b.ResetTimer()
 	for i := 0; i < b.N; i += len(batch.Records) {
 		if res := s.Deliver(context.Background(), batch); res.Status != core.Delivered {
@@ -88,4 +88,16 @@ func BenchmarkFormatShapes(b *testing.B) {
 			}
 		})
 	}
+}
+
+// load20k reads the records of the kube-20k benchmark set, outside the repository.
+func load20k(b *testing.B) []fixtureRecord {
+	var out []fixtureRecord
+	for _, f := range fixture.BenchSet(b, "kube-20k") {
+		batch := fixture.Batch(b, f)
+		for _, r := range batch.Records {
+			out = append(out, fixtureRecord{batch.Tag, r})
+		}
+	}
+	return out
 }
