@@ -55,4 +55,5 @@ func BenchmarkFlush(b *testing.B) {
 		})
 		close(stop)
 	}
+	http.DefaultClient.CloseIdleConnections()
 }
