@@ -473,7 +473,7 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen
 			}
 			return it.Offset()
 		}
-		key, ok := it.Key()
+		key, val, ok := it.Entry()
 		if !ok {
 			return len(m)
 		}
@@ -494,6 +494,12 @@ func walk(m []byte, n *node, vals []record.Value, needEnd bool, last *node, seen
 				}
 				break
 			}
+		}
+		if val != nil { // measured already: a string or a scalar
+			if c != nil && c.slot >= 0 {
+				vals[c.slot] = val
+			}
+			continue
 		}
 		rest := it.Rest()
 		var vl int

@@ -113,10 +113,10 @@ func (it *MapIter) Offset() int { return it.pos }
 // false at the end of the map or at a malformed key (see Err). The value must be read next
 // (Value, or Rest and Advance).
 func (it *MapIter) Key() ([]byte, bool) {
-	// A fixstr, nearly every key: read in place, in a part small enough to be inlined.
-	if p := it.pos; it.n > 0 && p < len(it.b) && it.b[p]>>5 == 0xa0>>5 {
-		if end := p + 1 + int(it.b[p]&0x1f); end <= len(it.b) && it.err == nil {
-			it.key, it.pos, it.val = p, end, end
+	// A fixstr, nearly every key: read in place, small enough to be inlined into the walks.
+	if p := it.pos; it.n > 0 && p < len(it.b) && it.b[p]&0xe0 == 0xa0 {
+		if end := p + 1 + int(it.b[p]&0x1f); end <= len(it.b) {
+			it.key, it.val, it.pos = p, end, end
 			it.n--
 			return it.b[p+1 : end], true
 		}
@@ -146,8 +146,8 @@ func (it *MapIter) RawKey() []byte { return it.b[it.key:it.val] }
 // Value reads the value of the key just read, or returns false where it is malformed.
 func (it *MapIter) Value() (Value, bool) {
 	// A fixstr, the commonest value: measured in place, inlined.
-	if p := it.pos; p < len(it.b) && it.b[p]>>5 == 0xa0>>5 {
-		if end := p + 1 + int(it.b[p]&0x1f); end <= len(it.b) && it.err == nil {
+	if p := it.pos; p < len(it.b) && it.b[p]&0xe0 == 0xa0 {
+		if end := p + 1 + int(it.b[p]&0x1f); end <= len(it.b) {
 			it.pos = end
 			return Value(it.b[p:end]), true
 		}
@@ -173,6 +173,47 @@ func (it *MapIter) anyValue() (Value, bool) {
 	}
 	it.pos += vn
 	return Value(it.b[start:it.pos]), true
+}
+
+// Entry reads the next entry in one step where it can: the key, and the value when its first
+// bytes give its length (strings, numbers, nil, bools), moving past it. When the value is a map,
+// an array or another type, val is nil and the walk stays at the value, for the caller to read
+// with Value, or Rest and Advance: a walk that descends into a map need not measure it first.
+// It returns false at the end of the map or at a malformed key (see Err).
+func (it *MapIter) Entry() (key []byte, val Value, ok bool) {
+	b, p := it.b, it.pos
+	if it.n > 0 && p < len(b) && b[p]&0xe0 == 0xa0 { // a fixstr key, nearly every key
+		end := p + 1 + int(b[p]&0x1f)
+		if end > len(b) {
+			_, ok = it.anyKey() // reports the error
+			return nil, nil, ok
+		}
+		it.key, it.val, it.n = p, end, it.n-1
+		key, p = b[p+1:end], end
+	} else if key, ok = it.Key(); !ok {
+		return nil, nil, false
+	} else {
+		p = it.pos
+	}
+	if p < len(b) {
+		n := 0
+		switch c := b[p]; {
+		case c <= 0x7f || c >= 0xe0: // fixint
+			n = 1
+		case c&0xe0 == 0xa0: // fixstr
+			n = 1 + int(c&0x1f)
+		case c == 0xd9 && p+1 < len(b): // str8
+			n = 2 + int(b[p+1])
+		case fixedLen[c] != 0:
+			n = int(fixedLen[c])
+		}
+		if n > 0 && p+n <= len(b) {
+			it.pos = p + n
+			return key, Value(b[p : p+n]), true
+		}
+	}
+	it.pos = p
+	return key, nil, true
 }
 
 // Rest is the map's bytes from the current value on.
