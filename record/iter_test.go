@@ -126,3 +126,29 @@ func TestArrayIter(t *testing.T) {
 		t.Fatal("a cut array read to its end")
 	}
 }
+
+// A map cut inside its second value: the first entry reads, then the walk ends with the
+// error, and no byte of the broken value is ever read as a key.
+func TestMapIterStopsAtTheFirstMalformedEntry(t *testing.T) {
+	m := msgp.AppendMapHeader(nil, 3)
+	m = msgp.AppendString(m, "a")
+	m = msgp.AppendString(m, "x")
+	m = msgp.AppendString(m, "b")
+	m = msgp.AppendMapHeader(m, 1) // cut below, inside this map
+	m = msgp.AppendString(m, "k")
+	m = msgp.AppendString(m, "cut short")
+	m = m[:len(m)-3]
+	it, _ := Value(m).Iter()
+	if k, v, ok := it.Next(); !ok || string(k) != "a" || !v.Equal("x") {
+		t.Fatalf("first entry: %q %x %v", k, v, ok)
+	}
+	if _, _, ok := it.Next(); ok || it.Err() == nil || it.Len() != 0 {
+		t.Fatalf("second entry read (%v), err %v, %d left", ok, it.Err(), it.Len())
+	}
+	if _, ok := it.Key(); ok {
+		t.Fatal("a key read after the error")
+	}
+	if _, _, ok := it.Entry(); ok {
+		t.Fatal("an entry read after the error")
+	}
+}

@@ -131,7 +131,7 @@ func (it *MapIter) anyKey() ([]byte, bool) {
 	it.key = it.pos
 	kn, err := objectLen(it.b[it.pos:])
 	if err != nil {
-		it.err = err
+		it.err, it.n = err, 0 // no entry is read after a malformed one
 		return nil, false
 	}
 	it.pos += kn
@@ -168,7 +168,7 @@ func (it *MapIter) anyValue() (Value, bool) {
 	}
 	vn, err := objectLen(it.b[start:])
 	if err != nil {
-		it.err = err
+		it.err, it.n = err, 0
 		return nil, false
 	}
 	it.pos += vn
@@ -229,7 +229,7 @@ func (it *MapIter) SkipRest() bool {
 	}
 	n, err := skipObjects(it.b[it.pos:], 2*it.n)
 	if err != nil {
-		it.err = err
+		it.err, it.n = err, 0
 		return false
 	}
 	it.pos, it.n = it.pos+n, 0
