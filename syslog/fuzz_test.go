@@ -16,22 +16,37 @@ import (
 )
 
 // FuzzFrame: whatever a record holds, the frame parses with go-syslog's strict RFC 5424
-// parser and MSG carries the log line as the README says (trimmed, repaired, one line).
+// parser and MSG carries the log line as the README says (trimmed, repaired, one line), or,
+// for a body the kubernetes filter merged, the application's JSON.
 func FuzzFrame(f *testing.F) {
 	f.Add("hello", "node-1", "ns", "pod", "c", "stdout", "INFO", "tag.a.b", uint8(0))
 	f.Add("multi\nline\r\n", "", "", "", "", "stderr", "", "", uint8(1))
 	f.Add("bad \xff utf8 \x00", "ho st", "n\"s]", "p=d", "c\\", "x", "7", "t", uint8(0))
 	f.Add(strings.Repeat("日本", 600), "h", "n", "p", "c", "s", "warn", "x", uint8(1))
+	f.Add("merged \"json\" \xff", "app-stream", "ns", "pod", "c", "stdout", "info", "2026-11-26T12:00:00Z", uint8(2))
+	f.Add(strings.Repeat("x\n", 700), "", "", "", "", "stderr", "", "", uint8(3))
 	lf := newFormatter(f, core.MapGetter{"max_size": "1024", "sd_params": "ns=$kubernetes['namespace_name'] c=$kubernetes['container_name']"})
 	oc := newFormatter(f, core.MapGetter{"max_size": "1024", "framing": "octet", "sd_params": "ns=$kubernetes['namespace_name']"})
 	p := rfc5424.NewParser()
 	f.Fuzz(func(t *testing.T, log, host, ns, pod, container, stream, sev, tag string, which uint8) {
 		var b []byte
-		b = msgp.AppendMapHeader(b, 4)
-		b = msgp.AppendString(b, "log")
-		b = msgp.AppendString(b, log)
-		b = msgp.AppendString(b, "stream")
-		b = msgp.AppendString(b, stream)
+		if which&2 == 0 {
+			b = msgp.AppendMapHeader(b, 4)
+			b = msgp.AppendString(b, "log")
+			b = msgp.AppendString(b, log)
+			b = msgp.AppendString(b, "stream")
+			b = msgp.AppendString(b, stream)
+		} else {
+			// As the kubernetes filter merges an application's JSON: Fluent Bit's keys
+			// first, then the application's (a stream of its own among them).
+			b = msgp.AppendMapHeader(b, 8)
+			for _, kv := range [][2]string{{"time", tag}, {"stream", stream}, {"_p", "F"}, {"msg", log}, {"stream", host}} {
+				b = msgp.AppendString(b, kv[0])
+				b = msgp.AppendString(b, kv[1])
+			}
+			b = msgp.AppendString(b, "n")
+			b = msgp.AppendInt(b, int(which))
+		}
 		b = msgp.AppendString(b, "severity")
 		b = msgp.AppendString(b, sev)
 		b = msgp.AppendString(b, "kubernetes")
