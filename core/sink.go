@@ -81,7 +81,7 @@ type Kind struct {
 // Config is a kind's keys, parsed and checked.
 type Config interface {
 	// Build starts the sink: files, connections, clients. An error that is a key's fault
-	// names the key (KeyError).
+	// names the key (KeyError). A Config builds one sink: Build may extend what Parse made.
 	Build(env Env) (Sink, error)
 }
 
