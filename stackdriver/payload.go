@@ -35,7 +35,7 @@ type converter struct {
 const valueOverhead = 32
 
 // toStruct converts a msgpack map to a protobuf Struct (a record's body, when body is set:
-// without the keys the engine added, see engineKey); nil when the flush's budget ran out.
+// without the keys the engine added, see record.EngineKeys); nil when the flush's budget ran out.
 // It reads the chunk in place; strings are copied (the chunk does not outlive the flush)
 // and repaired to valid UTF-8, which protobuf requires.
 func (c *converter) toStruct(m record.Value, body bool) *structpb.Struct {
@@ -53,7 +53,7 @@ func (c *converter) toStructDepth(m record.Value, body bool, depth int) *structp
 		return &structpb.Struct{}
 	}
 	s := &structpb.Struct{Fields: make(map[string]*structpb.Value)}
-	var seen uint8
+	var engine record.EngineKeys
 	for c.budget >= 0 {
 		k, v, ok := it.Next()
 		if !ok {
@@ -62,38 +62,13 @@ func (c *converter) toStructDepth(m record.Value, body bool, depth int) *structp
 		if k == nil {
 			continue // a key that is not a string has no place in JSON
 		}
-		if body && skipEngineKey(k, &seen) {
+		if body && engine.Is(k) {
 			continue
 		}
 		c.bound += len(k)
 		s.Fields[validString(k)] = c.toValue(v, depth+1)
 	}
 	return s
-}
-
-// skipEngineKey tells the keys of a body that describe the record rather than the
-// application's log: the kubernetes filter's map, and the first time, stream, _p and logtag
-// (tail's parsers write them first; the same keys later are the application's own, merged
-// by Merge_Log, and stay in its payload).
-func skipEngineKey(k []byte, seen *uint8) bool {
-	var bit uint8
-	switch string(k) {
-	case "kubernetes":
-		return true
-	case "time":
-		bit = 1
-	case "stream":
-		bit = 2
-	case "_p":
-		bit = 4
-	case "logtag":
-		bit = 8
-	default:
-		return false
-	}
-	first := *seen&bit == 0
-	*seen |= bit
-	return first
 }
 
 // maxDepth counts both steps of each level (a map's value, then the map): 32 levels of JSON.
@@ -189,13 +164,13 @@ func jsonText(m record.Value, max int) string {
 	var w sliceWriter
 	w.b = append(w.b, '{')
 	it, err := m.Iter()
-	var seen uint8
+	var engine record.EngineKeys
 	for first := true; err == nil && len(w.b) <= max; {
 		k, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		if k == nil || skipEngineKey(k, &seen) {
+		if k == nil || engine.Is(k) {
 			continue
 		}
 		if !first {
@@ -229,13 +204,13 @@ func (c *converter) appendBody(dst []byte, body record.Value) (out []byte, ok bo
 	if err != nil {
 		return dst, false
 	}
-	var seen uint8
+	var engine record.EngineKeys
 	for {
 		k, _, more := it.Next()
 		if !more {
 			break
 		}
-		if k != nil && !skipEngineKey(k, &seen) && liftedKey(k) {
+		if k != nil && !engine.Is(k) && liftedKey(k) {
 			return dst, false
 		}
 	}
@@ -267,13 +242,13 @@ func (c *converter) appendFields(dst []byte, m record.Value, body bool, depth in
 	if err != nil {
 		return dst
 	}
-	var seen uint8
+	var engine record.EngineKeys
 	for c.budget >= 0 {
 		k, v, ok := it.Next()
 		if !ok {
 			return dst
 		}
-		if k == nil || body && skipEngineKey(k, &seen) {
+		if k == nil || body && engine.Is(k) {
 			continue
 		}
 		dst = protowire.AppendTag(dst, 1, protowire.BytesType) // Struct.fields: one map entry

@@ -344,9 +344,8 @@ func (s *scratch) appendJSON(dst []byte, v record.Value) []byte {
 }
 
 // appendAppJSON appends, as compact JSON, what an application logged as JSON and the
-// kubernetes filter merged into the body: the body without the keys Fluent Bit put before
-// it (time, stream and _p, from the cri parser, always first) and without the filter's
-// kubernetes map. An application's own stream or time, after them, stays.
+// kubernetes filter merged into the body: the body without the engine's keys
+// (record.EngineKeys), as Cloud Logging's jsonPayload.
 func (s *scratch) appendAppJSON(dst []byte, body record.Value) []byte {
 	it, err := body.Iter()
 	if err != nil {
@@ -354,7 +353,8 @@ func (s *scratch) appendAppJSON(dst []byte, body record.Value) []byte {
 	}
 	w := &s.json
 	w.b = append(dst, '{')
-	first, engines := true, true
+	first := true
+	var engine record.EngineKeys
 	for {
 		key, ok := it.Key()
 		if !ok {
@@ -365,12 +365,8 @@ func (s *scratch) appendAppJSON(dst []byte, body record.Value) []byte {
 		if !ok {
 			break
 		}
-		if engines && (string(key) == "time" || string(key) == "stream" || string(key) == "_p") {
-			continue
-		}
-		engines = false
-		if key == nil || string(key) == "kubernetes" {
-			continue // a key JSON cannot name, or the filter's map
+		if key == nil || engine.Is(key) {
+			continue // a key JSON cannot name, or the engine's
 		}
 		if !first {
 			w.b = append(w.b, ',')
