@@ -760,7 +760,10 @@ func severityText(s string) (ltype.LogSeverity, bool) {
 		return ltype.LogSeverity(min(n/100*100, 800)), true
 	}
 	sev, ok := core.SeverityNamed([]byte(s))
-	return ltype.LogSeverity((8 - sev) * 100), ok
+	if !ok {
+		return 0, false
+	}
+	return ltype.LogSeverity((8 - sev) * 100), true
 }
 
 // truncateUTF8 cuts s to at most max bytes on a UTF-8 boundary, marked.
