@@ -145,9 +145,9 @@ func totals(t *testing.T, r run) (offered, ok int) {
 // The C host counts the records of every fixture chunk itself, independently of the plugin,
 // and of three generated chunks of 2 MB.
 func TestHostCountsEveryFixture(t *testing.T) {
-	big, perChunk := fixture.WriteShapeChunks(t, t.TempDir(), "kube", 3, 2<<20)
+	big, bigRecords := fixture.WriteShapeChunks(t, t.TempDir(), "kube", 3, 2<<20)
 	sets := map[string][]string{"kube-merged": fixtures(t, "kube-merged"), "kube-raw": fixtures(t, "kube-raw"), "plain": fixtures(t, "plain"), "generated": big}
-	want := map[string]int{"kube-merged": 206, "kube-raw": 206, "plain": 209, "generated": 3 * perChunk}
+	want := map[string]int{"kube-merged": 206, "kube-raw": 206, "plain": 209, "generated": bigRecords}
 	for set, n := range want {
 		r := host(t, append([]string{"-q", soPath, "-i", "-o", "sink=null", "--"}, sets[set]...)...)
 		if r.code != 0 {
