@@ -195,7 +195,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		// gathered by what they share, one request each. Not by log name: a request per
 		// stream doubled the requests and the flush's wait for one string per stderr
 		// line saved (hoistLogName).
-		k := hoist{res: e.Resource}
+		k := hoist{res: e.Resource, gen: -1}
 		var labels map[string]string
 		if sc.pod != nil {
 			k.gen, labels = sc.pod.gen, sc.pod.labels
@@ -292,9 +292,6 @@ const maxGroups = 8
 
 // group finds the request for k's entries, opening one if there is room; nil if not.
 func (s *scratch) group(k hoist, labels map[string]string) *group {
-	if labels == nil {
-		k.gen = -1
-	}
 	for i := len(s.groups) - 1; i >= 0; i-- {
 		if s.groups[i].key == k {
 			return &s.groups[i]
