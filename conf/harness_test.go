@@ -9,10 +9,12 @@ package conf
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +30,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/trailstack/trailstack/testkit/delayline"
 	"github.com/trailstack/trailstack/testkit/fixture"
 	"github.com/trailstack/trailstack/testkit/testpki"
 )
@@ -68,6 +71,7 @@ type node struct {
 	env     []string
 	argv    []string
 	mounts  [][3]string // source, target inside root, "ro" or ""
+	papertrailIP string // where the pod's /etc/hosts puts papertrailHost
 	papert  *syslogReceiver
 	cloud   *cloudLogging
 	kube    *kubeAPI
@@ -76,8 +80,25 @@ type node struct {
 	started int        // agents started, to name their logs
 }
 
-// newNode renders conf/, builds the image's root, and starts the stand-ins.
+// papertrailHost is the destination's name in the Secret; the pod's /etc/hosts resolves it.
+const papertrailHost = "papertrail.test"
+
+// newNode renders conf/, builds the image's root, and starts the stand-ins on loopback.
 func newNode(t *testing.T) *node {
+	t.Helper()
+	return newNodeWith(t, nodeOptions{})
+}
+
+// nodeOptions are what a scenario changes of the node.
+type nodeOptions struct {
+	// Papertrail and Cloud Logging each at this round trip, behind a delay line of its
+	// own, or on loopback where it is 0.
+	papertrailRTT, cloudRTT time.Duration
+	// Fluent Bit's null output in place of the shipped outputs: the engine's own cost.
+	nullOutput bool
+}
+
+func newNodeWith(t *testing.T, o nodeOptions) *node {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		fixture.Need(t, "the node harness needs root for its mount namespace")
@@ -94,27 +115,50 @@ func newNode(t *testing.T) *node {
 	n.spec = n.r.ds.Spec.Template.Spec
 	n.c = n.spec.Containers[0]
 
-	papertrailPKI := testpki.New(t, "localhost")
+	papertrailPKI := testpki.New(t, papertrailHost)
 	kubePKI := testpki.New(t, "kubernetes.default.svc")
-	n.papert = startSyslog(t, papertrailPKI)
-	n.cloud = startCloudLogging(t)
+	var listenPapertrail, listenCloud listenFunc
+	listenPapertrail, n.papertrailIP = n.farAway("tsp", 214, o.papertrailRTT)
+	listenCloud, _ = n.farAway("tsc", 215, o.cloudRTT)
+	n.papert = startSyslog(t, papertrailPKI, listenPapertrail, o.papertrailRTT == 0)
+	n.cloud = startCloudLogging(t, listenCloud)
 	n.kube = startKubeAPI(t, kubeAPIAddr, kubePKI)
 	metadata := startMetadata(t)
 
 	// The user's own values: the Papertrail destination in the Secret, and the Cloud
 	// Logging endpoint (the only line the harness adds to the shipped configuration).
-	n.r.secret.Data = map[string][]byte{"PAPERTRAIL_ADDRESS": []byte("localhost:" + strings.Split(n.papert.addr, ":")[1])}
+	n.r.secret.Data = map[string][]byte{"PAPERTRAIL_ADDRESS": []byte(papertrailHost + ":" + strings.Split(n.papert.addr, ":")[1])}
 	cfg := n.r.cm.Data["fluent-bit.conf"]
 	sd := regexp.MustCompile(`(?m)^(\s+)sink(\s+)stackdriver\n`)
 	if !sd.MatchString(cfg) {
 		t.Fatal("no stackdriver output in fluent-bit.conf")
 	}
 	n.r.cm.Data["fluent-bit.conf"] = sd.ReplaceAllString(cfg, "${0}${1}endpoint${2}"+n.cloud.addr+"\n${1}endpoint_plaintext on\n")
+	if o.nullOutput {
+		cfg := n.r.cm.Data["fluent-bit.conf"]
+		n.r.cm.Data["fluent-bit.conf"] = cfg[:strings.Index(cfg, "\n[OUTPUT]")] + "\n[OUTPUT]\n    Name  null\n    Match kube.*\n"
+	}
 
 	n.buildImage(bin, so, papertrailPKI.CAFile)
 	n.mountVolumes(kubePKI.CAFile)
 	n.env = n.podEnv(metadata)
 	return n
+}
+
+// farAway returns how a destination's stand-in listens: on loopback, or rtt away at the far
+// end of a delay line of its own (namespace prefix+pid, addresses 10.subnet.0.0/30).
+func (n *node) farAway(prefix string, subnet int, rtt time.Duration) (listenFunc, string) {
+	if rtt == 0 {
+		return func(lc *net.ListenConfig) (net.Listener, error) {
+			return lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+		}, "127.0.0.1"
+	}
+	l, err := delayline.New(fmt.Sprintf("%s%d", prefix, os.Getpid()%100000), subnet, rtt)
+	if err != nil {
+		fixture.Need(n.t, "a delay line: %v", err)
+	}
+	n.t.Cleanup(l.Close)
+	return func(lc *net.ListenConfig) (net.Listener, error) { return l.Listen(lc, "tcp", l.FarIP+":0") }, l.FarIP
 }
 
 // buildImage lays out the final stage of the Dockerfile: the base image's fluent-bit, then
@@ -162,7 +206,8 @@ func (n *node) buildImage(bin, so, caFile string) {
 		n.argv = append(n.argv[:1], n.c.Args...)
 	}
 	// What the image's base has and the pod's runtime provides.
-	n.mkfile("etc/hosts", []byte("127.0.0.1 localhost\n"+strings.Split(kubeAPIAddr, ":")[0]+" kubernetes.default.svc\n"))
+	n.mkfile("etc/hosts", []byte("127.0.0.1 localhost\n"+strings.Split(kubeAPIAddr, ":")[0]+" kubernetes.default.svc\n"+
+		n.papertrailIP+" "+papertrailHost+"\n"))
 	n.mkfile("etc/nsswitch.conf", []byte("hosts: files dns\n"))
 	n.mkfile("etc/resolv.conf", []byte("nameserver 127.0.0.1\n"))
 	for _, l := range []string{"lib", "lib64", "bin", "sbin"} {

@@ -63,7 +63,7 @@ func TestNodeSteadyState(t *testing.T) {
 	}
 	a.checkNoRestart()
 	// Papertrail's port is a credential: the agent's log never shows it.
-	if port := n.papert.addr[strings.LastIndexByte(n.papert.addr, ':'):]; strings.Contains(a.output(), port) || !strings.Contains(a.output(), "localhost:*****") {
+	if port := n.papert.addr[strings.LastIndexByte(n.papert.addr, ':'):]; strings.Contains(a.output(), port) || !strings.Contains(a.output(), papertrailHost+":*****") {
 		t.Errorf("the agent's log shows the Papertrail port %s, or not the host", port)
 	}
 	report(t, n, "steady state", ds, ", SIGTERM to exit "+took.Round(time.Millisecond).String())

@@ -14,10 +14,12 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"google.golang.org/grpc"
@@ -33,10 +35,11 @@ import (
 var lineID = regexp.MustCompile(`pod"?[=:]"?([^"\s,]+)"?[ ,]"?seq"?[=:]"?(\d+)`)
 
 // tally counts what a destination received, by line id, and what arrived without its pod's
-// identity.
+// identity, and how old each line was when it first arrived.
 type tally struct {
-	mu        sync.Mutex // guards got, anonymous and wrongName
+	mu        sync.Mutex // guards got, lags, anonymous and wrongName
 	got       map[string]int
+	lags      []time.Duration // arrival minus the runtime's timestamp, first copies only
 	anonymous int      // lines whose identity (metadata) was missing
 	wrongName []string // a few examples of lines under another identity
 }
@@ -44,15 +47,19 @@ type tally struct {
 func newTally() *tally { return &tally{got: map[string]int{}} }
 
 // add records one line; ident is the pod the destination says it came from ("" when the
-// record had no Kubernetes metadata).
-func (t *tally) add(msg, ident string) {
+// record had no Kubernetes metadata), written the line's time as the destination got it.
+func (t *tally) add(msg, ident string, written time.Time) {
 	m := lineID.FindStringSubmatch(msg)
 	if m == nil {
 		return // not a harness line (the engine's own records, for example)
 	}
+	lag := time.Since(written)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.got[m[1]+"#"+m[2]]++
+	id := m[1] + "#" + m[2]
+	if t.got[id]++; t.got[id] == 1 {
+		t.lags = append(t.lags, lag)
+	}
 	switch {
 	case ident == "":
 		t.anonymous++
@@ -75,6 +82,21 @@ func (t *tally) count(want []string) (arrived, lost, dups int) {
 		dups += n - 1
 	}
 	return
+}
+
+// lagQuantiles returns the lines' lag at each quantile q (0 to 1) and the largest.
+func (t *tally) lagQuantiles(qs ...float64) (at []time.Duration, most time.Duration) {
+	t.mu.Lock()
+	l := slices.Clone(t.lags)
+	t.mu.Unlock()
+	if len(l) == 0 {
+		return make([]time.Duration, len(qs)), 0
+	}
+	slices.Sort(l)
+	for _, q := range qs {
+		at = append(at, l[min(int(q*float64(len(l))), len(l)-1)])
+	}
+	return at, l[len(l)-1]
 }
 
 // missing lists the ids of want that did not arrive.
@@ -106,14 +128,30 @@ type syslogReceiver struct {
 // <PRI>1 TS HOST APP PROCID MSGID SD MSG.
 var rfc5424 = regexp.MustCompile(`^<\d+>1 \S+ (\S+) (\S+) (\S+) (\S+) (?:-|\[.*?\]) ?(.*)$`)
 
-func startSyslog(t *testing.T, pki *testpki.PKI) *syslogReceiver {
+// timestamp5424 is a frame's TIMESTAMP.
+func timestamp5424(frame string) time.Time {
+	_, rest, _ := strings.Cut(frame, " ")
+	ts, _, _ := strings.Cut(rest, " ")
+	t, _ := time.Parse(time.RFC3339Nano, ts)
+	return t
+}
+
+// listenFunc opens a stand-in's listener: on loopback, or at the far end of a delay line.
+type listenFunc func(*net.ListenConfig) (net.Listener, error)
+
+func startSyslog(t *testing.T, pki *testpki.PKI, listen listenFunc, smallWindow bool) *syslogReceiver {
 	t.Helper()
-	// A receive buffer of a WAN link's size, not loopback's autotuned megabytes: a receiver
-	// that stops reading stops acknowledging within a chunk, as Papertrail would.
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) })
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	// On loopback, a receive buffer of a WAN link's size, not loopback's autotuned
+	// megabytes: a receiver that stops reading stops acknowledging within a chunk, as
+	// Papertrail would. At a distance the kernel's autotuning, as Papertrail's own: a fixed
+	// 64 KiB window would cap the link at 64 KiB a round trip.
+	lc := &net.ListenConfig{}
+	if smallWindow {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10) })
+		}
+	}
+	ln, err := listen(lc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +212,7 @@ func (r *syslogReceiver) read(c net.Conn) {
 		if m[1] != nodeName || m[4] != "stdout" && m[4] != "stderr" {
 			ident = "host " + m[1] + ", msgid " + m[4]
 		}
-		r.add(m[5], ident)
+		r.add(m[5], ident, timestamp5424(line))
 	}
 }
 
@@ -213,9 +251,9 @@ type cloudLogging struct {
 	labels     map[string]map[string]string // the labels of a pod's last entry, defaults merged
 }
 
-func startCloudLogging(t *testing.T) *cloudLogging {
+func startCloudLogging(t *testing.T, listen listenFunc) *cloudLogging {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listen(&net.ListenConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,10 +336,10 @@ func (f *cloudLogging) WriteLogEntries(ctx context.Context, req *loggingpb.Write
 		}
 		switch p := e.Payload.(type) {
 		case *loggingpb.LogEntry_TextPayload:
-			f.add(p.TextPayload, ident)
+			f.add(p.TextPayload, ident, e.Timestamp.AsTime())
 		case *loggingpb.LogEntry_JsonPayload:
 			b, _ := json.Marshal(p.JsonPayload.AsMap())
-			f.add(string(b), ident)
+			f.add(string(b), ident, e.Timestamp.AsTime())
 			f.mu.Lock()
 			f.structured[ident]++
 			f.mu.Unlock()

@@ -190,7 +190,9 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		if res.Truncated > 0 {
 			m.Truncated.Add(float64(res.Truncated))
 		}
-		m.LastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
+		now := time.Now()
+		m.DeliveryLag.Observe(now.Sub(oldest(recs)).Seconds())
+		m.LastSuccess.Set(float64(now.UnixNano()) / 1e9)
 		in.health.recovered(in.log)
 		if corrupt != nil {
 			// What could be read is delivered; what follows the corruption cannot be.
@@ -206,6 +208,18 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		in.health.failed(in.log, len(recs), tag, res.Err)
 		return Retry
 	}
+}
+
+// oldest is the earliest record time of a batch: a chunk's records are mostly in order, but
+// a multiline join or a retried chunk beside new ones need not be.
+func oldest(recs []record.Record) time.Time {
+	t := recs[0].Time()
+	for i := range recs[1:] {
+		if r := recs[i+1].Time(); r.Before(t) {
+			t = r
+		}
+	}
+	return t
 }
 
 // health logs failures an operator can act on without one line per retried chunk: the

@@ -51,6 +51,11 @@ var (
 		Name: "trailstack_flush_records", Help: "Records in a flushed chunk.",
 		Buckets: []float64{1, 10, 100, 500, 1000, 2500, 5000, 10000},
 	}, labels)
+	// Buckets up to the 60 s that the lag alert reads, and beyond for outages.
+	deliveryLag = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "trailstack_delivery_lag_seconds", Help: "Age of a confirmed chunk's oldest record (by the engine's record time) when its flush was confirmed.",
+		Buckets: []float64{.25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600},
+	}, labels)
 	lastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trailstack_last_success_timestamp_seconds", Help: "When a flush last answered OK (Unix time); 0 until one has.",
 	}, labels)
@@ -84,13 +89,13 @@ var (
 	// perInstance are the vectors whose series an exiting instance takes with it.
 	perInstance = []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{delivered, dropped, truncated, flushes, flushDuration, flushRecords, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
+	}{delivered, dropped, truncated, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
 
 	registry = prometheus.NewRegistry()
 )
 
 func init() {
-	registry.MustRegister(delivered, dropped, truncated, flushes, flushDuration, flushRecords, lastSuccess,
+	registry.MustRegister(delivered, dropped, truncated, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
 		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo)
 	buildInfo.WithLabelValues(Version, runtime.Version(), FluentBitABI).Set(1)
 }
@@ -144,7 +149,7 @@ type Instance struct {
 	Delivered, Truncated, SyslogBytes, Rejected prometheus.Counter
 	Dropped                                     func(reason string) prometheus.Counter
 	FlushOK, FlushRetry, FlushError             prometheus.Counter
-	FlushDuration, FlushRecords                 prometheus.Observer
+	FlushDuration, FlushRecords, DeliveryLag    prometheus.Observer
 	LastSuccess                                 prometheus.Gauge
 	SyslogConnects                              func(result string) prometheus.Counter
 	AckWait, RequestDuration                    prometheus.Observer
@@ -163,6 +168,7 @@ func NewInstance(name, sink string) *Instance {
 		FlushError:    flushes.WithLabelValues(name, sink, "error"),
 		FlushDuration: flushDuration.WithLabelValues(l...),
 		FlushRecords:  flushRecords.WithLabelValues(l...),
+		DeliveryLag:   deliveryLag.WithLabelValues(l...),
 		LastSuccess:   lastSuccess.WithLabelValues(l...),
 	}
 	// A sink's own series exist only on its instances: another sink's go to unregistered

@@ -31,20 +31,47 @@ func peerState(raw syscall.RawConn) (closed, pending bool, err error) {
 	return false, true, nil
 }
 
-// unacked returns how many bytes written to the socket the peer's TCP has not acknowledged
-// (SIOCOUTQ), and whether the connection is still one whose acknowledgements mean delivery:
-// a reset purges the send queue, so a zero count alone could hide a loss.
-func unacked(raw syscall.RawConn) (n int, usable bool, err error) {
+// sentEnd returns where the stream ends now in the count of acknowledged bytes: the bytes
+// the peer has acknowledged (tcpi_bytes_acked) plus those it has not (SIOCOUTQ: written and
+// not yet acknowledged). Read as acked, queued, acked until the two acked agree, so that an
+// acknowledgement arriving in between cannot make the end look nearer or farther than it is.
+func sentEnd(raw syscall.RawConn) (end uint64, err error) {
+	cerr := raw.Control(func(fd uintptr) {
+		for {
+			var a1, a2 *unix.TCPInfo
+			var q int
+			if a1, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err != nil {
+				return
+			}
+			if q, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err != nil {
+				return
+			}
+			if a2, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err != nil {
+				return
+			}
+			if a1.Bytes_acked == a2.Bytes_acked {
+				end = a2.Bytes_acked + uint64(q)
+				return
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	return end, err
+}
+
+// ackState returns how many bytes the peer's TCP has acknowledged on the connection so far
+// (tcpi_bytes_acked: Linux 4.1 and later), and whether the connection is still one that can
+// acknowledge more.
+func ackState(raw syscall.RawConn) (acked uint64, usable bool, err error) {
 	var state uint8
 	cerr := raw.Control(func(fd uintptr) {
-		if n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err != nil {
-			return
-		}
 		var info *unix.TCPInfo
 		if info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err != nil {
 			return
 		}
-		state = info.State
+		acked, state = info.Bytes_acked, info.State
 		var soerr int
 		if soerr, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); err == nil && soerr != 0 {
 			err = syscall.Errno(soerr)
@@ -55,7 +82,7 @@ func unacked(raw syscall.RawConn) (n int, usable bool, err error) {
 	}
 	// ESTABLISHED, or CLOSE_WAIT: the peer closed in order after reading what we sent
 	// (a close with unread data sends a reset instead).
-	return n, state == unix.BPF_TCP_ESTABLISHED || state == unix.BPF_TCP_CLOSE_WAIT, err
+	return acked, state == unix.BPF_TCP_ESTABLISHED || state == unix.BPF_TCP_CLOSE_WAIT, err
 }
 
 // peerClosedInOrder tells whether the peer has sent its FIN (the connection must not be

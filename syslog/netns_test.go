@@ -8,12 +8,15 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/testkit/delayline"
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // A peer that vanishes after the connection is up, its packets dropped: the writes go into
@@ -146,4 +149,55 @@ func listenInNetns(t *testing.T, ns, addr string) net.Listener {
 		t.Fatal(lerr)
 	}
 	return ln
+}
+
+// At a distance, flushes on several workers share one connection and overlap their round
+// trips: eight at once take about one round trip, not eight, and each is confirmed only by
+// the peer's acknowledgement of its own last byte (the receiver counts every frame).
+func TestFlushesOverlapTheirRoundTrips(t *testing.T) {
+	if os.Geteuid() != 0 {
+		fixture.Need(t, "needs root for a network namespace and TUN devices")
+	}
+	const rtt = 200 * time.Millisecond
+	l, err := delayline.New(fmt.Sprintf("tso%d", os.Getpid()%100000), 216, rtt)
+	if err != nil {
+		fixture.Need(t, "a delay line: %v", err)
+	}
+	defer l.Close()
+	ln, err := l.Listen(nil, "tcp", l.FarIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startReceiver(t, &receiver{ln: ln})
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr()})
+	// Small flushes: eight together stay within TCP's initial window, so the time measures
+	// how the flushes wait, not slow start.
+	b := chunkBatch(t, "kube-merged", "chunk-002.msgpack")
+	b.Records = b.Records[:4]
+	retryUntilDelivered(t, s, b, 5*time.Second, "first flush")
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
+				t.Errorf("%v %v", res.Status, res.Err)
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	// One at a time would take eight round trips at least; half of that is far from both.
+	if took > 4*rtt {
+		t.Errorf("8 flushes at once took %v with a %v round trip: they did not overlap", took, rtt)
+	}
+	if n := len(r.waitFrames(9 * len(b.Records))); n != 9*len(b.Records) {
+		t.Fatalf("%d frames arrived, want %d", n, 9*len(b.Records))
+	}
+	r.mu.Lock()
+	conns := len(r.conns)
+	r.mu.Unlock()
+	if conns != 1 {
+		t.Errorf("%d connections, want the one shared", conns)
+	}
+	t.Logf("8 flushes of %d records at once over a %v round trip: %v, on %d connection", len(b.Records), rtt, took.Round(time.Millisecond), conns)
 }

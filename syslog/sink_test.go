@@ -188,16 +188,15 @@ func TestIdleCloseReconnects(t *testing.T) {
 }
 
 // waitPeerClosed waits until the peer's close (a TLS close_notify, a FIN) has reached the
-// sink's idle connection: it crosses loopback just after the receiver's close returns.
+// sink's connection: it crosses loopback just after the receiver's close returns.
 func waitPeerClosed(t *testing.T, s *sink) {
 	t.Helper()
 	s.mu.Lock()
-	idle := append([]*conn(nil), s.idle...)
+	c := s.cur
 	s.mu.Unlock()
-	if len(idle) == 0 {
+	if c == nil {
 		return // the close arrived before the flush returned: the sink already dropped it
 	}
-	c := idle[len(idle)-1]
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		if closed, pending, _ := peerState(c.raw); closed || pending {
 			return
