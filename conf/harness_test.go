@@ -62,22 +62,22 @@ func pluginSO(t *testing.T) string {
 // node is one machine: its disk (hostPath directories), the stand-ins it talks to, and the
 // pod spec it runs.
 type node struct {
-	t       *testing.T
-	dir     string // the node's disk: hostPaths live under dir/host
-	root    string // the image's root filesystem, read-only in the pod
-	r       *rendered
-	spec    corev1.PodSpec
-	c       corev1.Container
-	env     []string
-	argv    []string
-	mounts  [][3]string // source, target inside root, "ro" or ""
-	papertrailIP string // where the pod's /etc/hosts puts papertrailHost
-	papert  *syslogReceiver
-	cloud   *cloudLogging
-	kube    *kubeAPI
-	podMu   sync.Mutex // guards want
-	want    []string   // every line id written so far
-	started int        // agents started, to name their logs
+	t            *testing.T
+	dir          string // the node's disk: hostPaths live under dir/host
+	root         string // the image's root filesystem, read-only in the pod
+	r            *rendered
+	spec         corev1.PodSpec
+	c            corev1.Container
+	env          []string
+	argv         []string
+	mounts       [][3]string // source, target inside root, "ro" or ""
+	papertrailIP string      // where the pod's /etc/hosts puts papertrailHost
+	papert       *syslogReceiver
+	cloud        *cloudLogging
+	kube         *kubeAPI
+	podMu        sync.Mutex // guards want
+	want         []string   // every line id written so far
+	started      int        // agents started, to name their logs
 }
 
 // papertrailHost is the destination's name in the Secret; the pod's /etc/hosts resolves it.

@@ -40,8 +40,8 @@ type tally struct {
 	mu        sync.Mutex // guards got, lags, anonymous and wrongName
 	got       map[string]int
 	lags      []time.Duration // arrival minus the runtime's timestamp, first copies only
-	anonymous int      // lines whose identity (metadata) was missing
-	wrongName []string // a few examples of lines under another identity
+	anonymous int             // lines whose identity (metadata) was missing
+	wrongName []string        // a few examples of lines under another identity
 }
 
 func newTally() *tally { return &tally{got: map[string]int{}} }

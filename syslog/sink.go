@@ -207,4 +207,3 @@ func (s *sink) deliverUDP(ctx context.Context, b *core.Batch, buf *buffer) core.
 	}
 	return core.Result{Status: core.Delivered}
 }
-
