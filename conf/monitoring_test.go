@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -49,14 +50,21 @@ func alertExprs(t *testing.T) []string {
 	if !reflect.DeepEqual(plain.Groups, gmp.Spec.Groups) || plain.Groups == nil {
 		t.Error("rules.yaml and alerts.yaml differ")
 	}
-	var exprs []string
+	var exprs, names []string
 	for _, g := range groups.Groups {
 		for _, r := range g.Rules {
 			exprs = append(exprs, r.Expr)
+			names = append(names, r.Alert)
+			// Lag p99 above a minute for ten minutes: a slow drain, not a burst.
+			if r.Alert == "TrailstackDeliveryLagging" && (time.Duration(r.For) != 10*time.Minute ||
+				!strings.Contains(r.Expr, "histogram_quantile(0.99") || !strings.Contains(r.Expr, "trailstack_delivery_lag_seconds_bucket") || !strings.HasSuffix(strings.TrimSpace(r.Expr), "> 60")) {
+				t.Errorf("TrailstackDeliveryLagging: want p99 of trailstack_delivery_lag_seconds > 60 for 10m, got %q for %v", r.Expr, r.For)
+			}
 		}
 	}
-	if len(exprs) != 4 {
-		t.Errorf("%d alerts, want 4 (stuck, dropped, disk buffer, restarts)", len(exprs))
+	want := []string{"TrailstackDestinationStuck", "TrailstackRecordsDropped", "TrailstackDeliveryLagging", "TrailstackDiskBufferFilling", "TrailstackPodRestarting"}
+	if !reflect.DeepEqual(names, want) {
+		t.Errorf("alerts %v, want %v", names, want)
 	}
 	return exprs
 }
