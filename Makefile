@@ -11,7 +11,7 @@ GOFILES := $(shell find . -name '*.go' -not -path './build/*' -not -path './conf
 FIXTURES ?= ../shared/fixtures/fluent-bit-5.1.1
 FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
-.PHONY: all test bench demo vet lint clean image fuzz
+.PHONY: all test bench bench-distance demo vet lint clean image fuzz
 
 all: $(SO) $(HOST)
 
@@ -116,6 +116,21 @@ bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging $(BUILD)/enginebench
 	$(BUILD)/enginebench -engine $(FLUENT_BIT_BIN) -so $(SO) -bin $(BUILD) -runs 3
 	@echo "--- the real engine at a steady 20,000 lines/s for 30 s: peak RSS"
 	$(BUILD)/enginebench -engine $(FLUENT_BIT_BIN) -so $(SO) -bin $(BUILD) -shapes kube -runs 1 -rate 20000 -seconds 30
+	@echo "--- the shipped configuration with its destinations far away"
+	$(MAKE) bench-distance
+
+# The shipped configuration on the node harness with its destinations at a distance (delay
+# lines): 110 containers, 2 minutes a row; the lag of every line at the receivers, loss,
+# duplicates, flushes and peak RSS (docs/benchmarks.md: Distance). As root, about 15 min.
+DISTANCE = cd conf && TRAILSTACK_SO=$(abspath $(SO)) FLUENT_BIT_BIN=$(abspath $(FLUENT_BIT_BIN)) \
+	$(GO) test -count=1 -timeout 20m -run '^TestNodeDistance$$' -v . -distance.for 2m
+bench-distance: all
+	$(DISTANCE) -distance.papertrail-rtt 0 -distance.cloud-rtt 0 | grep 'distance:'
+	$(DISTANCE) -distance.null | grep 'distance:'
+	$(DISTANCE) -distance.workers 2 -distance.max-p99 10m | grep 'distance:'
+	$(DISTANCE) -distance.max-p99 2s | grep 'distance:'
+	$(DISTANCE) -distance.rate 10000 -distance.max-p99 5s | grep 'distance:'
+	$(DISTANCE) -distance.papertrail-rtt 300ms -distance.cloud-rtt 300ms -distance.max-p99 10m | grep 'distance:'
 
 # Sample Kubernetes chunks (testdata/) through the real .so into local stand-ins for
 # Papertrail and Cloud Logging.

@@ -21,14 +21,15 @@ var (
 	// Several times the 2 s goal: a return to one flush at a time per worker (12 to 31 s
 	// measured) fails it; timing noise on a loaded machine does not.
 	distMaxP99 = flag.Duration("distance.max-p99", 8*time.Second, "the lag at the 99th percentile that fails the test")
-	distNull   = flag.Bool("distance.null", false, "Fluent Bit's null output instead of the shipped outputs (peak RSS only)")
+	distNull    = flag.Bool("distance.null", false, "Fluent Bit's null output instead of the shipped outputs (peak RSS only)")
+	distWorkers = flag.Int("distance.workers", 0, "Workers of both outputs, in place of the shipped value (0: as shipped)")
 )
 
 // The shipped configuration with its destinations far away: containers write at a steady
 // rate, and every line must arrive once at both, its lag (the runtime's timestamp on the
 // line to its arrival) under -distance.max-p99 at the 99th percentile.
 func TestNodeDistance(t *testing.T) {
-	o := nodeOptions{papertrailRTT: *distPapertrailRTT, cloudRTT: *distCloudRTT, nullOutput: *distNull}
+	o := nodeOptions{papertrailRTT: *distPapertrailRTT, cloudRTT: *distCloudRTT, nullOutput: *distNull, workers: *distWorkers}
 	n := newNodeWith(t, o)
 	pods := make([]*appPod, *distContainers)
 	for i := range pods {
@@ -43,6 +44,9 @@ func TestNodeDistance(t *testing.T) {
 	written := time.Since(start)
 	scenario := fmt.Sprintf("distance: %d containers, %d lines/s for %v, Papertrail %v away, Cloud Logging %v away",
 		len(pods), *distRate, distFor.Round(time.Second), o.papertrailRTT, o.cloudRTT)
+	if o.workers > 0 {
+		scenario += fmt.Sprintf(", Workers %d", o.workers)
+	}
 	if o.nullOutput {
 		time.Sleep(5 * time.Second)
 		t.Logf("%s: null output, peak RSS %d MiB", scenario, a.peakRSS()>>20)

@@ -96,6 +96,8 @@ type nodeOptions struct {
 	papertrailRTT, cloudRTT time.Duration
 	// Fluent Bit's null output in place of the shipped outputs: the engine's own cost.
 	nullOutput bool
+	// Workers of both outputs in place of the shipped value, where not 0.
+	workers int
 }
 
 func newNodeWith(t *testing.T, o nodeOptions) *node {
@@ -134,6 +136,10 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 		t.Fatal("no stackdriver output in fluent-bit.conf")
 	}
 	n.r.cm.Data["fluent-bit.conf"] = sd.ReplaceAllString(cfg, "${0}${1}endpoint${2}"+n.cloud.addr+"\n${1}endpoint_plaintext on\n")
+	if o.workers > 0 {
+		w := regexp.MustCompile(`(?m)^(\s+Workers\s+)\d+$`)
+		n.r.cm.Data["fluent-bit.conf"] = w.ReplaceAllString(n.r.cm.Data["fluent-bit.conf"], "${1}"+strconv.Itoa(o.workers))
+	}
 	if o.nullOutput {
 		cfg := n.r.cm.Data["fluent-bit.conf"]
 		n.r.cm.Data["fluent-bit.conf"] = cfg[:strings.Index(cfg, "\n[OUTPUT]")] + "\n[OUTPUT]\n    Name  null\n    Match kube.*\n"
