@@ -20,7 +20,7 @@ var (
 	distFor           = flag.Duration("distance.for", 20*time.Second, "how long they write")
 	// Several times the 2 s goal: a return to one flush at a time per worker (12 to 31 s
 	// measured) fails it; timing noise on a loaded machine does not.
-	distMaxP99 = flag.Duration("distance.max-p99", 8*time.Second, "the lag at the 99th percentile that fails the test")
+	distMaxP99  = flag.Duration("distance.max-p99", 8*time.Second, "the lag at the 99th percentile that fails the test")
 	distNull    = flag.Bool("distance.null", false, "Fluent Bit's null output instead of the shipped outputs (peak RSS only)")
 	distWorkers = flag.Int("distance.workers", 0, "Workers of both outputs, in place of the shipped value (0: as shipped)")
 )
@@ -89,6 +89,48 @@ func TestNodeDistance(t *testing.T) {
 var instanceLabels = map[string]string{
 	"papertrail":    `{instance="trailstack.0",sink="syslog"}`,
 	"cloud-logging": `{instance="trailstack.1",sink="stackdriver"}`,
+}
+
+// Both destinations far away, and both links cut (every packet dropped, no reset) for 15 s
+// while the containers write: longer than ack_timeout, so every flush in flight fails and
+// is retried. Nothing is lost; what arrives twice is bounded by what was in flight when the
+// links went down: lines written within the last few seconds before (the lag is under 2 s),
+// at most rate x 3 s.
+func TestNodeDistanceBlackhole(t *testing.T) {
+	const rate, cut = 3000, 15 * time.Second
+	n := newNodeWith(t, nodeOptions{papertrailRTT: 150 * time.Millisecond, cloudRTT: 60 * time.Millisecond})
+	pods := make([]*appPod, 110)
+	for i := range pods {
+		pods[i] = n.newPod(fmt.Sprintf("ns%d", i%7), fmt.Sprintf("app%d-5d9b8c7f6-x%04d", i, i), 0)
+	}
+	a := n.startAgent()
+	a.waitReady()
+	stop := n.spread(rate, pods)
+	time.Sleep(10 * time.Second)
+	for _, l := range n.lines {
+		l.SetDown(true)
+	}
+	time.Sleep(cut)
+	for _, l := range n.lines {
+		l.SetDown(false)
+	}
+	time.Sleep(10 * time.Second)
+	stop()
+	ds := n.waitDelivered(3*time.Minute, a)
+	rss := a.peakRSS()
+	a.checkNoRestart()
+	if _, killed := a.stop(); killed {
+		t.Error("killed at the grace period")
+	}
+	for _, d := range ds {
+		if d.lost != 0 {
+			t.Errorf("links cut for %v: %v", cut, d)
+		}
+		if d.dups > rate*3 {
+			t.Errorf("links cut for %v: %v: more sent twice than was in flight (%d lines in 3 s)", cut, d, rate*3)
+		}
+	}
+	report(t, n, fmt.Sprintf("both links cut for %v at 150 ms and 60 ms, 110 containers, %d lines/s", cut, rate), ds, fmt.Sprintf(", peak RSS %d MiB", rss>>20))
 }
 
 // spread writes rate lines a second in all, in batches every 100 ms dealt round the pods,

@@ -70,8 +70,9 @@ type node struct {
 	c            corev1.Container
 	env          []string
 	argv         []string
-	mounts       [][3]string // source, target inside root, "ro" or ""
-	papertrailIP string      // where the pod's /etc/hosts puts papertrailHost
+	mounts       [][3]string       // source, target inside root, "ro" or ""
+	papertrailIP string            // where the pod's /etc/hosts puts papertrailHost
+	lines        []*delayline.Line // the destinations' delay lines, where they are far away
 	papert       *syslogReceiver
 	cloud        *cloudLogging
 	kube         *kubeAPI
@@ -164,6 +165,7 @@ func (n *node) farAway(prefix string, subnet int, rtt time.Duration) (listenFunc
 		fixture.Need(n.t, "a delay line: %v", err)
 	}
 	n.t.Cleanup(l.Close)
+	n.lines = append(n.lines, l)
 	return func(lc *net.ListenConfig) (net.Listener, error) { return l.Listen(lc, "tcp", l.FarIP+":0") }, l.FarIP
 }
 

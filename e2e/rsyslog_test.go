@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/trailstack/trailstack/record"
+	"github.com/trailstack/trailstack/testkit/delayline"
 	"github.com/trailstack/trailstack/testkit/fixture"
 	"github.com/trailstack/trailstack/testkit/testpki"
 )
@@ -22,13 +23,17 @@ import (
 // rsyslog is a real TLS syslog server from Debian's packages, writing every field it parsed
 // from each message as JSON-escaped text, tab-separated, one message per line.
 type rsyslog struct {
+	ip   string
 	port int
 	out  string
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
 }
 
-func startRsyslog(t *testing.T, pki *testpki.PKI) *rsyslog {
+func startRsyslog(t *testing.T, pki *testpki.PKI) *rsyslog { return startRsyslogAt(t, pki, nil) }
+
+// startRsyslogAt starts rsyslog at the far end of line (nil: on loopback).
+func startRsyslogAt(t *testing.T, pki *testpki.PKI, line *delayline.Line) *rsyslog {
 	t.Helper()
 	bin, err := exec.LookPath("rsyslogd")
 	if err != nil {
@@ -41,13 +46,18 @@ func startRsyslog(t *testing.T, pki *testpki.PKI) *rsyslog {
 		}
 	}
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ip := "127.0.0.1"
+	ln, err := net.Listen("tcp", ip+":0")
+	if line != nil {
+		ip = line.FarIP
+		ln, err = line.Listen(nil, "tcp", ip+":0")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	r := &rsyslog{port: port, out: filepath.Join(dir, "received"), log: &bytes.Buffer{}}
+	r := &rsyslog{ip: ip, port: port, out: filepath.Join(dir, "received"), log: &bytes.Buffer{}}
 	field := func(name string) string {
 		return fmt.Sprintf(`constant(value="\"") property(name="%s" format="json") constant(value="\"")`, name)
 	}
@@ -60,26 +70,29 @@ global(workDirectory="%[1]s"
        defaultNetstreamDriverCertFile="%[3]s"
        defaultNetstreamDriverKeyFile="%[4]s")
 module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
-input(type="imtcp" address="127.0.0.1" port="%[5]d")
+input(type="imtcp" address="%[13]s" port="%[5]d")
 template(name="fields" type="list") {
   %[6]s constant(value="\t") %[7]s constant(value="\t") %[8]s constant(value="\t")
   %[9]s constant(value="\t") %[10]s constant(value="\t") %[11]s constant(value="\n")
 }
 action(type="omfile" file="%[12]s" template="fields")
 `, dir, pki.CAFile, pki.CertFile, pki.KeyFile, port,
-		field("hostname"), field("app-name"), field("procid"), field("msgid"), field("structured-data"), field("msg"), r.out)
+		field("hostname"), field("app-name"), field("procid"), field("msgid"), field("structured-data"), field("msg"), r.out, ip)
 	confPath := filepath.Join(dir, "rsyslog.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r.cmd = exec.Command(bin, "-n", "-f", confPath, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	if line != nil {
+		r.cmd = line.Command(bin, "-n", "-f", confPath, "-i", filepath.Join(dir, "rsyslogd.pid"))
+	}
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.cmd.Process.Kill(); _ = r.cmd.Wait() })
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+		if c, err := net.Dial("tcp", r.addr()); err == nil {
 			c.Close()
 			break
 		}
@@ -89,6 +102,8 @@ action(type="omfile" file="%[12]s" template="fields")
 	}
 	return r
 }
+
+func (r *rsyslog) addr() string { return net.JoinHostPort(r.ip, fmt.Sprint(r.port)) }
 
 // lines waits for n lines from rsyslog, then stops it so that all are flushed.
 func (r *rsyslog) lines(t *testing.T, n int) [][]string {
@@ -210,3 +225,69 @@ func checkParsed(t *testing.T, framing string, i int, got []string, tag string, 
 		t.Fatalf("%s record %d: msg %q, want %q", framing, i, msg, wantMSG)
 	}
 }
+
+// Papertrail across an ocean: rsyslog 150 ms away behind a delay line, and the real .so
+// flushing the same chunks from one thread, then from eight as eight Fluent Bit workers
+// would. Every record of every flush arrives (each flush answered OK only once rsyslog's TCP
+// acknowledged it), and the eight threads overlap their round trips on one connection:
+// they take less than half the time of one thread (which takes a round trip a flush).
+func TestRsyslogAtADistance(t *testing.T) {
+	if os.Geteuid() != 0 {
+		fixture.Need(t, "needs root for a network namespace and TUN devices")
+	}
+	const rtt, repeat = 150 * time.Millisecond, 8
+	line, err := delayline.New(fmt.Sprintf("tse%d", os.Getpid()%100000), 217, rtt)
+	if err != nil {
+		fixture.Need(t, "a delay line: %v", err)
+	}
+	defer line.Close()
+	// The two small chunks: the time then counts round trips, not TCP's slow start.
+	files := fixtures(t, "kube-merged")[1:]
+	want := map[string]int{}
+	for _, f := range files {
+		chunk, _ := os.ReadFile(f)
+		d := record.NewDecoder(chunk)
+		for d.Next() {
+			msg, _, err := fixture.SyslogMSG(d.Record(), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[msgKey(msg)] += 2 * repeat // both runs
+		}
+	}
+	pki := testpki.New(t, "localhost")
+	rs := startRsyslogAt(t, pki, line)
+	flush := func(threads int) time.Duration {
+		start := time.Now()
+		r := host(t, append([]string{"-q", "-t", fmt.Sprint(threads), "-n", fmt.Sprint(repeat), soPath, "-i",
+			"-o", "sink=syslog", "-o", "address=" + rs.addr(), "-o", "server_name=localhost", "-o", "ca_file=" + pki.CAFile,
+			"--"}, files...)...)
+		if r.code != 0 {
+			t.Fatalf("%d threads: exit %d\n%s\n%s", threads, r.code, r.stdout, r.stderr)
+		}
+		return time.Since(start)
+	}
+	one, eight := flush(1), flush(8)
+	n := 0
+	for _, c := range want {
+		n += c
+	}
+	got := rs.lines(t, n)
+	for _, l := range got {
+		want[msgKey(l[5])]--
+	}
+	for msg, c := range want {
+		if c != 0 {
+			t.Fatalf("%.120q arrived %d times fewer than flushed (of %d messages in all)", msg, c, len(got))
+		}
+	}
+	flushes := len(files) * repeat
+	if eight > one/2 {
+		t.Errorf("%d flushes took %v from 8 threads, %v from one: they did not overlap", flushes, eight, one)
+	}
+	t.Logf("%d flushes to rsyslog %v away: %v from one thread, %v from eight; all %d records arrived", flushes, rtt,
+		one.Round(time.Millisecond), eight.Round(time.Millisecond), len(got))
+}
+
+// msgKey names a message by its start: the one line longer than max_size arrives cut.
+func msgKey(msg string) string { return msg[:min(len(msg), 1000)] }

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,6 +30,7 @@ type Line struct {
 	FarIP  string // the far side's address
 
 	rtt   time.Duration
+	down  atomic.Bool // a blackhole: every packet dropped, both ways
 	tuns  [2]*os.File // this side's, the far side's
 	wg    sync.WaitGroup
 	close sync.Once
@@ -84,6 +86,10 @@ func New(name string, subnet int, rtt time.Duration) (*Line, error) {
 	return l, nil
 }
 
+// SetDown drops every packet both ways (true) until called with false: a link that is cut
+// without either end knowing, as a route withdrawn or a firewall that drops.
+func (l *Line) SetDown(down bool) { l.down.Store(down) }
+
 // RTT is the round trip the line adds.
 func (l *Line) RTT() time.Duration { return l.rtt }
 
@@ -100,6 +106,9 @@ func (l *Line) pipe(from, to *os.File) {
 			n, err := from.Read(b)
 			if err != nil {
 				return
+			}
+			if l.down.Load() {
+				continue
 			}
 			select {
 			case q <- packet{time.Now().Add(l.rtt / 2), b[:n]}:

@@ -1,6 +1,7 @@
 // Command enginebench runs the real Fluent Bit engine over generated container logs, once
 // per output: `null`, Fluent Bit's own C `out_syslog` (TLS, RFC 5424) and `out_stackdriver`
-// (REST), and trailstack's two sinks as the shipped configuration runs them (Workers 2).
+// (REST), and trailstack's two sinks as the shipped configuration runs them (Workers 2 unless
+// -workers says otherwise).
 // Each run ends when the receiver (syslogdrain or fakelogging, other processes) has counted
 // every line; the engine's CPU (user + system, from /proc) and peak RSS are read then.
 // A run's cost per record is its CPU beyond the `null` run's, divided by the lines.
@@ -64,6 +65,7 @@ func main() {
 	outputs := flag.String("outputs", "null,c-syslog,syslog,c-stackdriver,stackdriver", "outputs, in order; null first for the differences")
 	rate := flag.Int("rate", 0, "lines per second, written while the engine runs (0: all before it starts)")
 	seconds := flag.Int("seconds", 30, "with -rate: for how long")
+	workers := flag.Int("workers", 2, "Workers of every output but null (the shipped configuration has 32)")
 	keep := flag.Bool("keep", false, "keep the work directory")
 	runs := flag.Int("runs", 3, "runs of each output")
 	timeout := flag.Duration("timeout", 10*time.Minute, "a run that has not delivered every line by then fails")
@@ -104,7 +106,7 @@ func main() {
 		for i := 0; i < *runs; i++ {
 			for _, out := range strings.Split(*outputs, ",") {
 				dir := filepath.Join(work, fmt.Sprintf("%s-%s-%d", shape, out, i))
-				spec := runSpec{engine: *engine, so: *so, bin: *bin, dir: dir, logs: logs, shape: shape, output: out, lines: *lines, rate: *rate, timeout: *timeout}
+				spec := runSpec{engine: *engine, so: *so, bin: *bin, dir: dir, logs: logs, shape: shape, output: out, lines: *lines, rate: *rate, workers: *workers, timeout: *timeout}
 				if *profile != "" {
 					spec.profile = filepath.Join(*profile, fmt.Sprintf("%s-%s-%d.pprof", shape, out, i))
 				}
@@ -224,6 +226,7 @@ type runSpec struct {
 	logs                                string // the shape's container logs, when written before the run
 	profile                             string // TRAILSTACK_CPUPROFILE for the plugin
 	lines, rate                         int
+	workers                             int // of every output but null
 	timeout                             time.Duration
 }
 
@@ -543,8 +546,8 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
     Syslog_Message_Key log
     Syslog_Appname_Key kubernetes['container_name']
     Retry_Limit        no_limits
-    Workers            2
-`, host, portStr)
+    Workers            %d
+`, host, portStr, s.workers)
 	case "c-stackdriver":
 		fmt.Fprintf(&b, `
 [OUTPUT]
@@ -557,27 +560,28 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
     metadata_server        http://%s
     tls.verify             Off
     Retry_Limit            no_limits
-    Workers                2
-`, resource, addrs["rest"], addrs["metadata"])
+    Workers                %d
+`, resource, addrs["rest"], addrs["metadata"], s.workers)
 	case "syslog":
 		fmt.Fprintf(&b, "%s    sink        syslog\n    address     %s\n    ca_file     %s\n",
-			trailstackOutput, addrs["listening"], filepath.Join(s.dir, "ca.pem"))
+			trailstackOutput(s.workers), addrs["listening"], filepath.Join(s.dir, "ca.pem"))
 	case "stackdriver":
 		fmt.Fprintf(&b, "%s    sink        stackdriver\n    endpoint    %s\n    endpoint_plaintext on\n"+
-			"    project_id  bench\n    cluster_name bench\n    cluster_location local\n", trailstackOutput, addrs["listening"])
+			"    project_id  bench\n    cluster_name bench\n    cluster_location local\n", trailstackOutput(s.workers), addrs["listening"])
 	}
 	return b.String()
 }
 
-// trailstackOutput is an [OUTPUT] of trailstack as the shipped configuration runs it; the
-// sink's keys follow.
-const trailstackOutput = `
+// trailstackOutput is an [OUTPUT] of trailstack with the given workers; the sink's keys follow.
+func trailstackOutput(workers int) string {
+	return fmt.Sprintf(`
 [OUTPUT]
     Name        trailstack
     Match       *
-    Workers     2
+    Workers     %d
     Retry_Limit no_limits
-`
+`, workers)
+}
 
 // nullRecords is what the null output has taken, from the engine's own metrics.
 func nullRecords(port int) int {
