@@ -235,7 +235,7 @@ func TestRsyslogAtADistance(t *testing.T) {
 	if os.Geteuid() != 0 {
 		fixture.Need(t, "needs root for a network namespace and TUN devices")
 	}
-	const rtt, repeat = 150 * time.Millisecond, 8
+	const rtt, repeat = 150 * time.Millisecond, 12
 	line, err := delayline.New(fmt.Sprintf("tse%d", os.Getpid()%100000), 217, rtt)
 	if err != nil {
 		fixture.Need(t, "a delay line: %v", err)

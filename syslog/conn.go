@@ -215,11 +215,12 @@ func (s *sink) retire(c *conn) {
 }
 
 // fail ends c at once: every flush still waiting on it answers RETRY, as none of their bytes
-// past the last acknowledgement can be counted on.
-func (s *sink) fail(c *conn) {
-	c.failed.Store(true)
+// past the last acknowledgement can be counted on. It reports whether this call ended it.
+func (s *sink) fail(c *conn) (first bool) {
+	first = c.failed.CompareAndSwap(false, true)
 	s.retire(c)
 	c.abort()
+	return first
 }
 
 // usable checks, before a flush writes, that the peer has not closed the connection.

@@ -201,3 +201,41 @@ func TestFlushesOverlapTheirRoundTrips(t *testing.T) {
 	}
 	t.Logf("8 flushes of %d records at once over a %v round trip: %v, on %d connection", len(b.Records), rtt, took.Round(time.Millisecond), conns)
 }
+
+// Flushes that share a connection fail together when it stalls (the link drops every
+// packet: each waits in vain for its acknowledgement), and the destination's backoff counts
+// that once: the next attempt waits the first step (5 s), not the step of as many failures
+// as there were flushes waiting (with a connection a flush, six stalls counted six).
+func TestOneStallCountsOnce(t *testing.T) {
+	if os.Geteuid() != 0 {
+		fixture.Need(t, "needs root for a network namespace and TUN devices")
+	}
+	l, err := delayline.New(fmt.Sprintf("tsb%d", os.Getpid()%100000), 218, 10*time.Millisecond)
+	if err != nil {
+		fixture.Need(t, "a delay line: %v", err)
+	}
+	defer l.Close()
+	ln, err := l.Listen(nil, "tcp", l.FarIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startReceiver(t, &receiver{ln: ln})
+	s := newSink(t, core.MapGetter{"address": "tcp://" + r.addr(), "ack_timeout": "500ms"})
+	b := chunkBatch(t, "kube-merged", "chunk-002.msgpack")
+	retryUntilDelivered(t, s, b, 5*time.Second, "first flush")
+	l.SetDown(true)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			if res := s.Deliver(context.Background(), b); res.Status != core.Retry {
+				t.Errorf("status %v: %v", res.Status, res.Err)
+			}
+		})
+	}
+	wg.Wait()
+	err = s.backoff.Check(s.cfg.addr)
+	if err == nil || !strings.Contains(err.Error(), "after 1 failed attempts") {
+		t.Fatalf("after one stalled connection: %v", err)
+	}
+	t.Logf("six flushes on one stalled connection: %v", err)
+}

@@ -131,13 +131,11 @@ func (s *sink) deliver(ctx context.Context, b *core.Batch) core.Result {
 	defer s.release(c)
 	end, err := s.write(ctx, c, out)
 	if err != nil {
-		s.fail(c)
-		return s.failed(err)
+		return s.failed(c, err)
 	}
 	ackStart := time.Now()
 	if err := s.waitAcked(ctx, c, end, len(out)); err != nil {
-		s.fail(c)
-		return s.failed(err)
+		return s.failed(c, err)
 	}
 	s.m.AckWait.Observe(time.Since(ackStart).Seconds())
 	if peerClosedInOrder(c.raw) {
@@ -152,10 +150,11 @@ func retry(err error) core.Result { return core.Result{Status: core.Retry, Err: 
 // errTimedOut marks a flush that ran out of time waiting on the peer.
 var errTimedOut = errors.New("timed out")
 
-// failed answers RETRY for a connection that failed while writing or waiting for the
-// acknowledgement; a timeout means the destination hangs, and the next flushes answer at once.
-func (s *sink) failed(err error) core.Result {
-	if timedOut(err) {
+// failed ends c and answers RETRY for a flush whose connection failed while it wrote or
+// waited for the acknowledgement. A timeout means the destination hangs, and the next flushes
+// answer at once; it counts once a connection, not once for each flush that was waiting on it.
+func (s *sink) failed(c *conn, err error) core.Result {
+	if s.fail(c) && timedOut(err) {
 		s.backoff.Failed(err, true)
 	}
 	return retry(err)

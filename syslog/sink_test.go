@@ -453,3 +453,4 @@ func listenSmallRcvBuf(t *testing.T) net.Listener {
 	}
 	return ln
 }
+
