@@ -453,4 +453,3 @@ func listenSmallRcvBuf(t *testing.T) net.Listener {
 	}
 	return ln
 }
-
