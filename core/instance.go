@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/trailstack/trailstack/metrics"
 	"github.com/trailstack/trailstack/record"
 )
@@ -31,6 +33,12 @@ type Instance struct {
 	mu       sync.Mutex // guards closing, so that no flush starts once Close waits on inflight
 	closing  bool
 	inflight sync.WaitGroup
+
+	// chunkBytes bounds the chunk bytes being delivered at once (inflight_limit): what a
+	// flush builds is a few times its chunk, and a backlog drains in 2 MB chunks on every
+	// worker at once. Small chunks, a node's normal flushes, never wait for it.
+	chunkBytes    *semaphore.Weighted
+	chunkBytesMax int64
 
 	batches sync.Pool // *[]record.Record, reused across flushes
 	metrics *metrics.Instance
@@ -64,7 +72,8 @@ func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance,
 		m.Remove()
 		return nil, err
 	}
-	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: c.shutdownTimeout, metrics: m}
+	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: c.shutdownTimeout, metrics: m,
+		chunkBytes: semaphore.NewWeighted(c.inflightLimit), chunkBytesMax: c.inflightLimit}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	in.batches.New = func() any { s := make([]record.Record, 0, 1024); return &s }
 	log.Infof("initialised: %s", p.Effective())
@@ -77,6 +86,7 @@ type instanceConfig struct {
 	cfg             Config
 	shutdownTimeout time.Duration
 	metricsListen   string
+	inflightLimit   int64
 }
 
 // parseInstance reads the sink key, the keys every instance has, then the sink's own.
@@ -89,6 +99,7 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 	c.sink = p.Enum("sink", "", names...)
 	c.shutdownTimeout = p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
 	c.metricsListen = p.String("metrics_listen", "")
+	c.inflightLimit = p.Size("inflight_limit", 16<<20, 64<<10, 1<<30)
 	if err := p.Err(); err != nil {
 		return c, err
 	}
@@ -173,6 +184,13 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		return Delivered
 	}
 
+	// A chunk larger than the limit goes alone.
+	weight := min(int64(len(chunk)), in.chunkBytesMax)
+	if err := in.chunkBytes.Acquire(in.ctx, weight); err != nil {
+		in.log.Warnf("chunk (tag %s) kept for retry: shutting down", tag)
+		return Retry
+	}
+	defer in.chunkBytes.Release(weight)
 	start := time.Now()
 	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs, Data: chunk})
 	m := in.metrics

@@ -322,3 +322,42 @@ func TestFailuresAreLoggedOncePerCausePerMinute(t *testing.T) {
 		t.Fatalf("no recovery line:\n%s", buf)
 	}
 }
+
+// inflight_limit bounds the chunk bytes delivered at once: with a limit of three chunks,
+// eight workers flushing at once never have more than three in the sink, and every record
+// is delivered; a chunk larger than the limit goes alone rather than never.
+func TestInflightLimitBoundsChunkBytes(t *testing.T) {
+	var most atomic.Int32
+	s := &fakeSink{}
+	s.answer = func(context.Context, *Batch) Result {
+		for n := s.running.Load(); n > most.Load(); n = s.running.Load() {
+			most.CompareAndSwap(most.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+		return Result{Status: Delivered}
+	}
+	chunk := chunkOf(strings.Repeat("x", 30<<10), strings.Repeat("y", 30<<10))
+	in, _ := newTestInstance(t, s, MapGetter{"inflight_limit": fmt.Sprint(3 * len(chunk))})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 5 {
+				if st := in.Flush(chunk, "tag"); st != Delivered {
+					t.Errorf("status %v", st)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if m := most.Load(); m > 3 || m < 2 {
+		t.Errorf("at most %d flushes in the sink at once, want 3 (the limit) and more than one", m)
+	}
+	big := chunkOf(strings.Repeat("z", 4*len(chunk)))
+	if st := in.Flush(big, "tag"); st != Delivered {
+		t.Errorf("a chunk over the limit: %v", st)
+	}
+	in.Close()
+	if len(s.logs) != 8*5*2+1 {
+		t.Fatalf("%d records arrived, want %d", len(s.logs), 8*5*2+1)
+	}
+}
