@@ -160,11 +160,7 @@ func (n *node) farAway(prefix string, subnet int, rtt time.Duration) (listenFunc
 			return lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 		}, "127.0.0.1"
 	}
-	l, err := delayline.New(fmt.Sprintf("%s%d", prefix, os.Getpid()%100000), subnet, rtt)
-	if err != nil {
-		fixture.Need(n.t, "a delay line: %v", err)
-	}
-	n.t.Cleanup(l.Close)
+	l := delayline.Start(n.t, prefix, subnet, rtt)
 	n.lines = append(n.lines, l)
 	return func(lc *net.ListenConfig) (net.Listener, error) { return l.Listen(lc, "tcp", l.FarIP+":0") }, l.FarIP
 }

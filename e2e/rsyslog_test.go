@@ -232,15 +232,8 @@ func checkParsed(t *testing.T, framing string, i int, got []string, tag string, 
 // acknowledged it), and the eight threads overlap their round trips on one connection:
 // they take less than half the time of one thread (which takes a round trip a flush).
 func TestRsyslogAtADistance(t *testing.T) {
-	if os.Geteuid() != 0 {
-		fixture.Need(t, "needs root for a network namespace and TUN devices")
-	}
 	const rtt, repeat = 150 * time.Millisecond, 12
-	line, err := delayline.New(fmt.Sprintf("tse%d", os.Getpid()%100000), 217, rtt)
-	if err != nil {
-		fixture.Need(t, "a delay line: %v", err)
-	}
-	defer line.Close()
+	line := delayline.Start(t, "tse", 217, rtt)
 	// The two small chunks: the time then counts round trips, not TCP's slow start.
 	files := fixtures(t, "kube-merged")[1:]
 	want := map[string]int{}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/testkit/delayline"
-	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // A peer that vanishes after the connection is up, its packets dropped: the writes go into
@@ -155,15 +154,8 @@ func listenInNetns(t *testing.T, ns, addr string) net.Listener {
 // trips: eight at once take about one round trip, not eight, and each is confirmed only by
 // the peer's acknowledgement of its own last byte (the receiver counts every frame).
 func TestFlushesOverlapTheirRoundTrips(t *testing.T) {
-	if os.Geteuid() != 0 {
-		fixture.Need(t, "needs root for a network namespace and TUN devices")
-	}
 	const rtt = 200 * time.Millisecond
-	l, err := delayline.New(fmt.Sprintf("tso%d", os.Getpid()%100000), 216, rtt)
-	if err != nil {
-		fixture.Need(t, "a delay line: %v", err)
-	}
-	defer l.Close()
+	l := delayline.Start(t, "tso", 216, rtt)
 	ln, err := l.Listen(nil, "tcp", l.FarIP+":0")
 	if err != nil {
 		t.Fatal(err)
@@ -176,15 +168,7 @@ func TestFlushesOverlapTheirRoundTrips(t *testing.T) {
 	b.Records = b.Records[:4]
 	retryUntilDelivered(t, s, b, 5*time.Second, "first flush")
 	start := time.Now()
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
-				t.Errorf("%v %v", res.Status, res.Err)
-			}
-		})
-	}
-	wg.Wait()
+	deliverAtOnce(t, s, b, 8, core.Delivered)
 	took := time.Since(start)
 	// One at a time would take eight round trips at least; half of that is far from both.
 	if took > 4*rtt {
@@ -207,14 +191,7 @@ func TestFlushesOverlapTheirRoundTrips(t *testing.T) {
 // that once: the next attempt waits the first step (5 s), not the step of as many failures
 // as there were flushes waiting (with a connection a flush, six stalls counted six).
 func TestOneStallCountsOnce(t *testing.T) {
-	if os.Geteuid() != 0 {
-		fixture.Need(t, "needs root for a network namespace and TUN devices")
-	}
-	l, err := delayline.New(fmt.Sprintf("tsb%d", os.Getpid()%100000), 218, 10*time.Millisecond)
-	if err != nil {
-		fixture.Need(t, "a delay line: %v", err)
-	}
-	defer l.Close()
+	l := delayline.Start(t, "tsb", 218, 10*time.Millisecond)
 	ln, err := l.Listen(nil, "tcp", l.FarIP+":0")
 	if err != nil {
 		t.Fatal(err)
@@ -224,18 +201,25 @@ func TestOneStallCountsOnce(t *testing.T) {
 	b := chunkBatch(t, "kube-merged", "chunk-002.msgpack")
 	retryUntilDelivered(t, s, b, 5*time.Second, "first flush")
 	l.SetDown(true)
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Go(func() {
-			if res := s.Deliver(context.Background(), b); res.Status != core.Retry {
-				t.Errorf("status %v: %v", res.Status, res.Err)
-			}
-		})
-	}
-	wg.Wait()
+	deliverAtOnce(t, s, b, 6, core.Retry)
 	err = s.backoff.Check(s.cfg.addr)
 	if err == nil || !strings.Contains(err.Error(), "after 1 failed attempts") {
 		t.Fatalf("after one stalled connection: %v", err)
 	}
 	t.Logf("six flushes on one stalled connection: %v", err)
+}
+
+// deliverAtOnce flushes b from n goroutines at once, as n workers would, and wants each to
+// answer want.
+func deliverAtOnce(t *testing.T, s *sink, b *core.Batch, n int, want core.Status) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if res := s.Deliver(context.Background(), b); res.Status != want {
+				t.Errorf("%v, want %v: %v", res.Status, want, res.Err)
+			}
+		})
+	}
+	wg.Wait()
 }

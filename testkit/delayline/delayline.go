@@ -18,9 +18,12 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // Line is one link between this network namespace and a namespace of its own.
@@ -211,4 +214,19 @@ func ip(args ...string) error {
 		return fmt.Errorf("ip %v: %v: %s", args, err, out)
 	}
 	return nil
+}
+
+// Start makes a line for a test (namespace prefix+pid), removed when the test ends. Without
+// root or TUN devices the test skips, or fails under CI=true (fixture.Need).
+func Start(tb testing.TB, prefix string, subnet int, rtt time.Duration) *Line {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		fixture.Need(tb, "needs root for a network namespace and TUN devices")
+	}
+	l, err := New(fmt.Sprintf("%s%d", prefix, os.Getpid()%100000), subnet, rtt)
+	if err != nil {
+		fixture.Need(tb, "a delay line: %v", err)
+	}
+	tb.Cleanup(l.Close)
+	return l
 }
