@@ -67,9 +67,14 @@ func TestNodeDistance(t *testing.T) {
 		qs, most := tl.lagQuantiles(0.5, 0.99)
 		flushes, _ := sample(scrape, "trailstack_flush_duration_seconds_count"+labels)
 		took, _ := sample(scrape, "trailstack_flush_duration_seconds_sum"+labels)
-		t.Logf("%s: %s: %d lines in %v; %v; lag p50 %v, p99 %v, max %v; %.0f flushes, mean %v; peak RSS %d MiB",
+		conns := ""
+		if d.name == "papertrail" {
+			n, _ := sample(scrape, `trailstack_syslog_connects_total{instance="trailstack.0",result="ok",sink="syslog"}`)
+			conns = fmt.Sprintf(" on %.0f connections", n)
+		}
+		t.Logf("%s: %s: %d lines in %v; %v; lag p50 %v, p99 %v, max %v; %.0f flushes%s, mean %v; peak RSS %d MiB",
 			scenario, d.name, d.arrived, written.Round(time.Second), d, qs[0].Round(time.Millisecond), qs[1].Round(time.Millisecond),
-			most.Round(time.Millisecond), flushes, time.Duration(took/max(flushes, 1)*1e9).Round(time.Millisecond), rss>>20)
+			most.Round(time.Millisecond), flushes, conns, time.Duration(took/max(flushes, 1)*1e9).Round(time.Millisecond), rss>>20)
 		if d.lost != 0 || d.dups != 0 {
 			t.Errorf("%s: %v (no fault: nothing may be lost or sent twice)", scenario, d)
 		}
