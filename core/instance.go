@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/trailstack/trailstack/kubemeta"
 	"github.com/trailstack/trailstack/metrics"
 	"github.com/trailstack/trailstack/record"
 )
@@ -66,6 +67,17 @@ func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance,
 		}
 		log.Infof("metrics on http://%s/metrics", bound)
 	}
+	if c.kubeListen != "" {
+		kc, err := kubemeta.InCluster(c.kubeNode)
+		if err != nil {
+			return nil, KeyError("kube_metadata_listen", "%v", err)
+		}
+		bound, err := kubemeta.Start(c.kubeListen, kc, log)
+		if err != nil {
+			return nil, KeyError("kube_metadata_listen", "%v", err)
+		}
+		log.Infof("Kubernetes metadata of node %s on http://%s", kc.Node, bound)
+	}
 	m := metrics.NewInstance(name, c.sink)
 	sink, err := c.cfg.Build(Env{Log: log, Metrics: m})
 	if err != nil {
@@ -87,6 +99,8 @@ type instanceConfig struct {
 	shutdownTimeout time.Duration
 	metricsListen   string
 	inflightLimit   int64
+	kubeListen      string // the pod lookups' endpoint, where the filter's Kube_URL points
+	kubeNode        string
 }
 
 // parseInstance reads the sink key, the keys every instance has, then the sink's own.
@@ -100,6 +114,9 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 	c.shutdownTimeout = p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
 	c.metricsListen = p.String("metrics_listen", "")
 	c.inflightLimit = p.Size("inflight_limit", 16<<20, 64<<10, 1<<30)
+	c.kubeListen = p.String("kube_metadata_listen", "")
+	node, _ := p.LookupEnv("NODE_NAME")
+	c.kubeNode = p.String("kube_node", node)
 	if err := p.Err(); err != nil {
 		return c, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -359,5 +360,15 @@ func TestInflightLimitBoundsChunkBytes(t *testing.T) {
 	in.Close()
 	if len(s.logs) != 8*5*2+1 {
 		t.Fatalf("%d records arrived, want %d", len(s.logs), 8*5*2+1)
+	}
+}
+
+// kube_metadata_listen outside a pod can never work: Init fails naming the key.
+func TestKubeMetadataOutsideAPodFailsInit(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	fake := Kind{Name: "fake", Parse: func(*Parser) Config { return &fakeSink{} }}
+	_, err := newInstance("trailstack.0", MapGetter{"sink": "fake", "kube_metadata_listen": "127.0.0.1:0"}, []Kind{fake}, newLogger("trailstack.0", &lockedWriter{w: io.Discard}))
+	if err == nil || !strings.Contains(err.Error(), `"kube_metadata_listen"`) || !strings.Contains(err.Error(), "not running in a Kubernetes pod") {
+		t.Fatalf("got %v", err)
 	}
 }

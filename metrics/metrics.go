@@ -82,6 +82,19 @@ var (
 		Name: "trailstack_stackdriver_entries_rejected_total", Help: "Entries Cloud Logging refused one by one (dropped; the rest written).",
 	}, labels)
 
+	kubeUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "trailstack_kube_watch_up", Help: "1 while the watch of the node's pods is synced and the API server answered within 90 s; 0 while new pods go without metadata.",
+	})
+	kubePods = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "trailstack_kube_pods", Help: "Pods of the node in the metadata cache (those deleted in the last 5 minutes included).",
+	})
+	kubeLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_kube_lookups_total", Help: "The kubernetes filter's pod lookups answered from the cache, by result (hit, miss).",
+	}, []string{"result"})
+	kubeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_kube_api_requests_total", Help: "Requests to the Kubernetes API server, by verb (list, watch) and result (ok, error).",
+	}, []string{"verb", "result"})
+
 	buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trailstack_build_info", Help: "Always 1: the plugin's version, its Go version and the Fluent Bit interface it implements.",
 	}, []string{"version", "go_version", "fluent_bit_abi"})
@@ -96,7 +109,8 @@ var (
 
 func init() {
 	registry.MustRegister(delivered, dropped, truncated, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
-		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo)
+		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo,
+		kubeUp, kubePods, kubeLookups, kubeRequests)
 	buildInfo.WithLabelValues(Version, runtime.Version(), FluentBitABI).Set(1)
 }
 
@@ -199,4 +213,28 @@ func (m *Instance) Remove() {
 	for _, v := range perInstance {
 		v.DeletePartialMatch(prometheus.Labels{"instance": m.name})
 	}
+}
+
+// Kube is the series of the process's Kubernetes metadata cache (one per process).
+type Kube struct {
+	Up, Pods prometheus.Gauge
+	Lookups  func(result string) prometheus.Counter
+	Requests func(verb string, err error) prometheus.Counter
+}
+
+// NewKube returns the metadata cache's series; the alert reads the lookups and up from the
+// start, at zero.
+func NewKube() *Kube {
+	k := &Kube{Up: kubeUp, Pods: kubePods,
+		Lookups: func(result string) prometheus.Counter { return kubeLookups.WithLabelValues(result) },
+		Requests: func(verb string, err error) prometheus.Counter {
+			if err != nil {
+				return kubeRequests.WithLabelValues(verb, "error")
+			}
+			return kubeRequests.WithLabelValues(verb, "ok")
+		},
+	}
+	k.Lookups("hit")
+	k.Lookups("miss")
+	return k
 }
