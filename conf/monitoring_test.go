@@ -62,7 +62,7 @@ func alertExprs(t *testing.T) []string {
 			}
 		}
 	}
-	want := []string{"TrailstackDestinationStuck", "TrailstackRecordsDropped", "TrailstackDeliveryLagging", "TrailstackDiskBufferFilling", "TrailstackPodRestarting"}
+	want := []string{"TrailstackDestinationStuck", "TrailstackRecordsDropped", "TrailstackDeliveryLagging", "TrailstackMetadataMissing", "TrailstackDiskBufferFilling", "TrailstackPodRestarting"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("alerts %v, want %v", names, want)
 	}
@@ -93,8 +93,8 @@ func dashboardExprs(t *testing.T) []string {
 			exprs = append(exprs, tg.Expr)
 		}
 	}
-	if !reflect.DeepEqual(rows, []string{"Papertrail (syslog)", "Cloud Logging"}) {
-		t.Errorf("rows %v, want one per destination", rows)
+	if !reflect.DeepEqual(rows, []string{"Papertrail (syslog)", "Cloud Logging", "Kubernetes metadata"}) {
+		t.Errorf("rows %v, want one per destination and the metadata cache's", rows)
 	}
 	return exprs
 }

@@ -40,7 +40,13 @@ func TestNodeSteadyState(t *testing.T) {
 	n.write(big, 1000)
 	n.write(api, 1000)
 	n.write(grafana, 200)
+	// A pod that starts under a running agent has its labels on its first line.
+	web := n.newPod("shop", "web-7c5ddbdf54-x2kqp", 0)
+	n.write(web, 1)
 	ds := n.waitDelivered(60*time.Second, a)
+	if l := n.cloud.labelsOf(web.name); l["k8s-pod/app"] != web.name {
+		t.Errorf("the first line of a pod started under the agent has no labels: %v", l)
+	}
 	if got := n.cloud.jsonEntries(grafana.name); got != 200 {
 		t.Errorf("%d of 200 logfmt lines of a pod annotated fluentbit.io/parser: logfmt were parsed", got)
 	}

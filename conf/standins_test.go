@@ -11,10 +11,12 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -352,47 +354,109 @@ func (f *cloudLogging) DeleteLog(context.Context, *loggingpb.DeleteLogRequest) (
 	return &emptypb.Empty{}, nil
 }
 
-// kubeAPI serves pods as the API server does for the kubernetes filter's lookups.
+// kubeAPI serves pods as the API server does: a pod by name, and the node's pods listed and
+// watched. It can hang (accept, never answer, and its watches go silent) or refuse
+// connections, as a control plane in trouble does.
 type kubeAPI struct {
-	mu      sync.Mutex // guards pods
-	pods    map[string][]byte
-	lookups int
+	addr string
+	pki  *testpki.PKI
+
+	mu       sync.Mutex        // guards every field below
+	pods     map[string][]byte // by path, /api/v1/namespaces/<ns>/pods/<name>
+	events   []kubeEvent       // every pod added, in resource-version order
+	rv       int
+	changed  chan struct{} // closed and replaced on every change (pod, mode)
+	hung     bool
+	srv      *http.Server   // nil while refusing
+	requests map[string]int // get, list, watch
+}
+
+type kubeEvent struct {
+	rv  int
+	obj []byte
 }
 
 // startKubeAPI listens on addr (where the pod's /etc/hosts puts kubernetes.default.svc) with
 // a certificate the pod's service-account ca.crt verifies.
 func startKubeAPI(t *testing.T, addr string, pki *testpki.PKI) *kubeAPI {
 	t.Helper()
-	k := &kubeAPI{pods: map[string][]byte{}}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	k := &kubeAPI{addr: addr, pki: pki, pods: map[string][]byte{}, changed: make(chan struct{}), requests: map[string]int{}}
+	if err := k.listen(); err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: k, TLSConfig: pki.Server}
-	go srv.Serve(tls.NewListener(ln, pki.Server))
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() { k.setRefusing(true) })
 	return k
 }
 
+func (k *kubeAPI) listen() error {
+	ln, err := net.Listen("tcp", k.addr)
+	if err != nil {
+		return err
+	}
+	k.srv = &http.Server{Handler: k, TLSConfig: k.pki.Server}
+	go k.srv.Serve(tls.NewListener(ln, k.pki.Server))
+	return nil
+}
+
+// notifyLocked wakes the watches and the hung requests.
+func (k *kubeAPI) notifyLocked() {
+	close(k.changed)
+	k.changed = make(chan struct{})
+}
+
+// setHung makes every request, new or in flight, wait without an answer (true) until false.
+func (k *kubeAPI) setHung(hung bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.hung = hung
+	k.notifyLocked()
+}
+
+// setRefusing closes the listener and every connection (true), or listens again (false).
+func (k *kubeAPI) setRefusing(refusing bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case refusing && k.srv != nil:
+		k.srv.Close()
+		k.srv = nil
+	case !refusing && k.srv == nil:
+		if err := k.listen(); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// counts returns how many requests of each kind the API server answered or held.
+func (k *kubeAPI) counts() map[string]int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.requests)
+}
+
 func (k *kubeAPI) addPod(ns, name string, labels, annotations map[string]string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.rv++
 	pod := map[string]any{
 		"apiVersion": "v1", "kind": "Pod",
 		"metadata": map[string]any{
 			"name": name, "namespace": ns, "uid": podUID(ns, name),
 			"labels": labels, "annotations": annotations,
 			"creationTimestamp": "2026-11-27T00:00:00Z",
+			"resourceVersion":   strconv.Itoa(k.rv),
 			"ownerReferences":   owners(name),
 		},
-		"spec": map[string]any{"nodeName": "node-1", "containers": []any{map[string]any{"name": "app", "image": "registry.example/app:1"}}},
+		"spec": map[string]any{"nodeName": nodeName, "containers": []any{map[string]any{"name": "app", "image": "registry.example/app:1"}}},
 		"status": map[string]any{"phase": "Running", "podIP": "10.0.0.7", "containerStatuses": []any{map[string]any{
 			"name": "app", "image": "registry.example/app:1", "imageID": "registry.example/app@sha256:00",
 			"containerID": "containerd://" + containerID(ns, name), "ready": true,
 		}}},
 	}
 	b, _ := json.Marshal(pod)
-	k.mu.Lock()
-	defer k.mu.Unlock()
 	k.pods["/api/v1/namespaces/"+ns+"/pods/"+name] = b
+	k.events = append(k.events, kubeEvent{k.rv, b})
+	k.notifyLocked()
 }
 
 // owners is what a Deployment's pod carries: its ReplicaSet, <deployment>-<hash>, named in
@@ -410,16 +474,100 @@ func (k *kubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no token", http.StatusUnauthorized)
 		return
 	}
+	q := r.URL.Query()
+	kind := "get"
+	if r.URL.Path == "/api/v1/pods" {
+		kind = "list"
+		if q.Get("watch") == "true" {
+			kind = "watch"
+		}
+		if q.Get("fieldSelector") != "spec.nodeName="+nodeName {
+			http.Error(w, "this stand-in serves one node's pods", http.StatusBadRequest)
+			return
+		}
+	}
 	k.mu.Lock()
-	b, ok := k.pods[r.URL.Path]
-	k.lookups++
+	k.requests[kind]++
 	k.mu.Unlock()
-	if !ok {
-		http.NotFound(w, r)
+	if !k.waitAnswering(r.Context()) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b)
+	switch kind {
+	case "get":
+		k.mu.Lock()
+		b, ok := k.pods[r.URL.Path]
+		k.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(b)
+	case "list":
+		k.mu.Lock()
+		items := make([]json.RawMessage, 0, len(k.pods))
+		for _, e := range k.events {
+			items = append(items, e.obj)
+		}
+		b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": strconv.Itoa(k.rv)}, "items": items})
+		k.mu.Unlock()
+		_, _ = w.Write(b)
+	case "watch":
+		k.watch(w, r)
+	}
+}
+
+// waitAnswering holds a request while the API server hangs; false if the client gave up.
+func (k *kubeAPI) waitAnswering(ctx context.Context) bool {
+	for {
+		k.mu.Lock()
+		hung, changed := k.hung, k.changed
+		k.mu.Unlock()
+		if !hung {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// watch streams ADDED events after the requested resource version until timeoutSeconds;
+// while the API server hangs the stream goes silent.
+func (k *kubeAPI) watch(w http.ResponseWriter, r *http.Request) {
+	since, _ := strconv.Atoi(r.URL.Query().Get("resourceVersion"))
+	secs, _ := strconv.Atoi(r.URL.Query().Get("timeoutSeconds"))
+	end := time.After(time.Duration(max(secs, 1)) * time.Second)
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	for {
+		if !k.waitAnswering(r.Context()) {
+			return
+		}
+		k.mu.Lock()
+		var out []kubeEvent
+		for _, e := range k.events {
+			if e.rv > since {
+				out = append(out, e)
+			}
+		}
+		changed := k.changed
+		k.mu.Unlock()
+		for _, e := range out {
+			fmt.Fprintf(w, `{"type":"ADDED","object":%s}`+"\n", e.obj)
+			since = e.rv
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-changed:
+		case <-end:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
 }
 
 // startMetadata answers as GKE's metadata server does for the Cloud Logging output.
