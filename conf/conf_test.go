@@ -276,6 +276,11 @@ func TestManifests(t *testing.T) {
 		t.Fatalf("%d containers", len(spec.Containers))
 	}
 	c := spec.Containers[0]
+	// The pod cache's endpoint (kube_metadata_listen) is on loopback: the pod's own while the
+	// pod has its own network; on the host's, every host-network pod could read it.
+	if spec.HostNetwork {
+		t.Error("hostNetwork: the Kubernetes metadata endpoint would be open to the node's host-network pods")
+	}
 
 	// The ConfigMap carries the files as they are in the repo, mounted where the image
 	// expects them.
