@@ -24,8 +24,8 @@ fi
 if [ -n "$fluent_bit" ]; then
 	# The shipped conf/fluent-bit.conf in a real fluent-bit, pointed at this machine: the
 	# sample container logs instead of /var/log/containers, state in a temporary folder, the
-	# stand-ins as destinations. Without a cluster there is no kubernetes filter, so the
-	# records carry no pod metadata.
+	# stand-ins as destinations. Without a cluster there is no kubernetes filter (nor the
+	# plugin's pod cache that feeds it), so the records carry no pod metadata.
 	mkdir -p "$work/state"
 	printf '[PLUGINS]\n    Path %s\n' "$(realpath "$build/out_trailstack.so")" >"$work/plugins.conf"
 	awk -v logs="$(realpath testdata/containers)" -v work="$work" -v logging="$logging_addr" -v conf="$(realpath conf)" '
@@ -39,6 +39,7 @@ if [ -n "$fluent_bit" ]; then
 		/^ *Path / { print "    Path " logs "/*.log"; next }
 		/^ *HTTP_Server/ { print "    HTTP_Server Off"; next }
 		/^ *metrics_listen/ { print "    metrics_listen 127.0.0.1:0"; next }
+		/^ *kube_metadata_listen/ { next }
 		/^ *ca_file/ { print "    ca_file " work "/ca.pem"; next }
 		/^ *sink  *stackdriver/ { print; print "    endpoint " logging; print "    endpoint_plaintext on";
 			print "    project_id demo-project"; print "    cluster_name demo-cluster"; print "    cluster_location europe-west1"; next }
