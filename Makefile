@@ -9,6 +9,9 @@ TEST_SO := $(BUILD)/out_trailstack_test.so
 HOST    := $(BUILD)/flbhost
 GOFILES := $(shell find . -name '*.go' -not -path './build/*' -not -path './conf/*') go.mod go.sum
 FIXTURES ?= ../shared/fixtures/fluent-bit-5.1.1
+# Absolute, for the Go benchmarks too (they run in their package's directory).
+override FIXTURES := $(abspath $(FIXTURES))
+export FIXTURES
 FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
 .PHONY: all test bench bench-distance demo vet lint clean image fuzz
