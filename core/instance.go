@@ -249,8 +249,8 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 // a multiline join or a retried chunk beside new ones need not be.
 func oldest(recs []record.Record) time.Time {
 	t := recs[0].Time()
-	for i := range recs[1:] {
-		if r := recs[i+1].Time(); r.Before(t) {
+	for i := 1; i < len(recs); i++ {
+		if r := recs[i].Time(); r.Before(t) {
 			t = r
 		}
 	}

@@ -43,8 +43,7 @@ type conn struct {
 	failed atomic.Bool   // a write or a wait failed on it: no flush may write to it again
 	users  int           // flushes holding it; guarded by the sink's mu
 
-	dmu     sync.Mutex // guards writer and the write deadline it sets
-	writing *int       // the flush writing now, for its cancellation to interrupt only itself
+	dmu sync.Mutex // guards the write deadline, set by the writer and by its cancellation
 }
 
 // abort closes a failed connection at once: no TLS close_notify, which could block on a
@@ -69,24 +68,20 @@ func (s *sink) write(ctx context.Context, c *conn, out []byte) (end uint64, err 
 	if c.failed.Load() {
 		return 0, fmt.Errorf("connection to %s failed while this flush waited to write", s.cfg.addr)
 	}
-	// A cancelled or expired flush unblocks its own write at once, and no later one's.
-	me := new(int)
+	// A cancelled or expired flush unblocks its own write at once, and no later one's: the
+	// turn passes on only once the cancellation can no longer touch the deadline.
+	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		c.dmu.Lock()
-		defer c.dmu.Unlock()
-		if c.writing == me {
-			_ = c.SetWriteDeadline(time.Now())
-		}
+		_ = c.SetWriteDeadline(time.Now())
+		c.dmu.Unlock()
+		close(fired)
 	})
 	defer func() {
-		stop()
-		c.dmu.Lock()
-		c.writing = nil
-		c.dmu.Unlock()
+		if !stop() {
+			<-fired
+		}
 	}()
-	c.dmu.Lock()
-	c.writing = me
-	c.dmu.Unlock()
 	for off := 0; off < len(out); {
 		seg := min(off+writeSegment, len(out))
 		c.dmu.Lock()
@@ -120,11 +115,11 @@ func (s *sink) waitAcked(ctx context.Context, c *conn, end uint64, wrote int) er
 	poll := ackPollMin
 	for {
 		acked, usable, err := ackState(c.raw)
-		if err == nil && acked >= end {
-			return nil // counted by the peer's own acknowledgements: delivered whatever follows
-		}
 		if err != nil {
 			return fmt.Errorf("connection to %s failed before acknowledging %d bytes: %w", s.cfg.addr, wrote, err)
+		}
+		if acked >= end {
+			return nil // counted by the peer's own acknowledgements: delivered whatever follows
 		}
 		if !usable {
 			return fmt.Errorf("connection to %s was reset or closed before acknowledging %d bytes", s.cfg.addr, wrote)
