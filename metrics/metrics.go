@@ -109,8 +109,7 @@ var (
 
 func init() {
 	registry.MustRegister(delivered, dropped, truncated, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
-		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo,
-		kubeUp, kubePods, kubeLookups, kubeRequests)
+		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo)
 	buildInfo.WithLabelValues(Version, runtime.Version(), FluentBitABI).Set(1)
 }
 
@@ -222,9 +221,14 @@ type Kube struct {
 	Requests func(verb string, err error) prometheus.Counter
 }
 
-// NewKube returns the metadata cache's series; the alert reads the lookups and up from the
+// kubeOnce registers the metadata cache's series with the cache, not before: a process
+// without the cache shows no trailstack_kube_watch_up 0 for its alert to fire on.
+var kubeOnce sync.Once
+
+// NewKube registers and returns the metadata cache's series; the lookups exist from the
 // start, at zero.
 func NewKube() *Kube {
+	kubeOnce.Do(func() { registry.MustRegister(kubeUp, kubePods, kubeLookups, kubeRequests) })
 	k := &Kube{Up: kubeUp, Pods: kubePods,
 		Lookups: func(result string) prometheus.Counter { return kubeLookups.WithLabelValues(result) },
 		Requests: func(verb string, err error) prometheus.Counter {

@@ -3,6 +3,7 @@ package metrics
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -67,4 +68,23 @@ func BenchmarkFlushCounters(b *testing.B) {
 		m.LastSuccess.Set(1)
 		m.FlushOK.Inc()
 	}
+}
+
+// The metadata cache's series appear with the cache: a process without it has no
+// trailstack_kube_watch_up at 0 for the TrailstackMetadataMissing alert to fire on.
+func TestKubeSeriesOnlyWithTheCache(t *testing.T) {
+	rec := func() string {
+		w := httptest.NewRecorder()
+		Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+		return w.Body.String()
+	}
+	if out := rec(); strings.Contains(out, "trailstack_kube_") {
+		t.Fatalf("kube series before the cache started:\n%s", out)
+	}
+	k := NewKube()
+	k.Up.Set(1)
+	if out := rec(); !strings.Contains(out, "trailstack_kube_watch_up 1\n") || !strings.Contains(out, `trailstack_kube_lookups_total{result="miss"} 0`) {
+		t.Fatalf("kube series after the cache started:\n%s", out)
+	}
+	NewKube() // a second instance naming the same endpoint registers nothing twice
 }
