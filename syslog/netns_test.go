@@ -6,13 +6,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/testkit/delayline"
@@ -121,31 +118,12 @@ func retryUntilDelivered(t *testing.T, s *sink, b *core.Batch, within time.Durat
 	t.Fatalf("%s: %v %v", what, res.Status, res.Err)
 }
 
-// listenInNetns opens a listener inside network namespace ns: a socket belongs to the
-// namespace of the thread that made it.
+// listenInNetns opens a listener inside network namespace ns.
 func listenInNetns(t *testing.T, ns, addr string) net.Listener {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
+	var ln net.Listener
+	if err := delayline.InNetns(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
 		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	ln, lerr := net.Listen("tcp", addr)
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		panic("cannot return to the original network namespace: " + err.Error())
-	}
-	if lerr != nil {
-		t.Fatal(lerr)
 	}
 	return ln
 }

@@ -161,7 +161,11 @@ func (l *Line) Listen(lc *net.ListenConfig, network, addr string) (net.Listener,
 }
 
 // Do runs f on a thread inside the far namespace.
-func (l *Line) Do(f func() error) error {
+func (l *Line) Do(f func() error) error { return InNetns(l.NS, f) }
+
+// InNetns runs f on a thread inside network namespace ns (ip netns): what f opens belongs to
+// that namespace, and stays there.
+func InNetns(ns string, f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
@@ -169,7 +173,7 @@ func (l *Line) Do(f func() error) error {
 		return err
 	}
 	defer orig.Close()
-	target, err := os.Open("/var/run/netns/" + l.NS)
+	target, err := os.Open("/var/run/netns/" + ns)
 	if err != nil {
 		return err
 	}
