@@ -78,10 +78,3 @@ func (b *Backoff) Succeeded() {
 	defer b.mu.Unlock()
 	b.failures, b.retryAt, b.lastErr = 0, time.Time{}, nil
 }
-
-// Reset lets the next attempt start now, keeping the count (tests that skip the wait).
-func (b *Backoff) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.retryAt = time.Time{}
-}

@@ -51,7 +51,7 @@ type Instance struct {
 // NewInstance reads the instance's keys through get and builds its sink, of one of kinds.
 // An error names the key at fault.
 func NewInstance(name string, get Getter, kinds []Kind) (*Instance, error) {
-	return newInstance(name, get, kinds, NewLogger(name))
+	return newInstance(name, get, kinds, NewLogger(name, os.Stderr))
 }
 
 func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance, error) {
@@ -389,7 +389,7 @@ func (r *Registry) New(get Getter) (uintptr, *Instance, error) {
 
 	in, err := NewInstance(name, get, r.Kinds)
 	if err != nil {
-		NewLogger(name).Errorf("init failed: %v", err)
+		NewLogger(name, os.Stderr).Errorf("init failed: %v", err)
 		return 0, nil, err
 	}
 	r.mu.Lock()

@@ -52,7 +52,7 @@ func newTestInstance(t *testing.T, sink *fakeSink, keys MapGetter) (*Instance, *
 	fake := Kind{Name: "fake", Parse: func(*Parser) Config { return sink }}
 	buf := &bytes.Buffer{}
 	keys["sink"] = "fake"
-	in, err := newInstance("trailstack.0", keys, []Kind{fake}, newLogger("trailstack.0", &lockedWriter{w: buf}))
+	in, err := newInstance("trailstack.0", keys, []Kind{fake}, NewLogger("trailstack.0", buf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,10 +283,10 @@ func TestRegistry(t *testing.T) {
 
 func TestLogFormat(t *testing.T) {
 	var buf bytes.Buffer
-	l := newLogger("trailstack.3", &lockedWriter{w: &buf})
-	l.clock = func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) }
+	l := NewLogger("trailstack.3", &buf)
+	l.clock = func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 7_900_000, time.UTC) }
 	l.Warnf("x=%d", 1)
-	if got := buf.String(); got != "[2026/11/26 12:00:00] [ warn] [output:trailstack:trailstack.3] x=1\n" {
+	if got := buf.String(); got != "[2026/11/26 12:00:00.007] [ warn] [output:trailstack:trailstack.3] x=1\n" {
 		t.Errorf("line %q", got)
 	}
 }
@@ -367,7 +367,7 @@ func TestInflightLimitBoundsChunkBytes(t *testing.T) {
 func TestKubeMetadataOutsideAPodFailsInit(t *testing.T) {
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	fake := Kind{Name: "fake", Parse: func(*Parser) Config { return &fakeSink{} }}
-	_, err := newInstance("trailstack.0", MapGetter{"sink": "fake", "kube_metadata_listen": "127.0.0.1:0"}, []Kind{fake}, newLogger("trailstack.0", &lockedWriter{w: io.Discard}))
+	_, err := newInstance("trailstack.0", MapGetter{"sink": "fake", "kube_metadata_listen": "127.0.0.1:0"}, []Kind{fake}, NewLogger("trailstack.0", io.Discard))
 	if err == nil || !strings.Contains(err.Error(), `"kube_metadata_listen"`) || !strings.Contains(err.Error(), "not running in a Kubernetes pod") {
 		t.Fatalf("got %v", err)
 	}

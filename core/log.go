@@ -3,7 +3,6 @@ package core
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 )
@@ -16,30 +15,26 @@ import (
 // render, so a slog.Handler would be this same formatting in four methods.
 type Logger struct {
 	prefix string
-	out    *lockedWriter
+	out    io.Writer
 	clock  Clock
 }
 
-// lockedWriter serialises whole lines from concurrent workers.
-type lockedWriter struct {
-	mu sync.Mutex // guards w: one line is one Write
-	w  io.Writer
-}
+// writeMu serialises whole lines from concurrent workers and instances: one line is one
+// Write, never interleaved with another's.
+var writeMu sync.Mutex
 
-var stderr = &lockedWriter{w: os.Stderr}
-
-// NewLogger logs for the instance named name to standard error, where Fluent Bit logs.
-func NewLogger(name string) *Logger { return newLogger(name, stderr) }
-
-func newLogger(name string, w *lockedWriter) *Logger {
+// NewLogger logs for the instance named name to w: standard error, where Fluent Bit logs,
+// in the plugin.
+func NewLogger(name string, w io.Writer) *Logger {
 	return &Logger{prefix: "] [output:trailstack:" + name + "] ", out: w}
 }
 
 func (l *Logger) logf(level, format string, args ...any) {
-	line := l.clock.Now().UTC().Format("[2006/01/02 15:04:05] [") + level + l.prefix + fmt.Sprintf(format, args...) + "\n"
-	l.out.mu.Lock()
-	defer l.out.mu.Unlock()
-	_, _ = io.WriteString(l.out.w, line)
+	// Milliseconds, as the engine's own lines have them.
+	line := l.clock.Now().UTC().Format("[2006/01/02 15:04:05.000] [") + level + l.prefix + fmt.Sprintf(format, args...) + "\n"
+	writeMu.Lock()
+	defer writeMu.Unlock()
+	_, _ = io.WriteString(l.out, line)
 }
 
 // Errorf logs a failure that loses or holds back data.
@@ -74,6 +69,3 @@ func (e *Every) Allow() (ok bool, suppressed int) {
 	e.last, suppressed, e.suppressed = now, e.suppressed, 0
 	return true, suppressed
 }
-
-// NewTestLogger logs to w, for tests that check what an instance says.
-func NewTestLogger(w io.Writer) *Logger { return newLogger("test", &lockedWriter{w: w}) }

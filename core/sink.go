@@ -85,17 +85,6 @@ type Config interface {
 	Build(env Env) (Sink, error)
 }
 
-// New parses keys read through get and builds the sink, for callers that need no step
-// between the two (tests, tools): the first error, naming its key.
-func (k Kind) New(get Getter, env Env) (Sink, error) {
-	p := NewParser(get)
-	cfg := k.Parse(p)
-	if err := p.Err(); err != nil {
-		return nil, err
-	}
-	return cfg.Build(env)
-}
-
 // KeyError is an error with the key at fault, worded as the Parser words its own.
 func KeyError(key, format string, args ...any) error {
 	return fmt.Errorf("config key %q: %s", key, fmt.Sprintf(format, args...))

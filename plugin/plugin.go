@@ -25,6 +25,7 @@ static void ts_set_context(void *plugin, uintptr_t id) {
 import "C"
 
 import (
+	"os"
 	"slices"
 	"unsafe"
 
@@ -56,7 +57,7 @@ func answer(st core.Status) int {
 // recoverTo turns a panic in glue code into ret, so that none crosses into C.
 func recoverTo(ret *int, value int, where string) {
 	if r := recover(); r != nil {
-		core.NewLogger("plugin").Errorf("panic in %s: %v", where, r)
+		core.NewLogger("plugin", os.Stderr).Errorf("panic in %s: %v", where, r)
 		*ret = value
 	}
 }
@@ -86,7 +87,7 @@ func FLBPluginFlushCtx(ctx C.uintptr_t, data unsafe.Pointer, length C.int, tag *
 	defer recoverTo(&ret, output.FLB_RETRY, "FLBPluginFlushCtx")
 	in := registry.Get(uintptr(ctx))
 	if in == nil {
-		core.NewLogger("plugin").Errorf("flush for an unknown or exited instance; chunk kept for retry")
+		core.NewLogger("plugin", os.Stderr).Errorf("flush for an unknown or exited instance; chunk kept for retry")
 		return output.FLB_RETRY
 	}
 	// The chunk stays where Fluent Bit put it; records point into it only during this call.

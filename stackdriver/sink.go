@@ -135,9 +135,7 @@ func (c *Config) Build(env core.Env) (core.Sink, error) {
 	}
 	s := &sink{client: client, m: newMapper(project, location, cluster, c.fallback, c.ex), log: env.Log, timeout: c.timeout}
 	s.refused.Interval = 10 * time.Second
-	if s.met = env.Metrics; s.met == nil {
-		s.met = metrics.NewInstance("unnamed", "stackdriver")
-	}
+	s.met = env.Metrics
 	s.shaped.Interval = 10 * time.Second
 	s.m.logName, s.m.nodeName = c.logName, c.nodeName
 	s.scratch.New = func() any { return s.m.newScratch() }

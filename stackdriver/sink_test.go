@@ -371,11 +371,10 @@ func TestMetadataServer(t *testing.T) {
 		"instance/attributes/cluster-location": "us-central1",
 	})
 	f := startFake(t)
-	s, err := Kind.New(core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"}, core.Env{Log: core.NewLogger("test")})
+	s, err := fixture.Build(t, Kind, core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	deliver(t, s.(*sink), fixture.Batch(t, fixture.Files(t, "kube-merged")[1]))
 	l := f.entries()[0].Resource.Labels
 	if l["cluster_name"] != "from-metadata" || l["location"] != "us-central1" || l["project_id"] != "blog-prod" {
@@ -384,7 +383,7 @@ func TestMetadataServer(t *testing.T) {
 
 	// Without the cluster attributes, Init fails naming the key.
 	fakeMetadata(t, map[string]string{"project/project-id": "blog-prod"})
-	if _, err := Kind.New(core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"}, core.Env{Log: core.NewLogger("test")}); err == nil || !strings.Contains(err.Error(), `config key "cluster_name": not set`) {
+	if _, err := fixture.Build(t, Kind, core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on"}, nil); err == nil || !strings.Contains(err.Error(), `config key "cluster_name": not set`) {
 		t.Fatalf("error %v", err)
 	}
 }
@@ -480,7 +479,7 @@ func TestHungServiceAnswersAtOnce(t *testing.T) {
 	if d := time.Since(start); d > time.Second || calls.Load() != 1 {
 		t.Fatalf("10 queued flushes took %v and %d requests", d, calls.Load())
 	}
-	s.backoff.Reset()
+	s.backoff.Succeeded()
 	f.setAnswer(nil)
 	deliver(t, s, b)
 }
@@ -634,7 +633,7 @@ func TestDeepNestingIsLogged(t *testing.T) {
 	f := startFake(t)
 	var logged bytes.Buffer
 	s := newSink(t, f, nil)
-	s.log = core.NewTestLogger(&logged)
+	s.log = core.NewLogger("test", &logged)
 	deep := any("leaf")
 	for i := 0; i < 100; i++ {
 		deep = map[string]any{"d": deep}

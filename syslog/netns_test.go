@@ -113,7 +113,7 @@ func retryUntilDelivered(t *testing.T, s *sink, b *core.Batch, within time.Durat
 		if res = s.Deliver(context.Background(), b); res.Status == core.Delivered {
 			return
 		}
-		s.backoff.Reset()
+		s.backoff.Succeeded()
 	}
 	t.Fatalf("%s: %v %v", what, res.Status, res.Err)
 }

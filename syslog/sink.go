@@ -41,8 +41,9 @@ type sink struct {
 }
 
 type buffer struct {
-	b []byte
-	s *scratch
+	b    []byte
+	ends []int // where each frame ends in b
+	s    *scratch
 }
 
 // Build starts a syslog sink: no connection yet (the first flush dials), but the CA file is
@@ -50,9 +51,6 @@ type buffer struct {
 func (cfg *Config) Build(env core.Env) (core.Sink, error) {
 	f := cfg.f
 	s := &sink{cfg: cfg, f: f, log: env.Log, m: env.Metrics, dialTurn: make(chan struct{}, 1)}
-	if s.m == nil {
-		s.m = metrics.NewInstance("unnamed", "syslog")
-	}
 	s.backoff.Clock, s.cutShort.Clock = s.now, s.now
 	s.cutShort.Interval = 10 * time.Second
 	s.bufs.New = func() any { return &buffer{b: make([]byte, 0, 64<<10), s: f.newScratch()} }
@@ -108,41 +106,67 @@ func (s *sink) deliver(ctx context.Context, b *core.Batch) core.Result {
 		clear(buf.s.vals) // they point into the chunk, which is Fluent Bit's again after the flush
 		s.bufs.Put(buf)
 	}()
-	if s.cfg.network == "udp" {
-		return s.deliverUDP(ctx, b, buf)
+	s.format(b, buf)
+	c, err := s.get(ctx)
+	if err != nil {
+		return retry(err)
 	}
-	out := buf.b[:0]
+	defer s.release(c)
+	if err := s.send(ctx, c, buf); err != nil {
+		return s.failed(c, err)
+	}
+	s.backoff.Succeeded()
+	return core.Result{Status: core.Delivered, Truncated: buf.s.truncated}
+}
+
+// format writes the batch's frames into buf, noting where each ends (a datagram each on
+// UDP), and warns about MSGs that JSON could not render whole.
+func (s *sink) format(b *core.Batch, buf *buffer) {
+	out, ends := buf.b[:0], buf.ends[:0]
 	buf.s.jsonErrs, buf.s.truncated = 0, 0
 	for i := range b.Records {
 		out = s.f.appendFrame(out, &b.Records[i], b.Tag, buf.s)
+		ends = append(ends, len(out))
 	}
-	buf.b = out
+	buf.b, buf.ends = out, ends
 	if buf.s.jsonErrs > 0 {
 		if ok, more := s.cutShort.Allow(); ok {
 			s.log.Warnf("chunk (tag %s): the JSON MSG of %d records ends where msgpack could not be rendered (%v); sent as far as it goes (%d such lines held back in the last %v)",
 				b.Tag, buf.s.jsonErrs, buf.s.jsonErr, more, s.cutShort.Interval)
 		}
 	}
+}
 
-	c, err := s.get(ctx)
-	if err != nil {
-		return retry(err)
+// send hands buf's frames to c. On a stream they are written in this flush's turn and
+// confirmed by the peer's acknowledgements. On UDP each is one datagram, as RFC 5426
+// requires, written whole (so flushes sharing the socket need no turn) and confirmed by
+// nothing.
+func (s *sink) send(ctx context.Context, c *conn, buf *buffer) error {
+	if c.raw == nil {
+		start := 0
+		for _, end := range buf.ends {
+			n, err := c.Write(buf.b[start:end])
+			s.m.SyslogBytes.Add(float64(n))
+			if err != nil {
+				return fmt.Errorf("send to %s: %w", s.cfg.addr, err)
+			}
+			start = end
+		}
+		return nil
 	}
-	defer s.release(c)
-	end, err := s.write(ctx, c, out)
+	end, err := s.write(ctx, c, buf.b)
 	if err != nil {
-		return s.failed(c, err)
+		return err
 	}
 	ackStart := time.Now()
-	if err := s.waitAcked(ctx, c, end, len(out)); err != nil {
-		return s.failed(c, err)
+	if err := s.waitAcked(ctx, c, end, len(buf.b)); err != nil {
+		return err
 	}
 	s.m.AckWait.Observe(time.Since(ackStart).Seconds())
 	if peerClosedInOrder(c.raw) {
 		s.retire(c) // everything acknowledged was delivered, but nothing more may follow
 	}
-	s.backoff.Succeeded()
-	return core.Result{Status: core.Delivered, Truncated: buf.s.truncated}
+	return nil
 }
 
 func retry(err error) core.Result { return core.Result{Status: core.Retry, Err: err} }
@@ -151,7 +175,7 @@ func retry(err error) core.Result { return core.Result{Status: core.Retry, Err: 
 var errTimedOut = errors.New("timed out")
 
 // failed ends c and answers RETRY for a flush whose connection failed while it wrote or
-// waited for the acknowledgement. A timeout means the destination hangs, and the next flushes
+// waited for the acknowledgement (or, on UDP, sent). A timeout means the destination hangs, and the next flushes
 // answer at once; it counts once a connection, not once for each flush that was waiting on it.
 func (s *sink) failed(c *conn, err error) core.Result {
 	if s.fail(c) && timedOut(err) {
@@ -187,22 +211,4 @@ func (e *tlsHandshakeError) Unwrap() error { return e.err }
 func timedOut(err error) bool {
 	var ne net.Error
 	return errors.Is(err, errTimedOut) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
-func (s *sink) deliverUDP(ctx context.Context, b *core.Batch, buf *buffer) core.Result {
-	c, err := s.get(ctx)
-	if err != nil {
-		return retry(err)
-	}
-	defer s.release(c)
-	for i := range b.Records {
-		// One message per datagram, as RFC 5426 requires; a datagram is written whole, so
-		// flushes sharing the socket need no turn.
-		buf.b = s.f.appendFrame(buf.b[:0], &b.Records[i], b.Tag, buf.s)
-		if _, err := c.Write(buf.b); err != nil {
-			s.fail(c)
-			return retry(fmt.Errorf("send to %s: %w", s.cfg.addr, err))
-		}
-	}
-	return core.Result{Status: core.Delivered}
 }

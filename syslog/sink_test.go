@@ -3,6 +3,7 @@ package syslog
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 
@@ -12,9 +13,13 @@ import (
 	"time"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tinylib/msgp/msgp"
+	"go.uber.org/goleak"
 
 	"github.com/trailstack/trailstack/core"
-	"go.uber.org/goleak"
+	"github.com/trailstack/trailstack/record"
 
 	"github.com/trailstack/trailstack/testkit/fixture"
 )
@@ -133,7 +138,7 @@ func TestReceiverKilledMidChunk(t *testing.T) {
 	dying.stop()
 	ln = listenAgain(t, addr)
 	alive := startReceiver(t, &receiver{ln: ln, tlsCfg: pki.Server})
-	s.backoff.Reset() // the sink backs off after a failure; skip the wait
+	s.backoff.Succeeded() // the sink backs off after a failure; skip the wait
 	if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
 		t.Fatalf("re-flush: %v %v", res.Status, res.Err)
 	}
@@ -334,7 +339,7 @@ func TestConfigErrors(t *testing.T) {
 		{core.MapGetter{"address": "h:1", "ack_timeout": "soon"}, `config key "ack_timeout": invalid value "soon"`},
 		{core.MapGetter{"address": "h:1", "hostname": "$x['unclosed"}, `config key "hostname"`},
 	} {
-		_, err := Kind.New(c.keys, core.Env{Log: core.NewLogger("test")})
+		_, err := fixture.Build(t, Kind, c.keys, nil)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want %q", c.keys, err, c.want)
 		}
@@ -419,18 +424,18 @@ func TestPortIsNeverShown(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 	var logged bytes.Buffer
 	keys := core.MapGetter{"address": "tcp://" + addr, "dial_timeout": "1s"}
-	p := core.NewParser(keys)
-	snk, err := Parse(p).Build(core.Env{Log: core.NewTestLogger(&logged)})
-	if err != nil || p.Err() != nil {
-		t.Fatal(err, p.Err())
+	snk, err := fixture.Build(t, Kind, keys, &logged)
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer snk.Close()
 	b := &core.Batch{Tag: "t", Records: chunkBatch(t, "kube-merged", "chunk-002.msgpack").Records[:1]}
 	var errs []string
 	for i := 0; i < 2; i++ { // refused, then within the backoff
 		res := snk.Deliver(context.Background(), b)
 		errs = append(errs, res.Err.Error())
 	}
+	p := core.NewParser(keys)
+	Parse(p)
 	shown := p.Effective() + logged.String() + strings.Join(errs, "\n")
 	if strings.Contains(shown, port) || !strings.Contains(shown, "127.0.0.1:*****") {
 		t.Fatalf("port %s shown, or host hidden:\n%s", port, shown)
@@ -452,4 +457,53 @@ func listenSmallRcvBuf(t *testing.T) net.Listener {
 		t.Fatal(err)
 	}
 	return ln
+}
+
+// UDP goes through the same bookkeeping as a stream: MSGs cut to max_size are counted, the
+// bytes sent are counted, and a delivery clears the backoff's failures.
+func TestUDPCountsLikeAStream(t *testing.T) {
+	pc, err := newUDPReceiver(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSink(t, core.MapGetter{"address": "udp://" + pc.LocalAddr().String()}) // max_size 1024
+	var recs []record.Record
+	for i, n := range []int{10, 2000, 300, 5000} {
+		body := msgp.AppendMapHeader(nil, 1)
+		body = msgp.AppendString(body, "log")
+		body = msgp.AppendString(body, strings.Repeat("x", n))
+		recs = append(recs, record.Record{Sec: 1795694400 + int64(i), Body: body})
+	}
+	b := fixture.Chunk("app.x", recs)
+	s.backoff.Failed(errors.New("an earlier dial failed"), false)
+	s.clock = func() time.Time { return time.Now().Add(time.Minute) } // its wait is over
+	res := s.Deliver(context.Background(), b)
+	if res.Status != core.Delivered {
+		t.Fatalf("%v %v", res.Status, res.Err)
+	}
+	var cut, sent int
+	buf := make([]byte, 2048)
+	for range b.Records {
+		_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+		if bytes.HasSuffix(buf[:n], []byte(core.TruncMark)) {
+			cut++
+		}
+	}
+	if cut != 2 || res.Truncated != cut {
+		t.Errorf("Truncated = %d, %d datagrams arrived cut", res.Truncated, cut)
+	}
+	if got := testutil.ToFloat64(s.m.SyslogBytes); int(got) != sent {
+		t.Errorf("bytes counted %v, sent %d", got, sent)
+	}
+	// One failure after a delivery waits as long as a first failure does.
+	s.clock = nil
+	s.backoff.Failed(errors.New("refused"), false)
+	if err := s.backoff.Check("x"); err == nil || !strings.Contains(err.Error(), "after 1 failed attempts") {
+		t.Errorf("after a delivery and one failure: %v", err)
+	}
 }
