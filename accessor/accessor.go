@@ -344,18 +344,6 @@ func (e *Extractor) Add(path []string) int {
 	return n.slot
 }
 
-// Extract fills vals (len Slots) from body; values not found are left nil.
-//
-// A record may hold a key twice: with Merge_Log the kubernetes filter merges an
-// application's JSON after the keys the engine wrote (stream, _p, time) and appends its own
-// kubernetes map last. So at the top level the first occurrence of a key counts, but for
-// kubernetes the last; and that map counts only if it names the container of the tag (id).
-// The namespace, pod and container are the tag's whenever it names them, filter or not.
-// An application can therefore name no other container than its own.
-func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value) {
-	e.ExtractMemo(id, body, vals, nil)
-}
-
 // Memo remembers the last few kubernetes maps one caller's Extract read: the records of a
 // chunk nearly all carry one of a few maps (their pod's), and comparing bytes with one
 // costs less than finding the wanted values in it again. A memo serves one Extractor on
@@ -374,8 +362,16 @@ type memoMap struct {
 
 type span struct{ off, n int }
 
-// ExtractMemo is Extract with a memo (nil: none).
-func (e *Extractor) ExtractMemo(id *Identity, body record.Value, vals []record.Value, memo *Memo) {
+// Extract fills vals (len Slots) from body; values not found are left nil. memo, when not
+// nil, is the caller's (see Memo).
+//
+// A record may hold a key twice: with Merge_Log the kubernetes filter merges an
+// application's JSON after the keys the engine wrote (stream, _p, time) and appends its own
+// kubernetes map last. So at the top level the first occurrence of a key counts, but for
+// kubernetes the last; and that map counts only if it names the container of the tag (id).
+// The namespace, pod and container are the tag's whenever it names them, filter or not.
+// An application can therefore name no other container than its own.
+func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value, memo *Memo) {
 	clear(vals)
 	var seen uint64
 	walk(body, &e.root, vals, false, e.kube, &seen, memo)

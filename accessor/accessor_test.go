@@ -24,7 +24,7 @@ func TestExtractFindsNestedValuesInOnePass(t *testing.T) {
 	id := ParseTag(b.Tag)
 	for i := range b.Records {
 		r := &b.Records[i]
-		ex.Extract(&id, record.Value(r.Body), vals)
+		ex.Extract(&id, record.Value(r.Body), vals, nil)
 		for slot, path := range map[int][]string{pod: {"kubernetes", "pod_name"}, app: {"kubernetes", "labels", "app"}, labels: {"kubernetes", "labels"}, stream: {"stream"}} {
 			want, _ := r.Lookup(path...)
 			if b, _ := record.Value(want).Bytes(); slot == pod {
@@ -62,7 +62,7 @@ func TestTemplates(t *testing.T) {
 		}
 		vals := make([]record.Value, ex.Slots())
 		id := ParseTag(b.Tag)
-		ex.Extract(&id, record.Value(r.Body), vals)
+		ex.Extract(&id, record.Value(r.Body), vals, nil)
 		got, ok := tm.Render(nil, vals, b.Tag)
 		if !ok || string(got) != want {
 			t.Errorf("%s = %q (%v), want %q", src, got, ok, want)
@@ -116,8 +116,8 @@ func TestMemoAgreesWithTheWalk(t *testing.T) {
 	for pass := 0; pass < 2; pass++ {
 		for i, r := range recs {
 			for _, ident := range []*Identity{nil, &id} {
-				ex.Extract(ident, r, want)
-				ex.ExtractMemo(ident, r, got, &memo)
+				ex.Extract(ident, r, want, nil)
+				ex.Extract(ident, r, got, &memo)
 				for slot := range want {
 					if string(want[slot]) != string(got[slot]) {
 						t.Fatalf("pass %d record %d slot %d: %x with the memo, %x without", pass, i, slot, got[slot], want[slot])
@@ -148,7 +148,7 @@ func BenchmarkExtractShapes(b *testing.B) {
 				}
 				b.ReportAllocs()
 				for i := 0; i < b.N; i++ {
-					ex.ExtractMemo(&id, record.Value(batch.Records[i%len(batch.Records)].Body), vals, memo)
+					ex.Extract(&id, record.Value(batch.Records[i%len(batch.Records)].Body), vals, memo)
 				}
 			})
 		}
@@ -165,7 +165,7 @@ func BenchmarkExtract20k(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		ex.Extract(nil, record.Value(batch.Records[i%len(batch.Records)].Body), vals)
+		ex.Extract(nil, record.Value(batch.Records[i%len(batch.Records)].Body), vals, nil)
 	}
 }
 
@@ -185,13 +185,13 @@ func FuzzExtract(f *testing.F) {
 	memoVals := make([]record.Value, ex.Slots())
 	var memo Memo // kept across inputs: a stale memo must never leak into another body
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ex.Extract(nil, record.Value(b), vals)
+		ex.Extract(nil, record.Value(b), vals, nil)
 		for _, v := range vals {
 			if len(v) > len(b) {
 				t.Fatalf("a value of %d bytes from %d", len(v), len(b))
 			}
 		}
-		ex.ExtractMemo(nil, record.Value(b), memoVals, &memo)
+		ex.Extract(nil, record.Value(b), memoVals, &memo)
 		for i := range vals {
 			if string(vals[i]) != string(memoVals[i]) {
 				t.Fatalf("slot %d: %x with the memo, %x without", i, memoVals[i], vals[i])

@@ -77,7 +77,7 @@ func TestNoRecordCanNameAnotherContainer(t *testing.T) {
 			slot("kubernetes", "host"), slot("kubernetes", "labels", "tier"), slot("kubernetes", "labels", "app"), slot("stream")
 		vals := make([]record.Value, ex.Slots())
 		id := ParseTag(c.tag)
-		ex.Extract(&id, record.Value(c.body), vals)
+		ex.Extract(&id, record.Value(c.body), vals, nil)
 		for s, want := range map[int]string{ns: c.ns, pod: c.pod, cont: c.cont, host: c.host, tier: c.tier, appLabel: c.app, stream: "stdout"} {
 			got, _ := vals[s].Bytes()
 			if string(got) != want {

@@ -73,13 +73,6 @@ type setting struct {
 // NewParser reads keys through get.
 func NewParser(get Getter) *Parser { return &Parser{get: get, env: os.LookupEnv} }
 
-// WithEnv makes the parser read environment variables (for ${VAR} in templates) through
-// lookup instead of the process's environment.
-func (p *Parser) WithEnv(lookup func(string) (string, bool)) *Parser {
-	p.env = lookup
-	return p
-}
-
 // LookupEnv reads an environment variable as the instance's templates see it.
 func (p *Parser) LookupEnv(name string) (string, bool) { return p.env(name) }
 

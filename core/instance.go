@@ -463,10 +463,3 @@ func (r *Registry) stopProfile() {
 		r.profile = nil
 	}
 }
-
-// Len counts the live instances.
-func (r *Registry) Len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.byID)
-}

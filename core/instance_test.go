@@ -270,7 +270,7 @@ func TestRegistry(t *testing.T) {
 	for _, in := range r.RemoveAll() {
 		in.Close()
 	}
-	if r.Len() != 0 {
+	if len(r.byID) != 0 {
 		t.Fatal("RemoveAll left instances")
 	}
 	// After every instance exited (a hot reload), names start from zero again and IDs go on.

@@ -206,7 +206,7 @@ func checkParsed(t *testing.T, framing string, i int, got []string, tag string, 
 		return true
 	})
 	sd += "]"
-	want := []string{nil5424(r.Text("kubernetes", "host")), app, pod, nil5424(r.Text("stream")), sd}
+	want := []string{nil5424(fixture.Text(r, "kubernetes", "host")), app, pod, nil5424(fixture.Text(r, "stream")), sd}
 	for j, name := range []string{"hostname", "app-name", "procid", "msgid", "structured-data"} {
 		if got[j] != want[j] && !(j == 0 && want[j] == "-") {
 			t.Fatalf("%s record %d: %s = %q, want %q", framing, i, name, got[j], want[j])

@@ -77,7 +77,7 @@ func TestFixtureMergedValues(t *testing.T) {
 		{[]string{"kubernetes", "host"}, "gke-blog-cluster-default-pool-1a2b3c4d-xyz1"},
 		{[]string{"kubernetes", "labels", "app"}, "api"},
 	} {
-		if got := r.Text(c.path...); got != c.want {
+		if got := text(r, c.path...); got != c.want {
 			t.Errorf("%v = %q, want %q", c.path, got, c.want)
 		}
 	}
@@ -88,7 +88,7 @@ func TestFixtureMergedValues(t *testing.T) {
 		t.Error("found a key that is not there")
 	}
 	// The second record is the first line of the Java stack trace, on stderr.
-	if got := recs[1].Text("log"); got != `Exception in thread "main" java.lang.IllegalStateException: order 0 failed` {
+	if got := text(&recs[1], "log"); got != `Exception in thread "main" java.lang.IllegalStateException: order 0 failed` {
 		t.Errorf("log = %q", got)
 	}
 	// Raw invalid UTF-8 reaches us untouched; repairing it is the sinks' job.
@@ -106,7 +106,14 @@ func TestFixtureMergedValues(t *testing.T) {
 
 func TestFixtureRawKeepsLogString(t *testing.T) {
 	recs := decodeAll(t, readFixture(t, "kube-raw", "chunk-001.msgpack"))
-	if got := recs[0].Text("log"); !bytes.HasPrefix([]byte(got), []byte(`{"severity"`)) {
+	if got := text(&recs[0], "log"); !bytes.HasPrefix([]byte(got), []byte(`{"severity"`)) {
 		t.Errorf("log = %q, want the JSON line as a string", got)
 	}
+}
+
+// text is the str or bin value at path, as a string: "" when there is none.
+func text(r *Record, path ...string) string {
+	v, _ := r.Lookup(path...)
+	b, _ := v.Bytes()
+	return string(b)
 }

@@ -29,13 +29,6 @@ func (r *Record) Lookup(path ...string) (Value, bool) {
 	return Value(r.Body).Lookup(path...)
 }
 
-// Text is the str or bin value at path, as a string: "" when there is none.
-func (r *Record) Text(path ...string) string {
-	v, _ := r.Lookup(path...)
-	b, _ := v.Bytes()
-	return string(b)
-}
-
 // Value is the raw msgpack encoding of one value, pointing into the chunk.
 type Value []byte
 

@@ -228,7 +228,7 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
-	m.ex.ExtractMemo(&s.id, record.Value(r.Body), s.vals, &s.memo)
+	m.ex.Extract(&s.id, record.Value(r.Body), s.vals, &s.memo)
 	v := s.vals
 	s.pod = nil
 	e, stamp := s.newEntry()

@@ -70,17 +70,17 @@ func TestMappingOfEveryFixtureRecord(t *testing.T) {
 				r := recs[i]
 				res := e.Resource
 				if res.Type != "k8s_container" || res.Labels["project_id"] != "blog-prod" || res.Labels["location"] != "europe-west1" ||
-					res.Labels["cluster_name"] != "blog-cluster" || res.Labels["namespace_name"] != r.Text("kubernetes", "namespace_name") ||
-					res.Labels["pod_name"] != r.Text("kubernetes", "pod_name") || res.Labels["container_name"] != r.Text("kubernetes", "container_name") {
+					res.Labels["cluster_name"] != "blog-cluster" || res.Labels["namespace_name"] != fixture.Text(r, "kubernetes", "namespace_name") ||
+					res.Labels["pod_name"] != fixture.Text(r, "kubernetes", "pod_name") || res.Labels["container_name"] != fixture.Text(r, "kubernetes", "container_name") {
 					t.Fatalf("entry %d: resource %v", i, res)
 				}
-				if e.LogName != "projects/blog-prod/logs/"+r.Text("stream") {
+				if e.LogName != "projects/blog-prod/logs/"+fixture.Text(r, "stream") {
 					t.Fatalf("entry %d: log name %s", i, e.LogName)
 				}
 				if !e.Timestamp.AsTime().Equal(r.Time()) {
 					t.Fatalf("entry %d: timestamp %v, want %v", i, e.Timestamp.AsTime(), r.Time())
 				}
-				if e.Labels["k8s-pod/app"] != r.Text("kubernetes", "labels", "app") || e.Labels["k8s-pod/app"] == "" {
+				if e.Labels["k8s-pod/app"] != fixture.Text(r, "kubernetes", "labels", "app") || e.Labels["k8s-pod/app"] == "" {
 					t.Fatalf("entry %d: labels %v", i, e.Labels)
 				}
 				if ids[e.InsertId] || !regexp.MustCompile(`^[0-9a-f]{16}-[0-9]+$`).MatchString(e.InsertId) {
@@ -112,7 +112,7 @@ func TestMappingOfEveryFixtureRecord(t *testing.T) {
 						return true
 					})
 				}
-				wantSev := map[string]ltype.LogSeverity{"stderr": ltype.LogSeverity_ERROR, "stdout": ltype.LogSeverity_INFO}[r.Text("stream")]
+				wantSev := map[string]ltype.LogSeverity{"stderr": ltype.LogSeverity_ERROR, "stdout": ltype.LogSeverity_INFO}[fixture.Text(r, "stream")]
 				if fields == nil {
 					textN++
 				} else {

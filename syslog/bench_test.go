@@ -42,11 +42,11 @@ func BenchmarkGoSyslogBuilder20k(b *testing.B) {
 		m.SetPriority(14)
 		m.SetVersion(1)
 		m.SetTimestamp(r.Time().UTC().Format("2006-01-02T15:04:05.000000Z"))
-		m.SetHostname(r.Text("kubernetes", "host"))
-		m.SetAppname(r.Text("kubernetes", "namespace_name") + "/" + r.Text("kubernetes", "container_name"))
-		m.SetProcID(r.Text("kubernetes", "pod_name"))
-		m.SetMsgID(r.Text("stream"))
-		m.SetMessage(r.Text("log"))
+		m.SetHostname(fixture.Text(r, "kubernetes", "host"))
+		m.SetAppname(fixture.Text(r, "kubernetes", "namespace_name") + "/" + fixture.Text(r, "kubernetes", "container_name"))
+		m.SetProcID(fixture.Text(r, "kubernetes", "pod_name"))
+		m.SetMsgID(fixture.Text(r, "stream"))
+		m.SetMessage(fixture.Text(r, "log"))
 		if _, err := m.String(); err != nil {
 			b.Fatal(err)
 		}

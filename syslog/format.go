@@ -89,7 +89,7 @@ func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scr
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
-	f.ex.ExtractMemo(&s.id, record.Value(r.Body), s.vals, &s.memo)
+	f.ex.Extract(&s.id, record.Value(r.Body), s.vals, &s.memo)
 	switch f.framing {
 	case framingOctet:
 		s.msg = f.appendMessage(s.msg[:0], r, tag, s)

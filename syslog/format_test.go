@@ -108,19 +108,19 @@ func TestRoundTripEveryFixtureRecord(t *testing.T) {
 					t.Fatalf("%v record %d: %s = %q, want %q", fr, i, what, g, want)
 				}
 			}
-			check("hostname", msg.Hostname, r.Text("kubernetes", "host"))
+			check("hostname", msg.Hostname, fixture.Text(r, "kubernetes", "host"))
 			// Namespace, container and pod are the tag's (the kubelet's file name), with or
 			// without the filter's metadata, which agrees with it where present.
 			file := containerFile.FindStringSubmatch(recs[i].tag)
 			if file == nil {
 				t.Fatalf("fixture tag %q names no container", recs[i].tag)
 			}
-			if ns := r.Text("kubernetes", "namespace_name"); ns != "" && (ns != file[2] || r.Text("kubernetes", "pod_name") != file[1]) {
+			if ns := fixture.Text(r, "kubernetes", "namespace_name"); ns != "" && (ns != file[2] || fixture.Text(r, "kubernetes", "pod_name") != file[1]) {
 				t.Fatalf("the fixture's metadata disagrees with its tag")
 			}
 			check("appname", msg.Appname, file[2]+"/"+file[3])
 			check("procid", msg.ProcID, file[1])
-			check("msgid", msg.MsgID, r.Text("stream"))
+			check("msgid", msg.MsgID, fixture.Text(r, "stream"))
 			if !msg.Timestamp.Equal(r.Time().Truncate(time.Microsecond)) {
 				t.Fatalf("record %d: timestamp %v, want %v", i, msg.Timestamp, r.Time())
 			}
@@ -128,13 +128,13 @@ func TestRoundTripEveryFixtureRecord(t *testing.T) {
 				t.Fatalf("record %d: facility %d", i, *msg.Facility)
 			}
 			wantSev := 6
-			if r.Text("stream") == "stderr" {
+			if fixture.Text(r, "stream") == "stderr" {
 				wantSev = 3
 			}
 			// The names the fixtures' applications write, spelled out here rather than
 			// read through the table under test.
 			for _, k := range []string{"severity", "level"} {
-				if name := r.Text(k); name != "" {
+				if name := fixture.Text(r, k); name != "" {
 					n, ok := map[string]int{"CRITICAL": 2, "ERROR": 3, "error": 3, "WARNING": 4, "warn": 4, "INFO": 6, "info": 6, "debug": 7}[name]
 					if !ok {
 						t.Fatalf("record %d: a %s %q the test does not know", i, k, name)
@@ -151,7 +151,7 @@ func TestRoundTripEveryFixtureRecord(t *testing.T) {
 				t.Fatalf("record %d: no structured data", i)
 			}
 			sd := (*msg.StructuredData)[defaultSDID]
-			if sd["ns"] != file[2] || sd["pod"] != file[1] || sd["label.app"] != r.Text("kubernetes", "labels", "app") {
+			if sd["ns"] != file[2] || sd["pod"] != file[1] || sd["label.app"] != fixture.Text(r, "kubernetes", "labels", "app") {
 				t.Fatalf("record %d: structured data %v", i, sd)
 			}
 			want, _, err := fixture.SyslogMSG(r, fr == framingLF)
