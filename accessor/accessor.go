@@ -375,17 +375,12 @@ func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value
 	clear(vals)
 	var seen uint64
 	walk(body, &e.root, vals, false, e.kube, &seen, memo)
-	if id == nil || !id.OK || !sameString(vals[e.kubeNS], id.Namespace) || !sameString(vals[e.kubePod], id.Pod) || !sameString(vals[e.kubeC], id.Container) {
+	if id == nil || !id.OK || !vals[e.kubeNS].Equal(id.Namespace) || !vals[e.kubePod].Equal(id.Pod) || !vals[e.kubeC].Equal(id.Container) {
 		clearSubtree(e.kube, vals) // not the filter's map for this container, or no way to tell
 	}
 	if id != nil && id.OK {
 		vals[e.kubeNS], vals[e.kubePod], vals[e.kubeC] = id.ns, id.pod, id.container
 	}
-}
-
-func sameString(v record.Value, s string) bool {
-	b, ok := v.Bytes()
-	return ok && string(b) == s
 }
 
 // fill sets the values of n's subtree from the map at the start of m, which n stands for,

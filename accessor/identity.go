@@ -5,6 +5,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/record"
 )
 
@@ -28,7 +29,7 @@ func ParseTag(tag string) Identity {
 		return Identity{}
 	}
 	dash := strings.LastIndexByte(file, '-')
-	if dash < 0 || !isHex64(file[dash+1:]) {
+	if dash < 0 || !core.IsHex(file[dash+1:], 64) || strings.ToLower(file[dash+1:]) != file[dash+1:] {
 		return Identity{}
 	}
 	// Before the id: <...>.<pod>_<namespace>_<container>, none of which may hold '_' or '.'
@@ -84,18 +85,6 @@ func dnsName(s string, dots bool) bool {
 		c := s[i]
 		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
 		if !alnum && (i == 0 || i == len(s)-1 || c != '-' && !(dots && c == '.')) {
-			return false
-		}
-	}
-	return true
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
 			return false
 		}
 	}

@@ -147,7 +147,7 @@ func TestNodeSettings(t *testing.T) {
 		t.Error("Skip_Long_Lines is not On")
 	}
 	// The whole pod object, up to the API server's largest (etcd's 1.5 MiB).
-	if n, ok := sizeOf(filter.Get("Buffer_Size")); !ok || n != 0 && n < 1536<<10 {
+	if n, ok := core.ParseSize(filter.Get("Buffer_Size")); !ok || n != 0 && n < 1536<<10 {
 		t.Errorf("kubernetes filter Buffer_Size %q: a pod object larger than it gets no metadata", filter.Get("Buffer_Size"))
 	}
 	if c, err := strconv.Atoi(svc.Get("scheduler.cap")); err != nil || c > 300 {
@@ -156,29 +156,11 @@ func TestNodeSettings(t *testing.T) {
 	// A filesystem buffer that a small node's disk holds (README: Disk).
 	for _, s := range secs {
 		if s.name == "OUTPUT" {
-			if n, ok := sizeOf(s.keys.Get("storage.total_limit_size")); !ok || n == 0 || n > 2<<30 {
+			if n, ok := core.ParseSize(s.keys.Get("storage.total_limit_size")); !ok || n == 0 || n > 2<<30 {
 				t.Errorf("[OUTPUT] %s: storage.total_limit_size %q", s.keys.Get("Alias"), s.keys.Get("storage.total_limit_size"))
 			}
 		}
 	}
-}
-
-// sizeOf reads Fluent Bit's sizes: 32K, 2M, 1G.
-func sizeOf(v string) (int64, bool) {
-	mult := int64(1)
-	switch strings.ToUpper(v[max(len(v)-1, 0):]) {
-	case "K":
-		mult = 1 << 10
-	case "M":
-		mult = 1 << 20
-	case "G":
-		mult = 1 << 30
-	}
-	if mult > 1 {
-		v = v[:len(v)-1]
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	return n * mult, err == nil
 }
 
 // GKE admits a pod of a critical priority class outside kube-system only where a

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/trailstack/trailstack/testkit/cloudlogging"
 	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
@@ -311,30 +312,16 @@ func (f *cloudLogging) WriteLogEntries(ctx context.Context, req *loggingpb.Write
 	}
 	f.mu.Unlock()
 	for _, e := range req.Entries {
-		res := e.Resource
-		if res == nil {
-			res = req.Resource
-		}
+		e = cloudlogging.Stored(req, e)
 		ident := ""
-		if res.GetType() == "k8s_container" {
-			ident = res.Labels["pod_name"]
-		}
-		l := map[string]string{}
-		for k, v := range req.Labels {
-			l[k] = v
-		}
-		for k, v := range e.Labels {
-			l[k] = v
+		if e.Resource.GetType() == "k8s_container" {
+			ident = e.Resource.Labels["pod_name"]
 		}
 		f.mu.Lock()
-		f.labels[ident] = l
+		f.labels[ident] = e.Labels
 		f.mu.Unlock()
-		logName := e.LogName
-		if logName == "" {
-			logName = req.LogName
-		}
-		if !strings.HasSuffix(logName, "/stdout") && !strings.HasSuffix(logName, "/stderr") {
-			ident = "log name " + logName
+		if !strings.HasSuffix(e.LogName, "/stdout") && !strings.HasSuffix(e.LogName, "/stderr") {
+			ident = "log name " + e.LogName
 		}
 		switch p := e.Payload.(type) {
 		case *loggingpb.LogEntry_TextPayload:

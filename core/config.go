@@ -212,7 +212,7 @@ func (p *Parser) Size(key string, def, min, max int64) int64 {
 	n := def
 	if v != "" {
 		var ok bool
-		if n, ok = parseSize(v); !ok || n < min || n > max {
+		if n, ok = ParseSize(v); !ok || n < min || n > max {
 			p.bad(key, v, fmt.Sprintf("a size from %d to %d bytes (K, M, G suffixes allowed)", min, max))
 			return def
 		}
@@ -221,7 +221,8 @@ func (p *Parser) Size(key string, def, min, max int64) int64 {
 	return n
 }
 
-func parseSize(v string) (int64, bool) {
+// ParseSize reads a size as Fluent Bit writes them: 32K, 2M, 1G, 512KiB, 10MB, 100.
+func ParseSize(v string) (int64, bool) {
 	u := strings.ToUpper(v)
 	mult := int64(1)
 	for _, s := range []struct {

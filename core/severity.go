@@ -2,7 +2,6 @@ package core
 
 import (
 	"bytes"
-	"unicode/utf8"
 )
 
 // Severity is a log line's severity on RFC 5424's scale, 0 (emergency) to 7 (debug). Cloud
@@ -44,19 +43,4 @@ func SeverityNamed(name []byte) (Severity, bool) {
 	}
 	sev, ok := severityNames[string(lower[:len(name)])] // no allocation: Go looks the bytes up
 	return sev, ok
-}
-
-// TruncMark ends a value that was cut to fit a destination's limit.
-const TruncMark = " [truncated]"
-
-// RuneCut is where to cut s to keep at most n bytes without splitting a UTF-8 sequence: n,
-// or the start of the rune that n falls inside.
-func RuneCut[T ~string | ~[]byte](s T, n int) int {
-	if n >= len(s) {
-		return len(s)
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return n
 }

@@ -74,17 +74,9 @@ func expected(t *testing.T, files []string) []string {
 	t.Helper()
 	var lines []string
 	for _, f := range files {
-		chunk, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tag, _ := os.ReadFile(strings.TrimSuffix(f, ".msgpack") + ".tag")
-		d := record.NewDecoder(chunk)
-		for d.Next() {
-			lines = append(lines, testsink.Line(string(tag), d.Record()))
-		}
-		if d.Err() != nil {
-			t.Fatal(d.Err())
+		b := fixture.Batch(t, f)
+		for i := range b.Records {
+			lines = append(lines, testsink.Line(b.Tag, &b.Records[i]))
 		}
 	}
 	return lines

@@ -148,11 +148,9 @@ func TestRsyslogReceivesEveryFixtureRecord(t *testing.T) {
 	}
 	var recs []rec
 	for _, f := range files {
-		chunk, _ := os.ReadFile(f)
-		tag, _ := os.ReadFile(strings.TrimSuffix(f, ".msgpack") + ".tag")
-		d := record.NewDecoder(chunk)
-		for d.Next() {
-			recs = append(recs, rec{string(tag), *d.Record()})
+		b := fixture.Batch(t, f)
+		for _, r := range b.Records {
+			recs = append(recs, rec{b.Tag, r})
 		}
 	}
 	pki := testpki.New(t, "localhost")
@@ -238,10 +236,9 @@ func TestRsyslogAtADistance(t *testing.T) {
 	files := fixtures(t, "kube-merged")[1:]
 	want := map[string]int{}
 	for _, f := range files {
-		chunk, _ := os.ReadFile(f)
-		d := record.NewDecoder(chunk)
-		for d.Next() {
-			msg, _, err := fixture.SyslogMSG(d.Record(), true)
+		b := fixture.Batch(t, f)
+		for i := range b.Records {
+			msg, _, err := fixture.SyslogMSG(&b.Records[i], true)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -96,7 +96,6 @@ func (d *Decoder) Record() *Record { return &d.rec }
 // Err is nil at a clean end of the chunk, else a *CorruptError.
 func (d *Decoder) Err() error { return d.err }
 
-
 // Skipped counts the events that were valid msgpack but not log events, with the first reason.
 func (d *Decoder) Skipped() (int, error) {
 	if d.skipWhy == nil {

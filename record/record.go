@@ -316,32 +316,3 @@ func (v Value) Equal(s string) bool {
 	b, ok := v.Bytes()
 	return ok && string(b) == s
 }
-
-// EngineKeys tells, key by key through one body, the keys that describe the record rather
-// than the application's log: the kubernetes filter's map, and the first time, stream, _p
-// and logtag (tail's parsers write them first; the same keys later are the application's
-// own, merged by Merge_Log). What is left is what the application logged: Cloud Logging's
-// jsonPayload and Papertrail's MSG.
-type EngineKeys struct{ seen uint8 }
-
-// Is reports whether k, the next key of the body, is one of the engine's.
-func (e *EngineKeys) Is(k []byte) bool {
-	var bit uint8
-	switch string(k) {
-	case "kubernetes":
-		return true
-	case "time":
-		bit = 1
-	case "stream":
-		bit = 2
-	case "_p":
-		bit = 4
-	case "logtag":
-		bit = 8
-	default:
-		return false
-	}
-	first := e.seen&bit == 0
-	e.seen |= bit
-	return first
-}

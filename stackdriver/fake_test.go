@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"github.com/trailstack/trailstack/testkit/cloudlogging"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -80,22 +81,7 @@ func (f *fakeLogging) entries() []*loggingpb.LogEntry {
 	var out []*loggingpb.LogEntry
 	for _, r := range f.requests {
 		for _, e := range r.Entries {
-			e = proto.Clone(e).(*loggingpb.LogEntry)
-			if e.Resource == nil {
-				e.Resource = r.Resource
-			}
-			if e.LogName == "" {
-				e.LogName = r.LogName
-			}
-			for k, v := range r.Labels {
-				if _, ok := e.Labels[k]; !ok {
-					if e.Labels == nil {
-						e.Labels = map[string]string{}
-					}
-					e.Labels[k] = v
-				}
-			}
-			out = append(out, e)
+			out = append(out, cloudlogging.Stored(r, e))
 		}
 	}
 	return inRecordOrder(out)

@@ -17,7 +17,7 @@ import (
 // Memory: a protobuf Value costs tens of bytes where msgpack spends one on a small number,
 // so a body that is one long array grows about 80 times. A flush converts at most
 // maxFlushValues values (about 16 MB); payloads beyond that, and any larger than an entry
-// may be, go as their JSON text, cut to size and marked, as shrink would have cut them.
+// may be, go as their JSON text, cut to size and marked, as cutToFit would have cut them.
 const maxFlushValues = 200_000
 
 // converter turns msgpack into protobuf values within a flush's budget.
@@ -158,37 +158,13 @@ func jsonValues(t string) int {
 	return n
 }
 
-// jsonText renders a record's body as JSON text without the keys the engine added, cut to
-// max bytes and marked when longer.
-func jsonText(m record.Value, max int) string {
-	var w sliceWriter
-	w.b = append(w.b, '{')
-	it, err := m.Iter()
-	var engine record.EngineKeys
-	for first := true; err == nil && len(w.b) <= max; {
-		k, v, ok := it.Next()
-		if !ok {
-			break
-		}
-		if k == nil || engine.Is(k) {
-			continue
-		}
-		if !first {
-			w.b = append(w.b, ',')
-		}
-		first = false
-		_, _ = msgp.UnmarshalAsJSON(&w, msgp.AppendString(nil, validString(k)))
-		w.b = append(w.b, ':')
-		_, _ = msgp.UnmarshalAsJSON(&w, v)
-	}
-	w.b = append(w.b, '}')
-	return truncateUTF8(string(w.b), max)
+// bodyText is a record's body as JSON text without the engine's keys, cut to max bytes and
+// marked when longer.
+func bodyText(body record.Value, max int) string {
+	var w record.JSON
+	_ = w.Body(body, max)
+	return truncateUTF8(string(w.B), max)
 }
-
-// sliceWriter lets msgp's JSON writer append to a slice.
-type sliceWriter struct{ b []byte }
-
-func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
 // jsonPayloadField is LogEntry.json_payload's field number, for a payload encoded here.
 var jsonPayloadField = (&loggingpb.LogEntry{}).ProtoReflect().Descriptor().Fields().ByName("json_payload").Number()

@@ -315,13 +315,13 @@ func TestLimits(t *testing.T) {
 	// The estimate never undercounts.
 	for _, e := range got {
 		e.Resource, e.Labels = nil, nil
-		if est, real := estimateSize(e, 0), proto.Size(e); est < real {
+		if est, real := sizeBound(e, 0), proto.Size(e); est < real {
 			t.Fatalf("estimated %d bytes for an entry of %d", est, real)
 		}
 	}
 	// Above the limit: cut and marked.
 	e := &loggingpb.LogEntry{Payload: &loggingpb.LogEntry_TextPayload{TextPayload: strings.Repeat("é", 200000)}}
-	if n := shrink(e, 400000); n > entryBudget || !strings.HasSuffix(e.GetTextPayload(), core.TruncMark) {
+	if n := cutToFit(e, 400000); n > entryBudget || !strings.HasSuffix(e.GetTextPayload(), core.TruncMark) {
 		t.Fatalf("shrunk to %d bytes", n)
 	}
 }
@@ -765,7 +765,7 @@ func TestJSONSizeBoundNeverUndercounts(t *testing.T) {
 		for i := range b.Records {
 			e := s.m.entry(&b.Records[i], i, b.Tag, sc, time.Now())
 			e.Resource = nil
-			if est, real := estimateSize(e, sc.conv.bound), proto.Size(e); est < real {
+			if est, real := sizeBound(e, sc.conv.bound), proto.Size(e); est < real {
 				t.Fatalf("%s record %d: estimated %d bytes for an entry of %d", b.Tag, i, est, real)
 			}
 			checked++

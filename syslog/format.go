@@ -61,7 +61,7 @@ type scratch struct {
 	vals []record.Value
 	memo accessor.Memo // the last record's kubernetes map, nearly always the next one's
 	msg  []byte
-	json sliceWriter
+	json record.JSON
 
 	// The container the tag names, for the last tag seen: every record of a chunk has
 	// the chunk's tag.
@@ -135,13 +135,13 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 			b, _ := v.Bytes()
 			dst = appendMsgText(dst, b, f.framing == framingLF)
 		case msgp.MapType, msgp.ArrayType:
-			dst = s.appendJSON(dst, v)
+			dst = s.appendJSON(dst, v, false)
 		default:
 			dst = accessor.AppendScalar(dst, v)
 		}
 	} else {
 		// No message key: the kubernetes filter merged a JSON log into the body.
-		dst = s.appendAppJSON(dst, record.Value(r.Body))
+		dst = s.appendJSON(dst, record.Value(r.Body), true)
 	}
 	if len(dst) == msgStart {
 		return dst[:hdr] // no MSG at all rather than an empty one
@@ -331,76 +331,21 @@ func appendMsgText(dst, b []byte, oneLine bool) []byte {
 	return append(dst, b[start:]...)
 }
 
-// appendJSON appends v as compact JSON. Strings are repaired to valid UTF-8 by msgp's JSON
-// writer. What msgp cannot render (a value nested deeper than its recursion limit) ends the
-// JSON there, counted in s for the sink to log.
-func (s *scratch) appendJSON(dst []byte, v record.Value) []byte {
-	w := &s.json
-	w.b = dst
-	if _, err := msgp.UnmarshalAsJSON(w, v); err != nil {
-		s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
+// appendJSON appends v as compact JSON: the whole body without the engine's keys when body
+// is set. What msgp cannot render ends the JSON there, counted in s for the sink to log.
+func (s *scratch) appendJSON(dst []byte, v record.Value, body bool) []byte {
+	s.json.B = dst
+	var err error
+	if body {
+		err = s.json.Body(v, 0)
+	} else {
+		err = s.json.Value(v)
 	}
-	return w.b
-}
-
-// appendAppJSON appends, as compact JSON, what an application logged as JSON and the
-// kubernetes filter merged into the body: the body without the engine's keys
-// (record.EngineKeys), as Cloud Logging's jsonPayload.
-func (s *scratch) appendAppJSON(dst []byte, body record.Value) []byte {
-	it, err := body.Iter()
 	if err != nil {
-		return s.appendJSON(dst, body)
-	}
-	w := &s.json
-	w.b = append(dst, '{')
-	first := true
-	var engine record.EngineKeys
-	for {
-		key, ok := it.Key()
-		if !ok {
-			break
-		}
-		raw := it.RawKey()
-		val, ok := it.Value()
-		if !ok {
-			break
-		}
-		if key == nil || engine.Is(key) {
-			continue // a key JSON cannot name, or the engine's
-		}
-		if !first {
-			w.b = append(w.b, ',')
-		}
-		first = false
-		if raw[0] >= 0xc4 && raw[0] <= 0xc6 { // a bin key: write it as a string
-			w.b = appendJSONKey(w.b, key)
-		} else {
-			_, _ = msgp.UnmarshalAsJSON(w, raw)
-		}
-		w.b = append(w.b, ':')
-		if _, err := msgp.UnmarshalAsJSON(w, val); err != nil {
-			s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
-		}
-	}
-	if err := it.Err(); err != nil {
 		s.jsonErrs, s.jsonErr = s.jsonErrs+1, err
 	}
-	w.b = append(w.b, '}')
-	return w.b
+	return s.json.B
 }
-
-func appendJSONKey(dst, key []byte) []byte {
-	var w sliceWriter
-	_, _ = msgp.UnmarshalAsJSON(&w, msgp.AppendString(nil, string(key)))
-	return append(dst, w.b...)
-}
-
-// sliceWriter lets msgp's JSON writer append to a slice without a bufio.Writer.
-type sliceWriter struct{ b []byte }
-
-func (w *sliceWriter) Write(p []byte) (int, error)       { w.b = append(w.b, p...); return len(p), nil }
-func (w *sliceWriter) WriteByte(c byte) error            { w.b = append(w.b, c); return nil }
-func (w *sliceWriter) WriteString(s string) (int, error) { w.b = append(w.b, s...); return len(s), nil }
 
 // appendTimestamp writes the time in UTC with microseconds: 2026-11-26T12:00:00.004110Z. The
 // part up to the seconds is formatted once per second: a chunk's records mostly share it.

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/trailstack/trailstack/testkit/cloudlogging"
 	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
@@ -62,23 +63,15 @@ func (s *server) WriteLogEntries(_ context.Context, r *loggingpb.WriteLogEntries
 	if s.print {
 		s.mu.Lock()
 		for _, e := range r.Entries {
+			e = cloudlogging.Stored(r, e)
 			payload := e.GetTextPayload()
 			if j := e.GetJsonPayload(); j != nil {
 				b, _ := j.MarshalJSON()
 				payload = string(b)
 			}
-			// The request's resource and log name stand for entries that have none, as in
-			// Cloud Logging.
-			res, logName := e.Resource, e.LogName
-			if res == nil {
-				res = r.Resource
-			}
-			if logName == "" {
-				logName = r.LogName
-			}
-			l := res.GetLabels()
+			l := e.Resource.GetLabels()
 			fmt.Printf("  %s %-8s %s %s/%s/%s %s: %.100s\n", e.Timestamp.AsTime().Format(time.RFC3339Nano), e.Severity,
-				res.GetType(), l["namespace_name"], l["pod_name"], l["container_name"], logName, payload)
+				e.Resource.GetType(), l["namespace_name"], l["pod_name"], l["container_name"], e.LogName, payload)
 		}
 		s.mu.Unlock()
 	}

@@ -1,0 +1,126 @@
+package stackdriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/trailstack/trailstack/core"
+)
+
+// outcome is what an answer to WriteLogEntries means for the flush.
+type outcome int
+
+const (
+	written       outcome = iota // every entry is stored
+	partlyRefused                // partial_success: the others are stored, the ones named never will be
+	refusedWhole                 // INVALID_ARGUMENT naming no entry: one bad entry cost the rest
+	unanswered                   // no answer in time: the service hangs, back off as from a hung destination
+	retryable                    // anything else: RETRY, and Fluent Bit's scheduler decides when
+)
+
+// classify reads the API's answer to one request, the one place that does (the README's
+// outcome table). cancelled is a flush stopped at shutdown, whose deadline says nothing about
+// the service. The error comes back with what to check when the fix is the operator's.
+func classify(err error, cancelled bool) (outcome, error) {
+	if err == nil {
+		return written, nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return retryable, err
+	}
+	switch st.Code() {
+	case codes.InvalidArgument:
+		if partialErrors(err) != nil {
+			return partlyRefused, err
+		}
+		return refusedWhole, err
+	case codes.DeadlineExceeded:
+		if !cancelled {
+			return unanswered, err
+		}
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return retryable, fmt.Errorf("%w (check the node's service account or Workload Identity has roles/logging.logWriter)", err)
+	case codes.NotFound:
+		return retryable, fmt.Errorf("%w (check project_id)", err)
+	}
+	return retryable, err
+}
+
+func partialErrors(err error) *loggingpb.WriteLogEntriesPartialErrors {
+	for _, d := range status.Convert(err).Details() {
+		if pe, ok := d.(*loggingpb.WriteLogEntriesPartialErrors); ok && len(pe.LogEntryErrors) > 0 {
+			return pe
+		}
+	}
+	return nil
+}
+
+// write sends one request, synchronously: the flush answers only when Cloud Logging has.
+// When the service refuses the request as a whole, one bad entry must not cost the others:
+// the request is split in halves and each half sent again, down to single entries, so that
+// only the entries refused on their own are dropped. A chunk of n entries with one bad entry
+// takes about 2·log2(n) more requests.
+func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) core.Result {
+	// No retries inside the client: a failed flush answers RETRY at once and Fluent Bit's
+	// scheduler, which keeps the chunk, decides when to try again.
+	start := time.Now()
+	_, err := s.client.WriteLogEntries(ctx, req, gax.WithRetry(nil))
+	s.met.RequestDuration.Observe(time.Since(start).Seconds())
+	s.met.Requests(status.Code(err).String()).Inc()
+	what, err := classify(err, errors.Is(ctx.Err(), context.Canceled))
+	switch what {
+	case written:
+		s.backoff.Succeeded()
+		return core.Result{Status: core.Delivered}
+	case partlyRefused:
+		pe := partialErrors(err)
+		first := slices.Min(slices.Collect(maps.Keys(pe.LogEntryErrors)))
+		s.logRefused(len(pe.LogEntryErrors), len(req.Entries), fmt.Sprintf("entry %s: %s", req.Entries[first].GetInsertId(), pe.LogEntryErrors[first].GetMessage()))
+		s.met.Rejected.Add(float64(len(pe.LogEntryErrors)))
+		return core.Result{Status: core.Delivered, Refused: len(pe.LogEntryErrors)}
+	case refusedWhole:
+		return s.writeHalves(ctx, req, err)
+	case unanswered:
+		// The flushes queued behind this one answer at once for a while instead of each
+		// waiting out the timeout.
+		s.backoff.Failed(err, true)
+	}
+	return core.Result{Status: core.Retry, Err: err}
+}
+
+// writeHalves sends a request refused as a whole as two, or drops its one entry.
+func (s *sink) writeHalves(ctx context.Context, req *loggingpb.WriteLogEntriesRequest, err error) core.Result {
+	if len(req.Entries) == 1 {
+		s.logRefused(1, 1, fmt.Sprintf("entry %s: %v", req.Entries[0].InsertId, status.Convert(err).Message()))
+		s.met.Rejected.Inc()
+		return core.Result{Status: core.Delivered, Refused: 1}
+	}
+	var refused int
+	half := len(req.Entries) / 2
+	for _, part := range [][]*loggingpb.LogEntry{req.Entries[:half], req.Entries[half:]} {
+		sub := &loggingpb.WriteLogEntriesRequest{LogName: req.LogName, Resource: req.Resource, Labels: req.Labels, PartialSuccess: true, Entries: part}
+		res := s.write(ctx, sub)
+		if res.Status != core.Delivered {
+			return res
+		}
+		refused += res.Refused
+	}
+	return core.Result{Status: core.Delivered, Refused: refused}
+}
+
+// logRefused says which entries Cloud Logging refused, at most once per interval.
+func (s *sink) logRefused(n, of int, first string) {
+	if ok, more := s.refused.Allow(); ok {
+		s.log.Errorf("Cloud Logging refused %d of %d entries of a request, dropped (the rest are written); first: %s (%d such lines held back in the last %v)", n, of, first, more, s.refused.Interval)
+	}
+}
