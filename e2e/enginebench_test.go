@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
 // The benchmark harness, small, in the real engine: each output of each record shape,
@@ -20,7 +22,7 @@ func TestEngineBenchCountsEveryLine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("enginebench: %v\n%s", err, out)
 	}
-	for _, shape := range []string{"cri", "kube", "mixed"} {
+	for _, shape := range fixture.Shapes {
 		for _, o := range []string{"null", "c-syslog", "syslog", "c-stackdriver", "stackdriver"} {
 			if !strings.Contains(string(out), "| "+shape+" | "+o+" |") {
 				t.Errorf("no figure for %s to %s:\n%s", shape, o, out)
