@@ -14,7 +14,7 @@ override FIXTURES := $(abspath $(FIXTURES))
 export FIXTURES
 FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
-.PHONY: all test bench bench-distance demo vet lint clean image fuzz
+.PHONY: all test test-unit test-host test-engine test-node bench bench-distance demo vet lint clean image fuzz
 
 all: $(SO) $(HOST)
 
@@ -85,6 +85,20 @@ TEST_ENV := TRAILSTACK_TEST_SO=$(abspath $(TEST_SO)) FLBHOST=$(abspath $(HOST)) 
 test: all $(TEST_SO) $(ARM64_TEST) vet
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 60m ./...
 	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...
+
+# The same tests a tier at a time. A test's name says its tier: TestHost* load the .so in
+# the C host, TestEngine* run the real Fluent Bit, TestNode* run the node harness (conf/, as
+# root); every other test is a unit test, and needs neither an engine nor root.
+TIERS := ^Test(Host|Engine|Node)
+test-unit: all $(TEST_SO) $(ARM64_TEST) vet
+	$(TEST_ENV) $(GO) test -race -count=1 -skip '$(TIERS)' ./...
+	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -skip '$(TIERS)' ./...
+test-host: all $(TEST_SO)
+	$(TEST_ENV) $(GO) test -race -count=1 -run '^TestHost' ./...
+test-engine: all $(TEST_SO)
+	$(TEST_ENV) $(GO) test -race -count=1 -timeout 30m -run '^TestEngine' ./...
+test-node: all
+	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m -run '^TestNode' ./...
 
 # Every fuzz target for FUZZTIME each (not part of make test; the seed corpora are).
 FUZZTIME ?= 30s

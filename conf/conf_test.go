@@ -135,7 +135,7 @@ func TestInputBuffersOnDisk(t *testing.T) {
 
 // What a node needs of tail, the filter and the scheduler; the node harness shows each in
 // the real engine.
-func TestNodeSettings(t *testing.T) {
+func TestShippedNodeSettings(t *testing.T) {
 	secs := fluentBitConf(t)
 	svc, in, filter := only(t, secs, "SERVICE"), only(t, secs, "INPUT"), only(t, secs, "FILTER")
 	// A file with no offset in the DB at the first scan is read from its end otherwise.

@@ -8,23 +8,17 @@ package conf
 // grace period, a new pod on the same hostPaths) and GKE (metadata server, API server).
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,20 +37,45 @@ const (
 )
 
 // pluginSO is the shipped plugin: TRAILSTACK_SO (make test passes the stripped build), else
-// built here as the Dockerfile builds it.
+// built as the Dockerfile builds it, once for every scenario: no scenario changes it.
 func pluginSO(t *testing.T) string {
 	t.Helper()
 	if so := os.Getenv("TRAILSTACK_SO"); so != "" {
 		return so
 	}
-	out := filepath.Join(t.TempDir(), "out_trailstack.so")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", out, "./plugin")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the plugin: %v\n%s", err, b)
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "trailstack-so-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir, built.so = dir, filepath.Join(dir, "out_trailstack.so")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", built.so, "./plugin")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("building the plugin: %v\n%s", err, b)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return out
+	return built.so
+}
+
+// built is the plugin pluginSO built, removed when the tests end (TestMain).
+var built struct {
+	once    sync.Once
+	dir, so string
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // node is one machine: its disk (hostPath directories), the stand-ins it talks to, and the
@@ -326,398 +345,5 @@ func writeFile(t *testing.T, p string, data []byte) {
 	}
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// agent is one pod of the DaemonSet, running on the node.
-type agent struct {
-	n       *node
-	cmd     *exec.Cmd
-	log     string
-	exited  chan struct{}
-	stopped chan struct{} // closed when the kubelet stops probing
-	mu      sync.Mutex    // guards probe results
-	ready   bool
-	restart string // why liveness would have restarted the pod, if it would have
-}
-
-// startAgent starts a new pod of the DaemonSet on the node, on the same hostPaths.
-func (n *node) startAgent() *agent {
-	t := n.t
-	n.started++
-	a := &agent{n: n, log: filepath.Join(n.dir, fmt.Sprintf("agent-%d.txt", n.started)), exited: make(chan struct{}), stopped: make(chan struct{})}
-	var sh strings.Builder
-	sh.WriteString("set -e\nmount --bind \"$R\" \"$R\"\nmount -o remount,bind,ro \"$R\"\n")
-	for _, m := range n.mounts {
-		switch m[2] {
-		case "rbind":
-			fmt.Fprintf(&sh, "mount --rbind %q \"$R\"%q\n", m[0], m[1])
-		case "ro":
-			fmt.Fprintf(&sh, "mount --bind %q \"$R\"%q\nmount -o remount,bind,ro \"$R\"%q\n", m[0], m[1], m[1])
-		default:
-			fmt.Fprintf(&sh, "mount --bind %q \"$R\"%q\n", m[0], m[1])
-		}
-	}
-	// The container's security context: no capability left and no privilege to gain
-	// (setpriv is util-linux's, from the host's /usr mounted in the root).
-	sc, drop := n.c.SecurityContext, ""
-	if sc != nil && sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL") {
-		drop += " --bounding-set=-all --inh-caps=-all"
-	}
-	if sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
-		drop += " --no-new-privs"
-	}
-	if drop != "" {
-		drop = " /usr/bin/setpriv" + drop
-	}
-	sh.WriteString("exec chroot \"$R\"" + drop + " \"$@\"\n")
-	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", sh.String(), "pod"}, n.argv...)
-	a.cmd = exec.Command("unshare", args...)
-	a.cmd.Env = append([]string{"R=" + n.root}, n.env...)
-	f, err := os.Create(a.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.cmd.Stdout, a.cmd.Stderr = f, f
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = a.cmd.Wait(); f.Close(); close(a.exited) }()
-	t.Cleanup(func() { a.kill() })
-	go a.probe()
-	return a
-}
-
-// probe polls the container's probes as the kubelet does; a liveness failure that would
-// restart the pod is recorded (a restart cannot fix a destination).
-func (a *agent) probe() {
-	c := a.n.c
-	type state struct {
-		p     *corev1.Probe
-		fails int
-		next  time.Time
-	}
-	start := time.Now()
-	var probes []*state
-	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
-		if p != nil {
-			probes = append(probes, &state{p: p, next: start.Add(time.Duration(p.InitialDelaySeconds) * time.Second)})
-		}
-	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-a.exited:
-			return
-		case <-a.stopped:
-			return
-		case now := <-tick.C:
-			for i, s := range probes {
-				if now.Before(s.next) {
-					continue
-				}
-				s.next = now.Add(time.Duration(max(s.p.PeriodSeconds, 1)) * time.Second)
-				ok := httpProbe(s.p)
-				a.mu.Lock()
-				if ok {
-					s.fails = 0
-					if i == 0 {
-						a.ready = true
-					}
-				} else if s.fails++; s.p == c.LivenessProbe && s.fails >= int(max(s.p.FailureThreshold, 3)) && a.restart == "" {
-					a.restart = fmt.Sprintf("liveness failed %d times at %v", s.fails, now.Sub(start).Round(time.Second))
-				}
-				a.mu.Unlock()
-			}
-		}
-	}
-}
-
-func httpProbe(p *corev1.Probe) bool {
-	to := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
-	resp, err := (&http.Client{Timeout: to}).Get(fmt.Sprintf("http://127.0.0.1:%d%s", p.HTTPGet.Port.IntValue(), p.HTTPGet.Path))
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 400
-}
-
-// waitReady waits for the readiness probe to pass.
-func (a *agent) waitReady() {
-	a.n.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		a.mu.Lock()
-		ready := a.ready
-		a.mu.Unlock()
-		if ready {
-			return
-		}
-		select {
-		case <-a.exited:
-			a.n.t.Fatalf("the agent exited before it was ready:\n%s", a.tail())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			a.n.t.Fatalf("not ready after 60s:\n%s", a.tail())
-		}
-	}
-}
-
-// stop is the kubelet's pod termination: SIGTERM, then SIGKILL once the grace period is
-// over. It returns the time from SIGTERM to exit and whether the kill was needed.
-func (a *agent) stop() (time.Duration, bool) {
-	close(a.stopped)
-	grace := time.Duration(*a.n.spec.TerminationGracePeriodSeconds) * time.Second
-	start := time.Now()
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-		return time.Since(start), false
-	case <-time.After(grace):
-		a.kill()
-		return time.Since(start), true
-	}
-}
-
-// kill is a node losing power: no SIGTERM, nothing flushed.
-func (a *agent) kill() {
-	_ = a.cmd.Process.Kill()
-	<-a.exited
-}
-
-// checkNoRestart fails the test if liveness would have restarted the pod.
-func (a *agent) checkNoRestart() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.restart != "" {
-		a.n.t.Errorf("the kubelet would have restarted the pod: %s", a.restart)
-	}
-}
-
-func (a *agent) output() string {
-	b, _ := os.ReadFile(a.log)
-	return string(b)
-}
-
-func (a *agent) tail() string {
-	b, _ := os.ReadFile(a.log)
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
-	}
-	return string(b)
-}
-
-// appPod is a workload's container on the node: containerd writes its log, the kubelet
-// links it under /var/log/containers.
-type appPod struct {
-	ns, name string
-	file     string // the log file, on the node's disk
-	logfmt   bool   // key=value lines instead of text
-	spoof    bool   // JSON lines that claim another pod's identity
-
-	mu   sync.Mutex // guards seq and size, and orders writes with rotation: one writer, as containerd
-	seq  int
-	size int64
-}
-
-func podUID(ns, name string) string {
-	h := sha256.Sum256([]byte("uid/" + ns + "/" + name))
-	u := hex.EncodeToString(h[:16])
-	return u[:8] + "-" + u[8:12] + "-" + u[12:16] + "-" + u[16:20] + "-" + u[20:]
-}
-
-func containerID(ns, name string) string {
-	h := sha256.Sum256([]byte("container/" + ns + "/" + name))
-	return hex.EncodeToString(h[:])
-}
-
-// newPod creates a pod's log file and link and registers it with the API stand-in;
-// annotationBytes pads the pod object (a sidecar-injected pod, large annotations).
-func (n *node) newPod(ns, name string, annotationBytes int) *appPod {
-	n.t.Helper()
-	ann := map[string]string{}
-	if annotationBytes > 0 {
-		ann["example.com/injected-config"] = strings.Repeat("x", annotationBytes)
-	}
-	return n.newAnnotatedPod(ns, name, ann)
-}
-
-func (n *node) newAnnotatedPod(ns, name string, ann map[string]string) *appPod {
-	n.t.Helper()
-	labels := map[string]string{"app": name, "app.kubernetes.io/name": strings.Split(name, "-")[0]}
-	if i := strings.LastIndexByte(name, '-'); i > 0 {
-		if j := strings.LastIndexByte(name[:i], '-'); j > 0 {
-			labels["pod-template-hash"] = name[j+1 : i]
-		}
-	}
-	n.kube.addPod(ns, name, labels, ann)
-	p := &appPod{ns: ns, name: name}
-	n.podFiles(p)
-	return p
-}
-
-// podFiles creates the pod's log file and its link, as containerd and the kubelet do.
-func (n *node) podFiles(p *appPod) {
-	n.t.Helper()
-	ns, name := p.ns, p.name
-	varlog := n.hostPath("/var/log")
-	dir := filepath.Join("pods", ns+"_"+name+"_"+podUID(ns, name), "app")
-	p.file = filepath.Join(varlog, dir, "0.log")
-	writeFile(n.t, p.file, nil)
-	link := filepath.Join(varlog, "containers", fmt.Sprintf("%s_%s_app-%s.log", name, ns, containerID(ns, name)))
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		n.t.Fatal(err)
-	}
-	// The link's target is the path inside the pod, as on a node.
-	if err := os.Symlink(filepath.Join("/var/log", dir, "0.log"), link); err != nil {
-		n.t.Fatal(err)
-	}
-}
-
-// write appends count lines to the pod's log as containerd does (CRI format).
-func (n *node) write(p *appPod, count int) {
-	n.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f, err := os.OpenFile(p.file, os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer f.Close()
-	w := bufio.NewWriterSize(f, 256<<10)
-	ids := make([]string, 0, count)
-	for i := 0; i < count; i++ {
-		ts := time.Now().UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
-		stream := "stdout"
-		if p.seq%10 == 9 {
-			stream = "stderr"
-		}
-		line := fmt.Sprintf("%s %s F pod=%s seq=%d GET /api/v1/items?page=%d 200 %s\n", ts, stream, p.name, p.seq, p.seq, strings.Repeat("a", 120))
-		if p.logfmt {
-			line = fmt.Sprintf("%s %s F level=info msg=\"request done\" pod=%s seq=%d\n", ts, stream, p.name, p.seq)
-		}
-		if p.spoof {
-			line = fmt.Sprintf(`%s %s F {"msg":"pod=%s seq=%d","stream":"audit","kubernetes":{"namespace_name":"kube-system","pod_name":"kube-apiserver-0","container_name":"kube-apiserver","host":"victim-node","labels":{"tier":"control-plane"}}}`+"\n", ts, stream, p.name, p.seq)
-		}
-		w.WriteString(line)
-		p.size += int64(len(line))
-		ids = append(ids, p.name+"#"+strconv.Itoa(p.seq))
-		p.seq++
-	}
-	if err := w.Flush(); err != nil {
-		n.t.Fatal(err)
-	}
-	n.podMu.Lock()
-	n.want = append(n.want, ids...)
-	n.podMu.Unlock()
-}
-
-// rotate is the kubelet's log rotation: the file is renamed beside itself and containerd
-// reopens a new one at the same path.
-func (n *node) rotate(p *appPod) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := os.Rename(p.file, p.file+"."+time.Now().UTC().Format("20060102-150405")); err != nil {
-		n.t.Fatal(err)
-	}
-	writeFile(n.t, p.file, nil)
-	p.size = 0
-}
-
-// logged is how many bytes the pod's current file holds.
-func (p *appPod) logged() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.size
-}
-
-// writer writes lines to pods in the background at about rate lines/s until stopped.
-func (n *node) writer(rate int, pods ...*appPod) (stop func()) {
-	done, finished := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				for _, p := range pods {
-					n.write(p, max(rate/10, 1))
-				}
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
-}
-
-// expected is every line id written so far.
-func (n *node) expected() []string {
-	n.podMu.Lock()
-	defer n.podMu.Unlock()
-	return append([]string(nil), n.want...)
-}
-
-// delivery is what one destination got of what was written.
-type delivery struct {
-	name                string
-	arrived, lost, dups int
-	anonymous           int
-	wrongName           []string
-}
-
-func (d delivery) String() string {
-	return fmt.Sprintf("%s: %d arrived, %d lost, %d duplicates, %d without metadata", d.name, d.arrived, d.lost, d.dups, d.anonymous)
-}
-
-func (n *node) deliveries(want []string) []delivery {
-	var out []delivery
-	for _, d := range []struct {
-		name string
-		t    *tally
-	}{{"papertrail", n.papert.tally}, {"cloud-logging", n.cloud.tally}} {
-		a, l, dup := d.t.count(want)
-		d.t.mu.Lock()
-		out = append(out, delivery{name: d.name, arrived: a, lost: l, dups: dup, anonymous: d.t.anonymous, wrongName: append([]string(nil), d.t.wrongName...)})
-		d.t.mu.Unlock()
-	}
-	return out
-}
-
-// waitDelivered waits until every line written so far has arrived at both destinations (or
-// the ones named), then checks identity: every line under its own pod, none without
-// metadata. Lines written while it waits are not waited for: a writer may still be running.
-func (n *node) waitDelivered(timeout time.Duration, a *agent, only ...string) []delivery {
-	n.t.Helper()
-	deadline := time.Now().Add(timeout)
-	want := n.expected()
-	for {
-		ds := n.deliveries(want)
-		done := true
-		for _, d := range ds {
-			if d.lost > 0 && (len(only) == 0 || strings.Contains(strings.Join(only, ","), d.name)) {
-				done = false
-			}
-		}
-		if done {
-			for _, d := range ds {
-				if d.anonymous > 0 || len(d.wrongName) > 0 {
-					n.t.Errorf("%v; under another identity: %v", d, d.wrongName)
-				}
-			}
-			return ds
-		}
-		if time.Now().After(deadline) {
-			msg := ""
-			if a != nil {
-				msg = a.tail()
-			}
-			n.t.Fatalf("not delivered after %v: %v\nagent log:\n%s", timeout, ds, msg)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +80,22 @@ func goBuild(t *testing.T, pkg, dir string) string {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
+}
+
+// tailConf writes dir/fluent-bit.conf: tail reads dir/*.log from the head with the cri
+// parser into one trailstack output. Each of service, input and output is the section's
+// further "Key value" lines, as they would be written in the file.
+func tailConf(t *testing.T, dir string, service, input, output []string) string {
+	t.Helper()
+	section := func(name string, keys ...string) string {
+		return "[" + name + "]\n    " + strings.Join(keys, "\n    ") + "\n"
+	}
+	conf := section("SERVICE", append([]string{"Flush 1", "Grace 5", "Log_Level info"}, service...)...) +
+		section("INPUT", append([]string{"Name tail", "Tag kube.*", "Path " + dir + "/*.log", "multiline.parser cri", "Read_from_Head On"}, input...)...) +
+		section("OUTPUT", append([]string{"Name trailstack", "Match *"}, output...)...)
+	path := filepath.Join(dir, "fluent-bit.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -16,39 +16,18 @@ import (
 	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
-// TestRealFluentBit runs the .so inside a real fluent-bit (FLUENT_BIT_BIN) that tails the
+// TestEngineTailsAndHotReloads runs the .so inside a real fluent-bit (FLUENT_BIT_BIN) that tails the
 // fixture container logs with the cri multiline parser, and checks that every record arrives
 // once, with the time and log line that Fluent Bit's own capture recorded (kube-raw). Then it
 // hot-reloads the engine (SIGHUP): the instance exits, a new one starts in the same process,
 // and tail (without a DB) reads the files again, so every record arrives a second time.
-func TestRealFluentBit(t *testing.T) {
+func TestEngineTailsAndHotReloads(t *testing.T) {
 	bin := fluentBit(t)
 	dir := t.TempDir()
 	copyLogs(t, filepath.Join(fixture.ContainerLogs(), "*.log"), dir)
 	out := filepath.Join(dir, "arrived")
-	conf := filepath.Join(dir, "fluent-bit.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[SERVICE]
-    Flush        1
-    Grace        5
-    Log_Level    info
-    Hot_Reload   On
-[INPUT]
-    Name             tail
-    Tag              kube.*
-    Path             %[1]s/*.log
-    multiline.parser cri
-    Read_from_Head   On
-    Buffer_Max_Size  512k
-[OUTPUT]
-    Name     trailstack
-    Match    *
-    Workers  2
-    sink     test
-    test_out %[2]s
-    metrics_listen 127.0.0.1:0
-`, dir, out)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := tailConf(t, dir, []string{"Hot_Reload On"}, []string{"Buffer_Max_Size 512k"},
+		[]string{"Workers 2", "sink test", "test_out " + out, "metrics_listen 127.0.0.1:0"})
 	logPath := filepath.Join(dir, "engine-output.txt")
 	cmd := startEngine(t, bin, conf, logPath)
 	want := expected(t, fixtures(t, "kube-raw"))

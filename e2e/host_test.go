@@ -156,7 +156,7 @@ func TestHostCountsEveryFixture(t *testing.T) {
 
 // Two instances, each its own destination, fed by two threads: every record of every
 // fixture set arrives at both, exactly once.
-func TestFixturesArriveAtEveryInstance(t *testing.T) {
+func TestHostFixturesArriveAtEveryInstance(t *testing.T) {
 	for _, set := range []string{"kube-merged", "kube-raw", "plain"} {
 		t.Run(set, func(t *testing.T) {
 			files := fixtures(t, set)
@@ -181,7 +181,7 @@ func TestFixturesArriveAtEveryInstance(t *testing.T) {
 }
 
 // Many instances and threads at once, each chunk flushed several times: the counts are exact.
-func TestConcurrentInstancesAndWorkers(t *testing.T) {
+func TestHostConcurrentInstancesAndWorkers(t *testing.T) {
 	dir := t.TempDir()
 	files, _ := fixture.WriteShapeChunks(t, t.TempDir(), "kube", 3, 2<<20)
 	args := []string{"-q", "-t", "4", "-n", "3", soPath}
@@ -199,7 +199,7 @@ func TestConcurrentInstancesAndWorkers(t *testing.T) {
 }
 
 // A panic inside a sink answers RETRY, is logged, and the process and other chunks go on.
-func TestPanicInSinkAnswersRetry(t *testing.T) {
+func TestHostPanicInSinkAnswersRetry(t *testing.T) {
 	files := fixtures(t, "kube-merged")
 	out := filepath.Join(t.TempDir(), "out")
 	r := host(t, append([]string{"-r", "3", "-w", "1", soPath,
@@ -223,7 +223,7 @@ func TestPanicInSinkAnswersRetry(t *testing.T) {
 }
 
 // RETRY is answered before anything is written; the re-flush delivers every record once.
-func TestRetryThenDeliver(t *testing.T) {
+func TestHostRetryThenDeliver(t *testing.T) {
 	files := fixtures(t, "kube-merged")
 	out := filepath.Join(t.TempDir(), "out")
 	r := host(t, append([]string{"-r", "5", "-w", "1", soPath,
@@ -238,7 +238,7 @@ func TestRetryThenDeliver(t *testing.T) {
 }
 
 // A hot reload exits every instance and initialises new ones in the same process.
-func TestHotReload(t *testing.T) {
+func TestHostHotReload(t *testing.T) {
 	files := fixtures(t, "kube-merged")
 	out := filepath.Join(t.TempDir(), "out")
 	r := host(t, append([]string{"-R", "2", soPath, "-i", "-o", "sink=test", "-o", "test_out=" + out, "-i", "-o", "sink=null", "--"}, files...)...)
@@ -259,7 +259,7 @@ func TestHotReload(t *testing.T) {
 
 // A corrupt chunk: the records before the corruption are delivered, the chunk answers ERROR
 // with the reason logged, and other chunks are untouched.
-func TestCorruptChunk(t *testing.T) {
+func TestHostCorruptChunk(t *testing.T) {
 	files := fixtures(t, "kube-merged")
 	chunk, err := os.ReadFile(files[1])
 	if err != nil {
@@ -291,7 +291,7 @@ func TestCorruptChunk(t *testing.T) {
 }
 
 // Config errors fail Init with a line naming the key, and the host reports the failure.
-func TestInitFailsOnBadConfig(t *testing.T) {
+func TestHostInitFailsOnBadConfig(t *testing.T) {
 	for _, c := range []struct {
 		args []string
 		want string

@@ -14,11 +14,11 @@ import (
 	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
-// TestRealFluentBitRestartLosesNothing: the engine reads the logs while the syslog receiver
+// TestEngineRestartLosesNothing: the engine reads the logs while the syslog receiver
 // is down (every flush answers RETRY and the chunks wait in filesystem storage), is stopped,
 // and a new engine on the same storage and tail DB starts once the receiver is up: every log
 // line arrives. Runs with FLUENT_BIT_BIN.
-func TestRealFluentBitRestartLosesNothing(t *testing.T) {
+func TestEngineRestartLosesNothing(t *testing.T) {
 	bin := fluentBit(t)
 	dir := t.TempDir()
 	var want []string
@@ -40,33 +40,9 @@ func TestRealFluentBitRestartLosesNothing(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there until the second engine
 
-	conf := filepath.Join(dir, "fluent-bit.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[SERVICE]
-    Flush          1
-    Grace          5
-    Log_Level      info
-    scheduler.base 1
-    scheduler.cap  2
-    storage.path   %[1]s/storage
-[INPUT]
-    Name             tail
-    Tag              kube.*
-    Path             %[1]s/*.log
-    multiline.parser cri
-    Read_from_Head   On
-    DB               %[1]s/tail.db
-    storage.type     filesystem
-[OUTPUT]
-    Name        trailstack
-    Match       *
-    Workers     1
-    Retry_Limit no_limits
-    sink        syslog
-    address     tcp://%[2]s
-    dial_timeout 1s
-`, dir, addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := tailConf(t, dir, []string{"scheduler.base 1", "scheduler.cap 2", "storage.path " + dir + "/storage"},
+		[]string{"DB " + dir + "/tail.db", "storage.type filesystem"},
+		[]string{"Workers 1", "Retry_Limit no_limits", "sink syslog", "address tcp://" + addr, "dial_timeout 1s"})
 	firstLog := filepath.Join(dir, "engine-1.txt")
 	first := startEngine(t, bin, conf, firstLog)
 	waitFor(t, firstLog, "kept for retry", 1)

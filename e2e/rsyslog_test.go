@@ -137,7 +137,7 @@ func (r *rsyslog) lines(t *testing.T, n int) [][]string {
 
 // The fixture chunks go through the real .so to rsyslog over TLS, in both framings; every
 // record arrives once, and what rsyslog parsed is what the record held.
-func TestRsyslogReceivesEveryFixtureRecord(t *testing.T) {
+func TestHostRsyslogReceivesEveryFixtureRecord(t *testing.T) {
 	var files []string
 	for _, set := range []string{"kube-merged", "kube-raw", "plain"} {
 		files = append(files, fixtures(t, set)...)
@@ -229,7 +229,7 @@ func checkParsed(t *testing.T, framing string, i int, got []string, tag string, 
 // would. Every record of every flush arrives (each flush answered OK only once rsyslog's TCP
 // acknowledged it), and the eight threads overlap their round trips on one connection:
 // they take less than half the time of one thread (which takes a round trip a flush).
-func TestRsyslogAtADistance(t *testing.T) {
+func TestHostRsyslogAtADistance(t *testing.T) {
 	const rtt, repeat = 150 * time.Millisecond, 12
 	line := delayline.Start(t, "tse", 217, rtt)
 	// The two small chunks: the time then counts round trips, not TCP's slow start.

@@ -17,7 +17,7 @@ import (
 // The fixture chunks through the real .so (its own Go runtime, gRPC and Cloud Logging
 // client) into fakelogging, a LoggingServiceV2 on loopback in another process, alongside a
 // syslog instance: the fan-out a DaemonSet runs, each output counted on its own.
-func TestStackdriverThroughTheSO(t *testing.T) {
+func TestHostStackdriverFanOut(t *testing.T) {
 	files := fixtures(t, "kube-merged")
 	dir := t.TempDir()
 	srv, addr, lines := startFakeLogging(t, dir, "-expect", "206")
@@ -45,38 +45,15 @@ func TestStackdriverThroughTheSO(t *testing.T) {
 // In the real engine, one entry that Cloud Logging refuses (in a request it then refuses as a
 // whole) costs that entry only: every other line of the fixture logs arrives, the flush
 // answers OK, and the engine's log names the refused entry.
-func TestRealFluentBitOneRefusedEntry(t *testing.T) {
+func TestEngineOneRefusedEntry(t *testing.T) {
 	bin := fluentBit(t)
 	dir := t.TempDir()
 	copyLogs(t, filepath.Join(fixture.ContainerLogs(), "*.log"), dir)
 	want := len(expected(t, fixtures(t, "kube-raw")))
 	_, addr, lines := startFakeLogging(t, dir, "-expect", fmt.Sprint(want-1), "-refuse", "héllo")
-	conf := filepath.Join(dir, "fluent-bit.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[SERVICE]
-    Flush        1
-    Grace        5
-    Log_Level    info
-[INPUT]
-    Name             tail
-    Tag              kube.*
-    Path             %[1]s/*.log
-    multiline.parser cri
-    Read_from_Head   On
-    Buffer_Max_Size  512k
-[OUTPUT]
-    Name               trailstack
-    Match              *
-    Workers            1
-    Retry_Limit        no_limits
-    sink               stackdriver
-    endpoint           %[2]s
-    endpoint_plaintext on
-    project_id         blog-prod
-    cluster_name       blog
-    cluster_location   europe-west1
-`, dir, addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := tailConf(t, dir, nil, []string{"Buffer_Max_Size 512k"},
+		[]string{"Workers 1", "Retry_Limit no_limits", "sink stackdriver", "endpoint " + addr, "endpoint_plaintext on",
+			"project_id blog-prod", "cluster_name blog", "cluster_location europe-west1"})
 	t.Setenv("NODE_NAME", "node-1")
 	logPath := filepath.Join(dir, "engine-output.txt")
 	cmd := startEngine(t, bin, conf, logPath)
