@@ -106,7 +106,7 @@ func TestCheck(t *testing.T) {
 	for keys, want := range map[*MapGetter]string{
 		{"sink": "null", "adress": "x"}:           "keys that sink null does not read: adress",
 		{"sink": "null", "shutdown_timeout": "x"}: `config key "shutdown_timeout"`,
-		{"match": "*"}: `config key "sink" is required`,
+		{"match": "*"}: `config key "sink" is required: one of null`,
 	} {
 		if err := Check(*keys, []Kind{Null}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: %v, want %q", *keys, err, want)

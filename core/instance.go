@@ -108,7 +108,7 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 	var c instanceConfig
 	names := kindNames(kinds)
 	if get.Get("sink") == "" {
-		return c, fmt.Errorf("config key \"sink\" is required: one of %v", names)
+		return c, fmt.Errorf("config key \"sink\" is required: one of %s", strings.Join(names, ", "))
 	}
 	c.sink = p.Enum("sink", "", names...)
 	c.shutdownTimeout = p.Duration("shutdown_timeout", 5*time.Second, 0, 10*time.Minute)
@@ -232,12 +232,13 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		if corrupt != nil {
 			// What could be read is delivered; what follows the corruption cannot be.
 			in.log.Errorf("delivered the %d records before the corruption, dropping the rest of the chunk (tag %s): %v", len(recs), tag, corrupt)
+			m.Dropped("corrupt_chunk").Inc()
 			return Failed
 		}
 		return Delivered
 	case Failed:
 		in.log.Errorf("dropping chunk of %d records (tag %s): %v", len(recs), tag, res.Err)
-		m.Dropped("undeliverable").Add(float64(len(recs)))
+		m.Dropped("rejected").Add(float64(len(recs)))
 		return Failed
 	default:
 		in.health.failed(in.log, len(recs), tag, res.Err)

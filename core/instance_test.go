@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/tinylib/msgp/msgp"
 )
 
@@ -115,6 +116,9 @@ func TestFlushFailedAndRetryAreLogged(t *testing.T) {
 	if st := in.Flush(chunkOf("a"), "t2"); st != Retry {
 		t.Fatalf("status %v", st)
 	}
+	if n := testutil.ToFloat64(in.metrics.Dropped("rejected")); n != 1 {
+		t.Errorf("a chunk the sink failed counted %v in rejected, want 1", n)
+	}
 	if !strings.Contains(logs.String(), "dropping chunk of 1 records (tag t1): because") ||
 		!strings.Contains(logs.String(), "chunk of 1 records (tag t2) kept for retry: because") {
 		t.Errorf("log:\n%s", logs)
@@ -134,12 +138,18 @@ func TestCorruptChunkDeliversWhatCanBeReadThenFails(t *testing.T) {
 	if !strings.Contains(logs.String(), "delivered the 1 records before the corruption") {
 		t.Errorf("log:\n%s", logs)
 	}
+	if n := testutil.ToFloat64(in.metrics.Dropped("corrupt_chunk")); n != 1 {
+		t.Errorf("a chunk corrupt part way counted %v in corrupt_chunk, want 1", n)
+	}
 	// Corrupt from the first byte: nothing to deliver, the chunk is dropped with the reason.
 	if st := in.Flush([]byte{0xc1}, "tag"); st != Failed {
 		t.Fatalf("status %v", st)
 	}
 	if !strings.Contains(logs.String(), "dropping chunk (tag tag): corrupt chunk: event at byte 0 of 1") {
 		t.Errorf("log:\n%s", logs)
+	}
+	if n := testutil.ToFloat64(in.metrics.Dropped("corrupt_chunk")); n != 2 {
+		t.Errorf("corrupt_chunk %v after two corrupt chunks, want 2", n)
 	}
 }
 
@@ -179,19 +189,27 @@ func TestPanicBecomesRetry(t *testing.T) {
 func TestCloseWaitsForFlushInFlight(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{})
+	var calls atomic.Int32
 	s := &fakeSink{answer: func(context.Context, *Batch) Result {
-		close(started)
-		<-release
+		if calls.Add(1) == 1 {
+			close(started)
+			<-release
+		}
 		return Result{Status: Delivered}
 	}}
-	in, _ := newTestInstance(t, s, MapGetter{"shutdown_timeout": "1m"})
+	in, logs := newTestInstance(t, s, MapGetter{"shutdown_timeout": "1m"})
 	result := make(chan Status)
 	go func() { result <- in.Flush(chunkOf("a"), "tag") }()
 	<-started
 	closed := make(chan struct{})
 	go func() { in.Close(); close(closed) }()
-	// Once Close has begun, new flushes are refused (kept for retry).
-	for in.Flush(chunkOf("late"), "tag") != Retry {
+	for !isClosing(in) {
+		time.Sleep(time.Millisecond)
+	}
+	// Once Close has begun, a new flush is refused before it reaches the sink: kept for
+	// retry, never delivered by an instance on its way out.
+	if st := in.Flush(chunkOf("late"), "tag"); st != Retry {
+		t.Fatalf("flush during shutdown: %v", st)
 	}
 	select {
 	case <-closed:
@@ -203,9 +221,18 @@ func TestCloseWaitsForFlushInFlight(t *testing.T) {
 		t.Fatalf("in-flight flush: %v", st)
 	}
 	<-closed
-	if !s.closed.Load() || strings.Join(s.logs, ",") != "a" {
-		t.Fatalf("closed %v, arrived %v", s.closed.Load(), s.logs)
+	if !s.closed.Load() || strings.Join(s.logs, ",") != "a" || calls.Load() != 1 {
+		t.Fatalf("closed %v, arrived %v, %d deliveries", s.closed.Load(), s.logs, calls.Load())
 	}
+	if !strings.Contains(logs.String(), "flush arrived after shutdown began; chunk kept for retry") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+func isClosing(in *Instance) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.closing
 }
 
 func TestCloseCancelsFlushAfterTimeout(t *testing.T) {

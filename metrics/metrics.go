@@ -35,7 +35,7 @@ var (
 		Name: "trailstack_records_delivered_total", Help: "Records confirmed at the destination.",
 	}, labels)
 	dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "trailstack_records_dropped_total", Help: "Records that can never be delivered and were dropped, by reason (corrupt_chunk, rejected, not_a_record).",
+		Name: "trailstack_records_dropped_total", Help: "Records that can never be delivered and were dropped, by reason: rejected (refused by the destination), not_a_record (events that are not log records), corrupt_chunk (the unreadable rest of a corrupt chunk, counted as one, since how many records it held cannot be known).",
 	}, append(labels, "reason"))
 	truncated = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trailstack_records_truncated_total", Help: "Records delivered cut to the destination's size limit.",

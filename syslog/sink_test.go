@@ -346,7 +346,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// A destination that timed out is not tried again for hungWait: the flushes queued behind
+// A destination that timed out is not tried again for core.HungWait: the flushes queued behind
 // the first answer RETRY at once, so a hung receiver cannot hold Fluent Bit's workers (and
 // its shutdown) for a timeout per chunk. Once the wait is over, the next flush tries again.
 func TestHungDestinationAnswersAtOnce(t *testing.T) {
