@@ -6,16 +6,21 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/tinylib/msgp/msgp"
 	"github.com/ugorji/go/codec"
 )
 
 func load20k(b *testing.B) ([][]byte, int) {
 	var chunks [][]byte
 	n := 0
+	dir := os.Getenv("FIXTURES") // make bench passes its FIXTURES (fixture.BenchSet's rule)
+	if dir == "" {
+		dir = filepath.Join("..", "..", "shared", "fixtures", "fluent-bit-5.1.1")
+	}
 	for _, name := range []string{"chunk-001.msgpack", "chunk-002.msgpack"} {
-		c, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "fluent-bit-5.1.1", "kube-20k", name))
+		c, err := os.ReadFile(filepath.Join(dir, "kube-20k", name))
 		if err != nil {
-			b.Skipf("benchmark set kube-20k is not beside the repository (../shared/fixtures): %v", err)
+			b.Skipf("benchmark set kube-20k is not in %s (set FIXTURES): %v", dir, err)
 		}
 		chunks = append(chunks, c)
 		d := NewDecoder(c)
@@ -103,6 +108,34 @@ func BenchmarkNext20k(b *testing.B) {
 		for _, c := range chunks {
 			d.Reset(c)
 			for d.Next() {
+			}
+		}
+	}
+}
+
+// BenchmarkObjectLen and BenchmarkMsgpSkip measure the bodies of two kube-20k chunks with
+// objectLen and with msgp.Skip, which it stands in for. ns/op is per record.
+func BenchmarkObjectLen(b *testing.B) {
+	benchSkip(b, func(v []byte) bool { _, err := objectLen(v); return err == nil })
+}
+func BenchmarkMsgpSkip(b *testing.B) {
+	benchSkip(b, func(v []byte) bool { _, err := msgp.Skip(v); return err == nil })
+}
+
+func benchSkip(b *testing.B, skip func([]byte) bool) {
+	chunks, n := load20k(b)
+	var bodies [][]byte
+	for _, c := range chunks {
+		d := NewDecoder(c)
+		for d.Next() {
+			bodies = append(bodies, d.Record().Body)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i += n {
+		for _, body := range bodies {
+			if !skip(body) {
+				b.Fatal("not one object")
 			}
 		}
 	}
