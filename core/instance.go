@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -258,70 +257,6 @@ func oldest(recs []record.Record) time.Time {
 	return t
 }
 
-// health logs failures an operator can act on without one line per retried chunk: the
-// first failure and the recovery always, then each cause once a minute with a count of the
-// chunks it held back since.
-type health struct {
-	clock      Clock
-	anyFailing atomic.Bool // failing, read without the lock on every successful flush
-
-	mu      sync.Mutex // guards the rest
-	failing bool
-	since   time.Time
-	retries int
-	causes  map[string]*Every
-}
-
-// cause is an error's text without its numbers (counts, durations, addresses' ports),
-// which vary from one chunk to the next.
-func cause(err error) string {
-	var b strings.Builder
-	for _, r := range fmt.Sprint(err) {
-		if r < '0' || r > '9' {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-func (h *health) failed(log *Logger, n int, tag string, err error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.retries++
-	c := cause(err)
-	e := h.causes[c]
-	if e == nil {
-		if h.causes == nil || len(h.causes) > 64 {
-			h.causes = map[string]*Every{}
-		}
-		e = &Every{Interval: time.Minute, Clock: h.clock}
-		h.causes[c] = e
-	}
-	allowed, held := e.Allow()
-	if !h.failing {
-		h.failing, h.since = true, h.clock.Now()
-		h.anyFailing.Store(true)
-		log.Warnf("chunk of %d records (tag %s) kept for retry: %v (the same cause is logged once a minute until a flush succeeds)", n, tag, err)
-		return
-	}
-	if allowed {
-		log.Warnf("chunk of %d records (tag %s) kept for retry: %v (%d more chunks kept for this cause in the last minute; failing since %v)", n, tag, err, held, h.clock.Now().Sub(h.since).Round(time.Second))
-	}
-}
-
-func (h *health) recovered(log *Logger) {
-	if !h.anyFailing.Load() {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.failing {
-		log.Infof("delivering again after %d retried chunks over %v", h.retries, h.clock.Now().Sub(h.since).Round(time.Second))
-		h.failing, h.retries, h.causes = false, 0, nil
-		h.anyFailing.Store(false)
-	}
-}
-
 func (in *Instance) enter() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -362,105 +297,4 @@ func (in *Instance) Close() {
 	in.metrics.Remove() // an exited instance leaves no series behind
 	in.log.Infof("exited after %d flushes: %d records delivered, %d retries, %d chunks dropped, %d records refused by the destination",
 		in.flushes.Load(), in.delivered.Load(), in.retries.Load(), in.failures.Load(), in.refused.Load())
-}
-
-// Registry maps the opaque contexts Fluent Bit hands back on every flush to instances.
-// IDs are never reused, so a stale context finds nothing rather than another instance.
-type Registry struct {
-	Kinds []Kind // the destinations the sink key chooses from
-
-	mu     sync.RWMutex // guards byID, lastID, index and profile
-	byID   map[uintptr]*Instance
-	lastID uintptr
-	index  int // instances created since the registry was last empty, for their names
-	// profile is the CPU profile being written while instances live, when the environment
-	// asks for one (TRAILSTACK_CPUPROFILE): the benchmarks in the real engine read it.
-	profile *os.File
-}
-
-// New builds an instance from its keys and registers it, returning its ID.
-func (r *Registry) New(get Getter) (uintptr, *Instance, error) {
-	r.mu.Lock()
-	if len(r.byID) == 0 {
-		r.index = 0 // a hot reload starts naming from zero again, as Fluent Bit does
-	}
-	name := fmt.Sprintf("trailstack.%d", r.index)
-	r.index++
-	r.mu.Unlock()
-
-	in, err := NewInstance(name, get, r.Kinds)
-	if err != nil {
-		NewLogger(name, os.Stderr).Errorf("init failed: %v", err)
-		return 0, nil, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.byID == nil {
-		r.byID = map[uintptr]*Instance{}
-	}
-	if len(r.byID) == 0 {
-		r.startProfile(in.log)
-	}
-	r.lastID++
-	r.byID[r.lastID] = in
-	return r.lastID, in, nil
-}
-
-// Get finds an instance by ID; nil if it has exited.
-func (r *Registry) Get(id uintptr) *Instance {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.byID[id]
-}
-
-// Remove unregisters an instance and returns it for closing.
-func (r *Registry) Remove(id uintptr) *Instance {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	in := r.byID[id]
-	delete(r.byID, id)
-	if len(r.byID) == 0 {
-		r.stopProfile()
-	}
-	return in
-}
-
-// RemoveAll unregisters every instance and returns them for closing.
-func (r *Registry) RemoveAll() []*Instance {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var all []*Instance
-	for id, in := range r.byID {
-		all = append(all, in)
-		delete(r.byID, id)
-	}
-	r.stopProfile()
-	return all
-}
-
-// startProfile starts a CPU profile of the process's Go side into the file
-// TRAILSTACK_CPUPROFILE names, if any. r.mu is held.
-func (r *Registry) startProfile(log *Logger) {
-	path := os.Getenv("TRAILSTACK_CPUPROFILE")
-	if path == "" || r.profile != nil {
-		return
-	}
-	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
-	}
-	if err != nil {
-		log.Warnf("TRAILSTACK_CPUPROFILE: %v", err)
-		return
-	}
-	r.profile = f
-}
-
-// stopProfile writes the profile out once the last instance has gone. r.mu is held.
-func (r *Registry) stopProfile() {
-	if r.profile != nil {
-		pprof.StopCPUProfile()
-		r.profile.Close()
-		r.profile = nil
-	}
 }

@@ -1,0 +1,257 @@
+package accessor
+
+import (
+	"bytes"
+
+	"github.com/tinylib/msgp/msgp"
+
+	"github.com/trailstack/trailstack/record"
+)
+
+// Extractor finds every value the templates need in one pass over each map level of a
+// record, instead of one scan of the body per field.
+type Extractor struct {
+	root  node
+	slots int
+	// The kubernetes filter's map, and in it the identity that must agree with the tag.
+	kube                   *node
+	kubeNS, kubePod, kubeC int
+}
+
+type node struct {
+	key      string
+	slot     int // -1 when only a parent of wanted values
+	children []*node
+}
+
+// NewExtractor starts a set of wanted paths with the kubernetes filter's identity fields,
+// which Extract checks against the tag.
+func NewExtractor() *Extractor {
+	e := &Extractor{root: node{slot: -1}}
+	e.kubeNS = e.Add([]string{"kubernetes", "namespace_name"})
+	e.kubePod = e.Add([]string{"kubernetes", "pod_name"})
+	e.kubeC = e.Add([]string{"kubernetes", "container_name"})
+	e.kube = e.root.children[0]
+	return e
+}
+
+// Slots is how many values Extract fills.
+func (e *Extractor) Slots() int { return e.slots }
+
+// Add registers a path and returns the slot its value will be found in.
+func (e *Extractor) Add(path []string) int {
+	n := &e.root
+	for _, k := range path {
+		var next *node
+		for _, c := range n.children {
+			if c.key == k {
+				next = c
+				break
+			}
+		}
+		if next == nil {
+			next = &node{key: k, slot: -1}
+			n.children = append(n.children, next)
+		}
+		n = next
+	}
+	if n.slot < 0 {
+		n.slot = e.slots
+		e.slots++
+	}
+	return n.slot
+}
+
+// Memo remembers the last few kubernetes maps one caller's Extract read: the records of a
+// chunk nearly all carry one of a few maps (their pod's), and comparing bytes with one
+// costs less than finding the wanted values in it again. A memo serves one Extractor on
+// one goroutine; it keeps copies of the maps, never pointers into a chunk.
+type Memo struct {
+	maps [memoMaps]memoMap
+	next int // the entry the next new map replaces
+}
+
+const memoMaps = 8 // containers a chunk's records commonly alternate between, and then some
+
+type memoMap struct {
+	raw   []byte
+	spans []span // by slot: where the value was in raw (n 0: absent)
+}
+
+type span struct{ off, n int }
+
+// Extract fills vals (len Slots) from body; values not found are left nil. memo, when not
+// nil, is the caller's (see Memo).
+//
+// A record may hold a key twice: with Merge_Log the kubernetes filter merges an
+// application's JSON after the keys the engine wrote (stream, _p, time) and appends its own
+// kubernetes map last. So at the top level the first occurrence of a key counts, but for
+// kubernetes the last; and that map counts only if it names the container of the tag (id).
+// The namespace, pod and container are the tag's whenever it names them, filter or not.
+// An application can therefore name no other container than its own.
+func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value, memo *Memo) {
+	clear(vals)
+	w := walker{vals: vals, kube: e.kube, memo: memo}
+	w.walk(body, &e.root, false, true)
+	if id == nil || !id.OK || !vals[e.kubeNS].Equal(id.Namespace) || !vals[e.kubePod].Equal(id.Pod) || !vals[e.kubeC].Equal(id.Container) {
+		clearSubtree(e.kube, vals) // not the filter's map for this container, or no way to tell
+	}
+	if id != nil && id.OK {
+		vals[e.kubeNS], vals[e.kubePod], vals[e.kubeC] = id.ns, id.pod, id.container
+	}
+}
+
+// fill sets the values of n's subtree from the map at the start of m, which n stands for,
+// and returns the map's length: from the memo when the map is one it remembers (msgpack
+// delimits itself, so bytes equal to a whole remembered map are that map), else by
+// walking it and remembering it.
+func (memo *Memo) fill(m []byte, n *node, vals []record.Value) int {
+	for i := range memo.maps {
+		mm := &memo.maps[i]
+		if len(mm.raw) > 0 && len(mm.spans) == len(vals) && bytes.HasPrefix(m, mm.raw) {
+			mm.recall(m[:len(mm.raw)], n, vals)
+			return len(mm.raw)
+		}
+	}
+	w := walker{vals: vals}
+	l := w.walk(m, n, true, false)
+	if l <= 0 || l > len(m) {
+		return l
+	}
+	mm := &memo.maps[memo.next]
+	memo.next = (memo.next + 1) % memoMaps
+	mm.raw = append(mm.raw[:0], m[:l]...)
+	if len(mm.spans) != len(vals) {
+		mm.spans = make([]span, len(vals))
+	}
+	mm.remember(m[:l], n, vals)
+	return l
+}
+
+func (mm *memoMap) remember(raw []byte, n *node, vals []record.Value) {
+	if n.slot >= 0 {
+		sp := span{}
+		if v := vals[n.slot]; len(v) > 0 {
+			// v lies in raw: its offset is how much shorter its capacity is.
+			sp = span{cap(raw) - cap(v), len(v)}
+		}
+		mm.spans[n.slot] = sp
+	}
+	for _, c := range n.children {
+		mm.remember(raw, c, vals)
+	}
+}
+
+func (mm *memoMap) recall(raw []byte, n *node, vals []record.Value) {
+	if n.slot >= 0 {
+		if sp := mm.spans[n.slot]; sp.n > 0 {
+			vals[n.slot] = record.Value(raw[sp.off : sp.off+sp.n])
+		}
+	}
+	for _, c := range n.children {
+		mm.recall(raw, c, vals)
+	}
+}
+
+func clearSubtree(n *node, vals []record.Value) {
+	if n.slot >= 0 {
+		vals[n.slot] = nil
+	}
+	for _, c := range n.children {
+		clearSubtree(c, vals)
+	}
+}
+
+// walker is one Extract's reading of a record: where the values go, and for the record's
+// body, its kubernetes map and the memo that may hold it.
+type walker struct {
+	vals []record.Value
+	kube *node
+	memo *Memo // nil: none
+}
+
+// walk reads the map at the start of m in one pass, storing the values n wants and
+// descending into the maps it wants values of. When needEnd is set it returns the map's
+// size, skipping what follows the last wanted entry in one go; otherwise it stops there.
+// The record's body (top) is read to its end, since a key may come twice: the first
+// occurrence of a key counts, but of the kubernetes map the last.
+func (w *walker) walk(m []byte, n *node, needEnd, top bool) int {
+	var seen uint64 // at the top: the wanted keys met so far, by their index in n.children
+	it, err := record.Value(m).Iter()
+	if err != nil {
+		return len(m)
+	}
+	found := 0
+	for it.Len() > 0 {
+		if found >= len(n.children) && !top {
+			if !needEnd {
+				return it.Offset()
+			}
+			if !it.SkipRest() {
+				return len(m)
+			}
+			return it.Offset()
+		}
+		key, val, ok := it.Entry()
+		if !ok {
+			return len(m)
+		}
+		var c *node
+		for j, ch := range n.children {
+			if ch.key == string(key) {
+				c = ch
+				found++
+				if top && j < 64 {
+					switch {
+					case seen&(1<<j) == 0:
+						seen |= 1 << j
+					case ch == w.kube:
+						clearSubtree(ch, w.vals) // a later map replaces the earlier
+					default:
+						c = nil // the engine's key came first: later ones are the application's
+					}
+				}
+				break
+			}
+		}
+		if val != nil { // measured already: a string or a scalar
+			if c != nil && c.slot >= 0 {
+				w.vals[c.slot] = val
+			}
+			continue
+		}
+		rest := it.Rest()
+		var vl int
+		switch {
+		case len(rest) == 0:
+			return len(m)
+		case c == nil || len(c.children) == 0 || msgp.NextType(rest) != msgp.MapType:
+			v, ok := it.Value()
+			if !ok {
+				return len(m)
+			}
+			if c != nil && c.slot >= 0 {
+				w.vals[c.slot] = v
+			}
+			continue
+		case top && c == w.kube && w.memo != nil:
+			vl = w.memo.fill(rest, c, w.vals)
+		default:
+			// The nested map's end matters only if something may follow it: Fluent Bit's
+			// kubernetes filter appends its map last, so usually nothing does.
+			stop := it.Len() == 0 && !needEnd && c.slot < 0
+			vl = w.walk(rest, c, !stop, false)
+			if stop {
+				return it.Offset()
+			}
+		}
+		if vl > len(rest) {
+			return len(m)
+		}
+		if c.slot >= 0 {
+			w.vals[c.slot] = record.Value(rest[:vl])
+		}
+		it.Advance(vl)
+	}
+	return it.Offset()
+}
