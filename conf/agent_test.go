@@ -174,6 +174,15 @@ func (a *agent) kill() {
 	<-a.exited
 }
 
+// stopCleanly stops the pod as the kubelet does and fails the test if the pod had to be
+// killed at the grace period, or if liveness would have restarted it.
+func (a *agent) stopCleanly() {
+	a.checkNoRestart()
+	if _, killed := a.stop(); killed {
+		a.n.t.Error("killed at the grace period")
+	}
+}
+
 // checkNoRestart fails the test if liveness would have restarted the pod.
 func (a *agent) checkNoRestart() {
 	a.mu.Lock()

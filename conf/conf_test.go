@@ -215,25 +215,12 @@ func render(t *testing.T) *rendered {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var into any
-		switch res.GetKind() {
-		case "DaemonSet":
-			into = &r.ds
-		case "ConfigMap":
-			into = &r.cm
-		case "Secret":
-			into = &r.secret
-		case "ServiceAccount":
-			into = &r.sa
-		case "ClusterRole":
-			into = &r.role
-		case "ClusterRoleBinding":
-			into = &r.binding
-		case "Namespace":
-			into = &r.namespace
-		case "ResourceQuota":
-			into = &r.quota
-		default:
+		into, ok := map[string]any{
+			"DaemonSet": &r.ds, "ConfigMap": &r.cm, "Secret": &r.secret, "ServiceAccount": &r.sa,
+			"ClusterRole": &r.role, "ClusterRoleBinding": &r.binding, "Namespace": &r.namespace,
+			"ResourceQuota": &r.quota,
+		}[res.GetKind()]
+		if !ok {
 			t.Fatalf("unexpected %s", res.GetKind())
 		}
 		seen[res.GetKind()]++

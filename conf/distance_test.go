@@ -55,10 +55,7 @@ func TestNodeDistance(t *testing.T) {
 	ds := n.waitDelivered(*distFor+2*time.Minute, a)
 	rss := a.peakRSS()
 	scrape := scrapeNames(t, "http://127.0.0.1:2021/metrics", map[string]bool{})
-	a.checkNoRestart()
-	if _, killed := a.stop(); killed {
-		t.Error("killed at the grace period")
-	}
+	a.stopCleanly()
 	for _, d := range ds {
 		tl, labels := n.papert.tally, instanceLabels["papertrail"]
 		if d.name == "cloud-logging" {
@@ -123,10 +120,7 @@ func TestNodeDistanceBlackhole(t *testing.T) {
 	stop()
 	ds := n.waitDelivered(3*time.Minute, a)
 	rss := a.peakRSS()
-	a.checkNoRestart()
-	if _, killed := a.stop(); killed {
-		t.Error("killed at the grace period")
-	}
+	a.stopCleanly()
 	for _, d := range ds {
 		if d.lost != 0 {
 			t.Errorf("links cut for %v: %v", cut, d)

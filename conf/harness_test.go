@@ -109,6 +109,17 @@ func newNode(t *testing.T) *node {
 	return newNodeWith(t, nodeOptions{})
 }
 
+// newRunningNode is the start most scenarios share: a node with the shipped settings, one
+// application pod, and an agent whose readiness probe passes.
+func newRunningNode(t *testing.T) (*node, *appPod, *agent) {
+	t.Helper()
+	n := newNode(t)
+	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
+	a := n.startAgent()
+	a.waitReady()
+	return n, api, a
+}
+
 // nodeOptions are what a scenario changes of the node.
 type nodeOptions struct {
 	// Papertrail and Cloud Logging each at this round trip, behind a delay line of its

@@ -97,9 +97,6 @@ func TestNodeKubeAPIRefusesThenReturns(t *testing.T) {
 			t.Errorf("%s: no labels after the API server came back: %v", p.name, l)
 		}
 	}
-	a.checkNoRestart()
-	if _, killed := a.stop(); killed {
-		t.Error("killed at the grace period")
-	}
+	a.stopCleanly()
 	report(t, n, "API server refused, then back", ds, fmt.Sprintf(", API requests: %v", n.kube.counts()))
 }

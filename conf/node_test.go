@@ -79,10 +79,7 @@ func TestNodeSteadyState(t *testing.T) {
 // starts and writes (one of them larger than 32 KiB as an API object); the new agent starts
 // on the same hostPaths, and containerd rotates a 10 MiB file under it.
 func TestNodeRollingUpgrade(t *testing.T) {
-	n := newNode(t)
-	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
-	old := n.startAgent()
-	old.waitReady()
+	n, api, old := newRunningNode(t)
 	stopWriter := n.writer(500, api)
 	time.Sleep(3 * time.Second)
 	took, killed := old.stop()
@@ -128,10 +125,7 @@ func TestNodeReboot(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	stopWriter()
 	ds := n.waitDelivered(120*time.Second, second)
-	second.checkNoRestart()
-	if _, killed := second.stop(); killed {
-		t.Error("killed at the grace period")
-	}
+	second.stopCleanly()
 	report(t, n, "reboot", ds, "")
 }
 
@@ -139,10 +133,7 @@ func TestNodeReboot(t *testing.T) {
 // across an upgrade: the old pod exits before the kubelet's SIGKILL, Cloud Logging keeps
 // delivering meanwhile, and once Papertrail reads again every line arrives there too.
 func TestNodeDestinationHungAcrossUpgrade(t *testing.T) {
-	n := newNode(t)
-	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
-	old := n.startAgent()
-	old.waitReady()
+	n, api, old := newRunningNode(t)
 	stopWriter := n.writer(500, api)
 	time.Sleep(2 * time.Second)
 	n.papert.setReading(false)
@@ -183,10 +174,7 @@ func TestNodeOneDestinationDown(t *testing.T) {
 	}
 	n.cloud.setDown(codes.OK)
 	ds := n.waitDelivered(120*time.Second, a)
-	a.checkNoRestart()
-	if _, killed := a.stop(); killed {
-		t.Error("killed at the grace period")
-	}
+	a.stopCleanly()
 	report(t, n, "Cloud Logging down", ds, "")
 }
 
@@ -260,10 +248,7 @@ func TestNodeNoPodSpeaksForAnother(t *testing.T) {
 // the distinct lines each destination got, the retries show, and every metric the alert
 // rules and the dashboard name is in the scrape of the plugin's and Fluent Bit's endpoints.
 func TestNodeMetricsThroughAnOutage(t *testing.T) {
-	n := newNode(t)
-	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
-	a := n.startAgent()
-	a.waitReady()
+	n, api, a := newRunningNode(t)
 	stopWriter := n.writer(500, api)
 	time.Sleep(2 * time.Second)
 	n.papert.setReading(false)
@@ -296,10 +281,7 @@ func TestNodeMetricsThroughAnOutage(t *testing.T) {
 		}
 	}
 	checkMonitoringAgainst(t, scraped)
-	a.checkNoRestart()
-	if _, killed := a.stop(); killed {
-		t.Error("killed at the grace period")
-	}
+	a.stopCleanly()
 	retries, _ := sample(out, `trailstack_flushes_total{instance="trailstack.0",result="retry",sink="syslog"}`)
 	report(t, n, "metrics through an outage", ds, fmt.Sprintf(", %v syslog flushes retried", retries))
 }

@@ -201,9 +201,7 @@ func TestHostConcurrentInstancesAndWorkers(t *testing.T) {
 // A panic inside a sink answers RETRY, is logged, and the process and other chunks go on.
 func TestHostPanicInSinkAnswersRetry(t *testing.T) {
 	files := fixtures(t, "kube-merged")
-	out := filepath.Join(t.TempDir(), "out")
-	r := host(t, append([]string{"-r", "3", "-w", "1", soPath,
-		"-i", "-o", "sink=test", "-o", "test_out=" + out, "-o", "test_panic_tag=grafana", "--"}, files...)...)
+	r, out := hostTestSink(t, files, "3", "test_panic_tag=grafana")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1 (a chunk never delivered)\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -225,9 +223,7 @@ func TestHostPanicInSinkAnswersRetry(t *testing.T) {
 // RETRY is answered before anything is written; the re-flush delivers every record once.
 func TestHostRetryThenDeliver(t *testing.T) {
 	files := fixtures(t, "kube-merged")
-	out := filepath.Join(t.TempDir(), "out")
-	r := host(t, append([]string{"-r", "5", "-w", "1", soPath,
-		"-i", "-o", "sink=test", "-o", "test_out=" + out, "-o", "test_retry_first=2", "--"}, files...)...)
+	r, out := hostTestSink(t, files, "5", "test_retry_first=2")
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -309,4 +305,13 @@ func TestHostInitFailsOnBadConfig(t *testing.T) {
 			t.Errorf("%v: log lacks %q:\n%s", c.args, c.want, r.stderr)
 		}
 	}
+}
+
+// hostTestSink runs the C host over files, each flushed up to attempts times, into one
+// instance of the test sink with its key set; out is where the sink writes what arrived.
+func hostTestSink(t *testing.T, files []string, attempts, key string) (r run, out string) {
+	out = filepath.Join(t.TempDir(), "out")
+	r = host(t, append([]string{"-r", attempts, "-w", "1", soPath,
+		"-i", "-o", "sink=test", "-o", "test_out=" + out, "-o", key, "--"}, files...)...)
+	return r, out
 }
