@@ -1,0 +1,44 @@
+// Command trailstack-launch runs before Fluent Bit in the image and then becomes it (exec),
+// so that a restarted container is covered as well as a new pod. It gives Fluent Bit's tail
+// back what tail would otherwise lose at start: the unread rest of container logs that the
+// kubelet rotated while no agent ran (see resume.go). Whatever goes wrong, Fluent Bit still
+// starts: the step only ever adds files for tail to read, and says what it did.
+//
+//	trailstack-launch [-db PATH] [-resume DIR] [-containers DIR] -- fluent-bit ARGS...
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+func main() {
+	db := flag.String("db", "/var/lib/trailstack/tail.db", "Fluent Bit tail's DB (its DB key)")
+	dir := flag.String("resume", "/var/lib/trailstack/resume", "where rotated files are handed to tail (a Path of the tail input)")
+	containers := flag.String("containers", "/var/log/containers", "the kubelet's container log links")
+	flag.Parse()
+	argv := flag.Args()
+	if len(argv) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: trailstack-launch [flags] -- fluent-bit ARGS...")
+		os.Exit(2)
+	}
+	r := &resumer{dir: *dir, containers: *containers, log: logf}
+	if err := r.run(*db); err != nil {
+		logf("error", "rotated logs not resumed, Fluent Bit starts without them: %v", err)
+	}
+	bin, err := exec.LookPath(argv[0])
+	if err == nil {
+		err = syscall.Exec(bin, argv, os.Environ())
+	}
+	logf("error", "cannot start %s: %v", argv[0], err)
+	os.Exit(1)
+}
+
+// logf writes a line as Fluent Bit writes its own, so the pod's log reads as one.
+func logf(level, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] [%5s] [trailstack-launch] %s\n", time.Now().UTC().Format("2006/01/02 15:04:05.000"), level, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A node's log directories as the kubelet lays them out, and tail's DB as Fluent Bit writes
+// it (the same table, through SQLite).
+type node struct {
+	t                        *testing.T
+	root, containers, resume string
+	db                       string
+}
+
+func newNode(t *testing.T) *node {
+	root := t.TempDir()
+	n := &node{t: t, root: root, containers: filepath.Join(root, "containers"), resume: filepath.Join(root, "state", "resume"), db: filepath.Join(root, "state", "tail.db")}
+	for _, d := range []string{n.containers, filepath.Dir(n.db)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+// pod makes a container's log directory and link; it returns the log's path.
+func (n *node) pod(name string) (log, link string) {
+	dir := filepath.Join(n.root, "pods", "blog_"+name+"_uid", "app")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	log = filepath.Join(dir, "0.log")
+	n.write(log, "")
+	link = filepath.Join(n.containers, name+"_blog_app-"+strings.Repeat("ab", 32)+".log")
+	if err := os.Symlink(log, link); err != nil {
+		n.t.Fatal(err)
+	}
+	return log, link
+}
+
+func (n *node) write(path, s string) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString(s)
+}
+
+// lines is count numbered lines from first.
+func lines(first, count int) string {
+	var b strings.Builder
+	for i := first; i < first+count; i++ {
+		fmt.Fprintf(&b, "2026-11-30T10:00:00.000000000Z stdout F line %d\n", i)
+	}
+	return b.String()
+}
+
+// rotate renames log as the kubelet does, compressing the rotated file before it as the
+// kubelet does on its next rotation. It returns the rotated name.
+func (n *node) rotate(log string, at time.Time) string {
+	if prev, _ := filepath.Glob(log + ".*[0-9]"); len(prev) > 0 {
+		for _, p := range prev {
+			data, _ := os.ReadFile(p)
+			var b bytes.Buffer
+			zw := gzip.NewWriter(&b)
+			zw.Write(data)
+			zw.Close()
+			os.WriteFile(p+".gz", b.Bytes(), 0o644)
+			os.Remove(p)
+		}
+	}
+	rotated := log + "." + at.UTC().Format("20060102-150405")
+	if err := os.Rename(log, rotated); err != nil {
+		n.t.Fatal(err)
+	}
+	n.write(log, "")
+	return rotated
+}
+
+func ino(t *testing.T, path string) uint64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inode(fi)
+}
+
+// tailRows writes tail's table as Fluent Bit 5.1.1 creates it, with these rows.
+func (n *node) tailRows(rows ...row) {
+	db, err := sql.Open("sqlite", n.db)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS in_tail_files (id INTEGER PRIMARY KEY, name TEXT NOT NULL, offset INTEGER, inode INTEGER, created INTEGER, rotated INTEGER DEFAULT 0); DELETE FROM in_tail_files`); err != nil {
+		n.t.Fatal(err)
+	}
+	for _, r := range rows {
+		if _, err := db.Exec(`INSERT INTO in_tail_files (name, offset, inode, created, rotated) VALUES (?, ?, ?, 0, ?)`, r.name, r.offset, int64(r.inode), r.rotated); err != nil {
+			n.t.Fatal(err)
+		}
+	}
+}
+
+// launch runs the step and returns what tail will read from the handed files, in handing
+// order, as tail reads them: a link from the row's offset (or its head without a row), a
+// decompressed rest from its head.
+func (n *node) launch() (string, []string) {
+	var logged []string
+	r := &resumer{dir: n.resume, containers: n.containers, log: func(level, format string, args ...any) {
+		logged = append(logged, level+": "+fmt.Sprintf(format, args...))
+	}}
+	if err := r.run(n.db); err != nil {
+		n.t.Fatal(err)
+	}
+	rows, _, _ := readRows(n.db)
+	offsets := map[uint64]int64{}
+	for _, rw := range rows {
+		offsets[rw.inode] = rw.offset
+	}
+	var got strings.Builder
+	files, _ := filepath.Glob(filepath.Join(n.resume, "*", "*.log"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		got.Write(data[offsets[ino(n.t, f)]:])
+	}
+	return got.String(), logged
+}
+
+func TestOneRotationWhileNoAgentRan(t *testing.T) {
+	n := newNode(t)
+	log, link := n.pod("api-1")
+	n.write(log, lines(0, 100))
+	read := int64(len(lines(0, 100)))
+	n.tailRows(row{name: link, offset: read, inode: ino(t, log)})
+	stopped := time.Now()
+	os.Chtimes(n.db, stopped, stopped)
+	n.write(log, lines(100, 50)) // after the agent stopped
+	n.rotate(log, stopped.Add(time.Second))
+	n.write(log, lines(150, 10)) // tail reads the new file itself
+	got, logged := n.launch()
+	if got != lines(100, 50) {
+		t.Fatalf("handed %q, want lines 100-149\n%v", got, logged)
+	}
+	// The name is the link's, for the tag.
+	if m, _ := filepath.Glob(filepath.Join(n.resume, "*", filepath.Base(link))); len(m) != 1 {
+		t.Errorf("handed as %v", m)
+	}
+}
+
+func TestTwoRotationsWhileNoAgentRan(t *testing.T) {
+	n := newNode(t)
+	log, link := n.pod("api-1")
+	n.write(log, lines(0, 100))
+	n.tailRows(row{name: link, offset: int64(len(lines(0, 100))), inode: ino(t, log)})
+	stopped := time.Now().Truncate(time.Second)
+	os.Chtimes(n.db, stopped, stopped)
+	n.write(log, lines(100, 50))
+	n.rotate(log, stopped.Add(time.Second))
+	n.write(log, lines(150, 50))
+	n.rotate(log, stopped.Add(2*time.Second)) // the first is compressed now
+	n.write(log, lines(200, 10))
+	got, logged := n.launch()
+	if got != lines(100, 100) {
+		t.Fatalf("handed %q, want lines 100-199\n%v", got, logged)
+	}
+}
+
+func TestReadFilesAreClearedAndNothingIsHandedTwice(t *testing.T) {
+	n := newNode(t)
+	log, link := n.pod("api-1")
+	n.write(log, lines(0, 100))
+	n.tailRows(row{name: link, offset: 10, inode: ino(t, log)})
+	os.Chtimes(n.db, time.Now(), time.Now())
+	rotated := n.rotate(log, time.Now().Add(time.Second))
+	if got, _ := n.launch(); got != lines(0, 100)[10:] {
+		t.Fatalf("handed %q", got)
+	}
+	handed, _ := filepath.Glob(filepath.Join(n.resume, "*", "*.log"))
+	// The next agent read part of it, under the handed name, and stopped: handed again as it is.
+	n.tailRows(row{name: handed[0], offset: 20, inode: ino(t, rotated)})
+	if got, _ := n.launch(); got != lines(0, 100)[20:] {
+		t.Fatalf("handed %q after a partial read", got)
+	}
+	// Read to its end: cleared.
+	n.tailRows(row{name: handed[0], offset: int64(len(lines(0, 100))), inode: ino(t, rotated)})
+	if got, _ := n.launch(); got != "" {
+		t.Fatalf("handed %q after it was read", got)
+	}
+	if m, _ := filepath.Glob(filepath.Join(n.resume, "*", "*")); len(m) != 0 {
+		t.Errorf("left %v", m)
+	}
+}
+
+// A file tail saw rotated (its row renamed, rotated=1) and that the kubelet compressed
+// before tail finished it.
+func TestRotatedRowCompressedSince(t *testing.T) {
+	n := newNode(t)
+	log, link := n.pod("api-1")
+	n.write(log, lines(0, 100))
+	rotated := n.rotate(log, time.Now())
+	n.write(log, lines(100, 20))
+	n.tailRows(row{name: rotated, offset: int64(len(lines(0, 60))), inode: ino(t, rotated), rotated: true},
+		row{name: link, offset: int64(len(lines(100, 20))), inode: ino(t, log)})
+	n.rotate(log, time.Now().Add(time.Second)) // compresses the first
+	n.write(log, lines(120, 5))
+	os.Chtimes(n.db, time.Now().Add(-time.Minute), time.Now().Add(-time.Minute))
+	got, logged := n.launch()
+	if got != lines(60, 40) {
+		t.Fatalf("handed %q, want lines 60-99\n%v", got, logged)
+	}
+}
+
+// Nothing is handed while tail finds every file itself, and a compressed file that does not
+// continue where tail stopped is not handed (said, not guessed).
+func TestNothingHandedWithoutARotation(t *testing.T) {
+	n := newNode(t)
+	log, link := n.pod("api-1")
+	n.write(log, lines(0, 10))
+	n.tailRows(row{name: link, offset: 5, inode: ino(t, log)})
+	if got, logged := n.launch(); got != "" || len(logged) != 0 {
+		t.Fatalf("handed %q, logged %v", got, logged)
+	}
+	n.tailRows(row{name: link, offset: 7, inode: ino(t, log)}) // 7 is inside a line
+	os.Chtimes(n.db, time.Now().Add(-time.Minute), time.Now().Add(-time.Minute))
+	n.rotate(log, time.Now())
+	n.rotate(log, time.Now().Add(time.Second))
+	got, logged := n.launch()
+	if got != "" || !strings.Contains(strings.Join(logged, "\n"), "does not continue where tail stopped") {
+		t.Fatalf("handed %q, logged %v", got, logged)
+	}
+}
+
+// A file created after tail last wrote its DB that has a row's inode (the filesystem reused
+// it) is not that row's file: the row is forgotten, so tail reads the new file from its head.
+func TestReusedInodeIsForgotten(t *testing.T) {
+	n := newNode(t)
+	log, link := n.pod("api-1")
+	n.write(log, lines(0, 10))
+	n.tailRows(row{name: link, offset: 100, inode: ino(t, log)})
+	past := time.Now().Add(-time.Minute)
+	os.Chtimes(n.db, past, past)
+	if _, logged := n.launch(); !strings.Contains(strings.Join(logged, "\n"), "forgot 1 offsets") {
+		t.Fatalf("logged %v", logged)
+	}
+	if rows, _, _ := readRows(n.db); len(rows) != 0 {
+		t.Fatalf("rows %v", rows)
+	}
+}
+
+func TestNoDBYet(t *testing.T) {
+	n := newNode(t)
+	if got, logged := n.launch(); got != "" || len(logged) != 0 {
+		t.Fatalf("handed %q, logged %v", got, logged)
+	}
+}
