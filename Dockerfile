@@ -18,10 +18,14 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN if [ "$TARGETARCH" = arm64 ] && [ "$(go env GOARCH)" != arm64 ]; then export CC=aarch64-linux-gnu-gcc; fi; \
-    CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags='-s -w' -o /out/out_trailstack.so ./plugin
+    CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags='-s -w' -o /out/out_trailstack.so ./plugin && \
+    CGO_ENABLED=0 GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/trailstack-launch ./launch
 
 FROM fluent/fluent-bit:${FLUENT_BIT_VERSION}
 COPY --from=build /out/out_trailstack.so /fluent-bit/plugins/out_trailstack.so
+COPY --from=build /out/trailstack-launch /fluent-bit/bin/trailstack-launch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /fluent-bit/certs/ca-certificates.crt
 COPY conf/fluent-bit.conf conf/plugins.conf conf/parsers.conf /fluent-bit/etc/
-CMD ["/fluent-bit/bin/fluent-bit", "-c", "/fluent-bit/etc/fluent-bit.conf"]
+# trailstack-launch hands tail the rest of logs rotated while no agent ran, then becomes
+# Fluent Bit (exec): on every start of the container, a restart included.
+CMD ["/fluent-bit/bin/trailstack-launch", "-db", "/var/lib/trailstack/tail.db", "-resume", "/var/lib/trailstack/resume", "--", "/fluent-bit/bin/fluent-bit", "-c", "/fluent-bit/etc/fluent-bit.conf"]

@@ -4,6 +4,7 @@ CC      ?= gcc
 BUILD   := build
 SO      := $(BUILD)/out_trailstack.so
 SO_ARM64 := $(BUILD)/arm64/out_trailstack.so
+LAUNCH  := $(BUILD)/trailstack-launch
 IMAGE   ?= trailstack:dev
 TEST_SO := $(BUILD)/out_trailstack_test.so
 HOST    := $(BUILD)/flbhost
@@ -16,11 +17,16 @@ FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
 .PHONY: all test test-unit test-host test-engine test-node bench bench-distance demo vet lint clean image fuzz
 
-all: $(SO) $(HOST)
+all: $(SO) $(HOST) $(LAUNCH)
 
 # The shipped plugin, stripped as the Dockerfile builds it.
 $(SO): $(GOFILES)
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $@ ./plugin
+
+# The step the image runs before Fluent Bit (launch/): pure Go, built for any architecture
+# without a cross compiler.
+$(LAUNCH): $(GOFILES)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $@ ./launch
 
 # The arm64 image's plugin, cross-built with Debian's gcc-aarch64-linux-gnu.
 $(SO_ARM64): $(GOFILES)
@@ -81,7 +87,7 @@ endif
 # Unit tests, the .so through the C host, the real engine (../shared/engine/fluent-bit or
 # FLUENT_BIT_BIN) and the node harness (conf/, as root).
 TEST_ENV := TRAILSTACK_TEST_SO=$(abspath $(TEST_SO)) FLBHOST=$(abspath $(HOST)) \
-	TRAILSTACK_SO=$(abspath $(SO)) $(ARM64_ENV)
+	TRAILSTACK_SO=$(abspath $(SO)) TRAILSTACK_LAUNCH=$(abspath $(LAUNCH)) $(ARM64_ENV)
 test: all $(TEST_SO) $(ARM64_TEST) vet
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 60m ./...
 	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...

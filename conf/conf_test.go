@@ -120,10 +120,16 @@ func TestInputBuffersOnDisk(t *testing.T) {
 	secs := fluentBitConf(t)
 	svc := only(t, secs, "SERVICE")
 	in := only(t, secs, "INPUT")
-	for k, want := range map[string]string{"Name": "tail", "Path": "/var/log/containers/*.log", "storage.type": "filesystem"} {
+	for k, want := range map[string]string{"Name": "tail", "storage.type": "filesystem", "Read_from_Head": "On",
+		"Tag": "kube.var.log.containers.<file>", "Tag_Regex": "(?<file>[^/]+)$"} {
 		if in.Get(k) != want {
 			t.Errorf("[INPUT] %s = %q, want %q", k, in.Get(k), want)
 		}
+	}
+	// The kubelet's links, and where the image's launcher hands back rotated logs; the
+	// launcher reads the DB tail keeps (the Dockerfile's CMD, checked in TestDockerfile).
+	if paths := strings.Split(in.Get("Path"), ","); len(paths) != 2 || paths[0] != "/var/log/containers/*.log" || paths[1] != "/var/lib/trailstack/resume/*/*.log" {
+		t.Errorf("[INPUT] Path %q", in.Get("Path"))
 	}
 	if !strings.Contains(in.Get("multiline.parser"), "cri") || in.Get("DB") == "" || svc.Get("storage.path") == "" {
 		t.Errorf("tail needs the cri parser, a DB and a storage.path: %v %v", in, svc)
@@ -406,6 +412,26 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^COPY --from=build /etc/ssl/certs/ca-certificates.crt ` + regexp.QuoteMeta(caFile) + `$`).MatchString(df) {
 		t.Errorf("the Dockerfile does not put a CA bundle at %s", caFile)
+	}
+	// The launcher runs first, on the tail input's DB, into the directory its Path reads.
+	in := only(t, fluentBitConf(t), "INPUT")
+	var cmd []string
+	if m := regexp.MustCompile(`(?m)^CMD (.+)$`).FindStringSubmatch(df); m == nil || json.Unmarshal([]byte(m[1]), &cmd) != nil {
+		t.Fatal("no CMD in exec form")
+	}
+	flag := func(name string) string {
+		if i := slices.Index(cmd, name); i >= 0 && i+1 < len(cmd) {
+			return cmd[i+1]
+		}
+		return ""
+	}
+	if !regexp.MustCompile(`(?m)^COPY --from=build /out/trailstack-launch ` + regexp.QuoteMeta(cmd[0]) + `$`).MatchString(df) ||
+		flag("-db") != in.Get("DB") || !slices.Contains(strings.Split(in.Get("Path"), ","), flag("-resume")+"/*/*.log") ||
+		!slices.Equal(cmd[slices.Index(cmd, "--")+1:], []string{"/fluent-bit/bin/fluent-bit", "-c", "/fluent-bit/etc/fluent-bit.conf"}) {
+		t.Errorf("CMD %q: want trailstack-launch on the tail DB %s into a directory tail reads (%s), then Fluent Bit", cmd, in.Get("DB"), in.Get("Path"))
+	}
+	if !strings.Contains(df, "CGO_ENABLED=0 GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/trailstack-launch ./launch") {
+		t.Error("the launcher is not built for the target, without cgo, stripped")
 	}
 	if !regexp.MustCompile(`(?m)^COPY conf/fluent-bit.conf conf/plugins.conf conf/parsers.conf /fluent-bit/etc/$`).MatchString(df) {
 		t.Error("the Dockerfile does not copy the configuration to /fluent-bit/etc/")

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,41 +40,57 @@ const (
 // pluginSO is the shipped plugin: TRAILSTACK_SO (make test passes the stripped build), else
 // built as the Dockerfile builds it, once for every scenario: no scenario changes it.
 func pluginSO(t *testing.T) string {
-	t.Helper()
-	if so := os.Getenv("TRAILSTACK_SO"); so != "" {
-		return so
-	}
-	built.once.Do(func() {
-		dir, err := os.MkdirTemp("", "trailstack-so-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.dir, built.so = dir, filepath.Join(dir, "out_trailstack.so")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", built.so, "./plugin")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("building the plugin: %v\n%s", err, b)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.so
+	return built(t, &builtSO, "TRAILSTACK_SO", "out_trailstack.so", "CGO_ENABLED=1", "-buildmode=c-shared", "./plugin")
 }
 
-// built is the plugin pluginSO built, removed when the tests end (TestMain).
-var built struct {
-	once    sync.Once
-	dir, so string
-	err     error
+// launcher is the image's trailstack-launch: TRAILSTACK_LAUNCH (make test's build), else
+// built as the Dockerfile builds it, once.
+func launcher(t *testing.T) string {
+	return built(t, &builtLaunch, "TRAILSTACK_LAUNCH", "trailstack-launch", "CGO_ENABLED=0", "", "./launch")
+}
+
+// A build the tests share, removed when they end (TestMain).
+type build struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+var builtSO, builtLaunch build
+
+func built(t *testing.T, b *build, env, name, cgo, mode, pkg string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "trailstack-build-"); b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, name)
+		args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", b.path, pkg}
+		if mode != "" {
+			args = slices.Insert(args, 1, mode)
+		}
+		cmd := exec.Command("go", args...)
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), cgo)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
+	for _, b := range []*build{&builtSO, &builtLaunch} {
+		if b.dir != "" {
+			os.RemoveAll(b.dir)
+		}
 	}
 	os.Exit(code)
 }
@@ -142,7 +159,7 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 		}
 	}
 	bin := fixture.Engine(t)
-	so := pluginSO(t)
+	so, launch := pluginSO(t), launcher(t)
 	n := &node{t: t, dir: t.TempDir(), r: render(t)}
 	n.root = filepath.Join(n.dir, "root")
 	n.spec = n.r.ds.Spec.Template.Spec
@@ -178,7 +195,7 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 		n.r.cm.Data["fluent-bit.conf"] = cfg[:strings.Index(cfg, "\n[OUTPUT]")] + "\n[OUTPUT]\n    Name  null\n    Match kube.*\n"
 	}
 
-	n.buildImage(bin, so, papertrailPKI.CAFile)
+	n.buildImage(bin, so, launch, papertrailPKI.CAFile)
 	n.mountVolumes(kubePKI.CAFile)
 	n.env = n.podEnv(metadata)
 	return n
@@ -199,7 +216,7 @@ func (n *node) farAway(prefix string, subnet int, rtt time.Duration) (listenFunc
 
 // buildImage lays out the final stage of the Dockerfile: the base image's fluent-bit, then
 // every COPY. The CA bundle from the builder is the stand-in's CA here.
-func (n *node) buildImage(bin, so, caFile string) {
+func (n *node) buildImage(bin, so, launch, caFile string) {
 	t := n.t
 	df := string(readFile(t, "../Dockerfile"))
 	final := df[strings.LastIndex(df, "\nFROM "):]
@@ -221,6 +238,9 @@ func (n *node) buildImage(bin, so, caFile string) {
 			case "/out/out_trailstack.so":
 				n.mkfile(dst, nil)
 				n.mounts = append(n.mounts, [3]string{so, dst, "ro"})
+			case "/out/trailstack-launch":
+				n.mkfile(dst, nil)
+				n.mounts = append(n.mounts, [3]string{launch, dst, "ro"})
 			case "/etc/ssl/certs/ca-certificates.crt":
 				n.mkfile(dst, readFile(t, caFile))
 			default:

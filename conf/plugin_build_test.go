@@ -69,3 +69,33 @@ func TestShippedPluginARM64(t *testing.T) {
 	}
 	checkSO(t, so, elf.EM_AARCH64)
 }
+
+// The image's launcher, for both architectures as the Dockerfile builds it: a static,
+// stripped executable (the Fluent Bit image has no Go and needs no more than it has).
+func TestShippedLauncher(t *testing.T) {
+	for goarch, machine := range map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64} {
+		path := filepath.Join(t.TempDir(), "trailstack-launch")
+		if goarch == "amd64" {
+			path = launcher(t)
+		} else {
+			cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", path, "./launch")
+			cmd.Dir = ".."
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+goarch)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", goarch, err, out)
+			}
+		}
+		f, err := elf.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		libs, _ := f.ImportedLibraries()
+		if f.Machine != machine || f.Type != elf.ET_EXEC || f.Section(".interp") != nil || len(libs) != 0 || f.Section(".symtab") != nil {
+			t.Errorf("%s: %v %v, libraries %v: want a static, stripped %v executable", goarch, f.Machine, f.Type, libs, machine)
+		}
+		if fi, err := os.Stat(path); err == nil {
+			t.Logf("%s: %.1f MiB", goarch, float64(fi.Size())/(1<<20))
+		}
+		f.Close()
+	}
+}

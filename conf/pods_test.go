@@ -2,6 +2,8 @@ package conf
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -118,11 +120,25 @@ func (n *node) write(p *appPod, count int) {
 	n.podMu.Unlock()
 }
 
-// rotate is the kubelet's log rotation: the file is renamed beside itself and containerd
-// reopens a new one at the same path.
+// rotate is the kubelet's log rotation: the rotated files before it are compressed
+// (N.log.<time>.gz, written beside and renamed, the plain one deleted), then the file is
+// renamed N.log.<time> and containerd reopens a new one at the same path.
 func (n *node) rotate(p *appPod) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	older, _ := filepath.Glob(p.file + ".*[0-9]")
+	for _, o := range older {
+		data := readFile(n.t, o)
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.Write(data)
+		zw.Close()
+		writeFile(n.t, o+".gz.tmp", b.Bytes())
+		if err := os.Rename(o+".gz.tmp", o+".gz"); err != nil {
+			n.t.Fatal(err)
+		}
+		os.Remove(o)
+	}
 	if err := os.Rename(p.file, p.file+"."+time.Now().UTC().Format("20060102-150405")); err != nil {
 		n.t.Fatal(err)
 	}
