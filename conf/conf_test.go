@@ -425,7 +425,7 @@ func TestDockerfile(t *testing.T) {
 		}
 		return ""
 	}
-	if !regexp.MustCompile(`(?m)^COPY --from=build /out/trailstack-launch ` + regexp.QuoteMeta(cmd[0]) + `$`).MatchString(df) ||
+	if !regexp.MustCompile(`(?m)^COPY --from=build /out/trailstack-launch `+regexp.QuoteMeta(cmd[0])+`$`).MatchString(df) ||
 		flag("-db") != in.Get("DB") || !slices.Contains(strings.Split(in.Get("Path"), ","), flag("-resume")+"/*/*.log") ||
 		!slices.Equal(cmd[slices.Index(cmd, "--")+1:], []string{"/fluent-bit/bin/fluent-bit", "-c", "/fluent-bit/etc/fluent-bit.conf"}) {
 		t.Errorf("CMD %q: want trailstack-launch on the tail DB %s into a directory tail reads (%s), then Fluent Bit", cmd, in.Get("DB"), in.Get("Path"))
