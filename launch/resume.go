@@ -223,15 +223,17 @@ func (r *resumer) resumeContainer(dir string, c *container) {
 				}
 			}
 		}
-		if i < 0 {
+		if i >= 0 {
+			r.hand(files[i], c.link, rw.offset)
+		} else {
 			r.log("warn", "%s: the rotated file tail was reading (inode %d, %d bytes read) is gone: the kubelet keeps only so many", c.link, rw.inode, rw.offset)
-			continue
 		}
-		r.hand(files[i], c.link, rw.offset)
 		if rw == active {
-			// Every file rotated after it was written while no agent ran.
+			// Every file rotated after it was written while no agent ran; without it, every
+			// file rotated since tail last wrote its DB.
+			since := r.lastWrite.Truncate(time.Second)
 			for j := i + 1; j < len(files); j++ {
-				if !claimed[j] {
+				if !claimed[j] && (i >= 0 || !files[j].at.Before(since)) {
 					claimed[j] = true
 					r.hand(files[j], c.link, 0)
 				}

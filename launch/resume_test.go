@@ -31,6 +31,13 @@ func newNode(t *testing.T) *node {
 	return n
 }
 
+// newPodNode is a node with one container, its log and its link.
+func newPodNode(t *testing.T) (n *node, log, link string) {
+	n = newNode(t)
+	log, link = n.pod("api-1")
+	return n, log, link
+}
+
 // pod makes a container's log directory and link; it returns the log's path.
 func (n *node) pod(name string) (log, link string) {
 	dir := filepath.Join(n.root, "pods", "blog_"+name+"_uid", "app")
@@ -111,6 +118,16 @@ func (n *node) tailRows(rows ...row) {
 	}
 }
 
+// agentRead is an agent that read count lines of log, saved its offset and stopped; it
+// returns when, as the DB's time says.
+func (n *node) agentRead(log, link string, count int) time.Time {
+	n.write(log, lines(0, count))
+	n.tailRows(row{name: link, offset: int64(len(lines(0, count))), inode: ino(n.t, log)})
+	stopped := time.Now().Truncate(time.Second)
+	os.Chtimes(n.db, stopped, stopped)
+	return stopped
+}
+
 // launch runs the step and returns what tail will read from the handed files, in handing
 // order, as tail reads them: a link from the row's offset (or its head without a row), a
 // decompressed rest from its head.
@@ -140,13 +157,8 @@ func (n *node) launch() (string, []string) {
 }
 
 func TestOneRotationWhileNoAgentRan(t *testing.T) {
-	n := newNode(t)
-	log, link := n.pod("api-1")
-	n.write(log, lines(0, 100))
-	read := int64(len(lines(0, 100)))
-	n.tailRows(row{name: link, offset: read, inode: ino(t, log)})
-	stopped := time.Now()
-	os.Chtimes(n.db, stopped, stopped)
+	n, log, link := newPodNode(t)
+	stopped := n.agentRead(log, link, 100)
 	n.write(log, lines(100, 50)) // after the agent stopped
 	n.rotate(log, stopped.Add(time.Second))
 	n.write(log, lines(150, 10)) // tail reads the new file itself
@@ -161,12 +173,8 @@ func TestOneRotationWhileNoAgentRan(t *testing.T) {
 }
 
 func TestTwoRotationsWhileNoAgentRan(t *testing.T) {
-	n := newNode(t)
-	log, link := n.pod("api-1")
-	n.write(log, lines(0, 100))
-	n.tailRows(row{name: link, offset: int64(len(lines(0, 100))), inode: ino(t, log)})
-	stopped := time.Now().Truncate(time.Second)
-	os.Chtimes(n.db, stopped, stopped)
+	n, log, link := newPodNode(t)
+	stopped := n.agentRead(log, link, 100)
 	n.write(log, lines(100, 50))
 	n.rotate(log, stopped.Add(time.Second))
 	n.write(log, lines(150, 50))
@@ -179,8 +187,7 @@ func TestTwoRotationsWhileNoAgentRan(t *testing.T) {
 }
 
 func TestReadFilesAreClearedAndNothingIsHandedTwice(t *testing.T) {
-	n := newNode(t)
-	log, link := n.pod("api-1")
+	n, log, link := newPodNode(t)
 	n.write(log, lines(0, 100))
 	n.tailRows(row{name: link, offset: 10, inode: ino(t, log)})
 	os.Chtimes(n.db, time.Now(), time.Now())
@@ -207,8 +214,7 @@ func TestReadFilesAreClearedAndNothingIsHandedTwice(t *testing.T) {
 // A file tail saw rotated (its row renamed, rotated=1) and that the kubelet compressed
 // before tail finished it.
 func TestRotatedRowCompressedSince(t *testing.T) {
-	n := newNode(t)
-	log, link := n.pod("api-1")
+	n, log, link := newPodNode(t)
 	n.write(log, lines(0, 100))
 	rotated := n.rotate(log, time.Now())
 	n.write(log, lines(100, 20))
@@ -226,8 +232,7 @@ func TestRotatedRowCompressedSince(t *testing.T) {
 // Nothing is handed while tail finds every file itself, and a compressed file that does not
 // continue where tail stopped is not handed (said, not guessed).
 func TestNothingHandedWithoutARotation(t *testing.T) {
-	n := newNode(t)
-	log, link := n.pod("api-1")
+	n, log, link := newPodNode(t)
 	n.write(log, lines(0, 10))
 	n.tailRows(row{name: link, offset: 5, inode: ino(t, log)})
 	if got, logged := n.launch(); got != "" || len(logged) != 0 {
@@ -246,8 +251,7 @@ func TestNothingHandedWithoutARotation(t *testing.T) {
 // A file created after tail last wrote its DB that has a row's inode (the filesystem reused
 // it) is not that row's file: the row is forgotten, so tail reads the new file from its head.
 func TestReusedInodeIsForgotten(t *testing.T) {
-	n := newNode(t)
-	log, link := n.pod("api-1")
+	n, log, link := newPodNode(t)
 	n.write(log, lines(0, 10))
 	n.tailRows(row{name: link, offset: 100, inode: ino(t, log)})
 	past := time.Now().Add(-time.Minute)
@@ -260,6 +264,55 @@ func TestReusedInodeIsForgotten(t *testing.T) {
 	}
 }
 
+// More rotations than the kubelet keeps: the file tail was reading is gone, and said so;
+// the files rotated since are handed whole.
+func TestRotatedBeyondRetention(t *testing.T) {
+	n, log, link := newPodNode(t)
+	stopped := n.agentRead(log, link, 10)
+	n.write(log, lines(10, 10))
+	first := n.rotate(log, stopped.Add(time.Second))
+	n.write(log, lines(20, 10))
+	n.rotate(log, stopped.Add(2*time.Second))
+	os.Remove(first + ".gz") // the kubelet's retention
+	got, logged := n.launch()
+	if got != lines(20, 10) || !strings.Contains(strings.Join(logged, "\n"), "is gone") {
+		t.Fatalf("handed %q, logged %v", got, logged)
+	}
+}
+
+// A Fluent Bit killed outright leaves its last offsets in the write-ahead log (tail's DB is
+// in WAL mode by default): SQLite replays them. The files are copied while the writer still
+// holds the DB open, as a crash leaves them.
+func TestOffsetsInTheWriteAheadLog(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "tail.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{"PRAGMA journal_mode=WAL", "PRAGMA wal_autocheckpoint=0",
+		"CREATE TABLE in_tail_files (id INTEGER PRIMARY KEY, name TEXT NOT NULL, offset INTEGER, inode INTEGER, created INTEGER, rotated INTEGER DEFAULT 0)",
+		"INSERT INTO in_tail_files (name, offset, inode, created) VALUES ('/var/log/containers/a.log', 4096, 77, 0)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crashed := t.TempDir()
+	for _, f := range []string{"tail.db", "tail.db-wal"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(crashed, f), data, 0o644)
+	}
+	rows, _, err := readRows(filepath.Join(crashed, "tail.db"))
+	if err != nil || len(rows) != 1 || rows[0].offset != 4096 || rows[0].inode != 77 {
+		t.Fatalf("rows %v, %v", rows, err)
+	}
+}
+
+// The first start on a node: no DB yet, nothing to hand.
 func TestNoDBYet(t *testing.T) {
 	n := newNode(t)
 	if got, logged := n.launch(); got != "" || len(logged) != 0 {
