@@ -114,22 +114,17 @@ func (p *Parser) Shown(key, def string, show func(string) string) string {
 }
 
 // String reads a free-form value.
-func (p *Parser) String(key, def string) string {
-	v := p.raw(key)
-	if v == "" {
-		v = def
-	}
-	p.note(key, v, false)
-	return v
-}
+func (p *Parser) String(key, def string) string { return p.text(key, def, false) }
 
 // Secret reads a value that is never logged.
-func (p *Parser) Secret(key, def string) string {
+func (p *Parser) Secret(key, def string) string { return p.text(key, def, true) }
+
+func (p *Parser) text(key, def string, secret bool) string {
 	v := p.raw(key)
 	if v == "" {
 		v = def
 	}
-	p.note(key, v, true)
+	p.note(key, v, secret)
 	return v
 }
 
