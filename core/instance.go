@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/trailstack/trailstack/exceptions"
 	"github.com/trailstack/trailstack/kubemeta"
 	"github.com/trailstack/trailstack/metrics"
 	"github.com/trailstack/trailstack/record"
@@ -40,7 +41,8 @@ type Instance struct {
 	chunkBytes    *semaphore.Weighted
 	chunkBytesMax int64
 
-	batches sync.Pool // *[]record.Record, reused across flushes
+	batches sync.Pool // *batch, reused across flushes
+	joiner  *joiner   // nil: traces are not joined
 	metrics *metrics.Instance
 	health  health // what the log has said of failures, to say each cause once a minute
 
@@ -86,7 +88,8 @@ func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance,
 	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: c.shutdownTimeout, metrics: m,
 		chunkBytes: semaphore.NewWeighted(c.inflightLimit), chunkBytesMax: c.inflightLimit}
 	in.ctx, in.cancel = context.WithCancel(context.Background())
-	in.batches.New = func() any { s := make([]record.Record, 0, 1024); return &s }
+	in.batches.New = func() any { return &batch{recs: make([]record.Record, 0, 1024)} }
+	in.joiner = newJoiner(c.exceptions)
 	log.Infof("initialised: %s", p.Effective())
 	return in, nil
 }
@@ -100,6 +103,13 @@ type instanceConfig struct {
 	inflightLimit   int64
 	kubeListen      string // the pod lookups' endpoint, where the filter's Kube_URL points
 	kubeNode        string
+	exceptions      exceptions.Language // whose stack traces are joined
+}
+
+// batch is a flush's records and what joining their traces needs.
+type batch struct {
+	recs []record.Record
+	join joinScratch
 }
 
 // parseInstance reads the sink key, the keys every instance has, then the sink's own.
@@ -114,6 +124,11 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 	c.metricsListen = p.String("metrics_listen", "")
 	c.inflightLimit = p.Size("inflight_limit", 16<<20, 64<<10, 1<<30)
 	c.kubeListen = p.String("kube_metadata_listen", "")
+	langs := p.String("exceptions", "all")
+	var err error
+	if c.exceptions, err = exceptions.ParseLanguages(langs); err != nil {
+		p.Fail("exceptions", "%v", err)
+	}
 	node, _ := p.LookupEnv("NODE_NAME")
 	c.kubeNode = p.String("kube_node", node)
 	if err := p.Err(); err != nil {
@@ -174,18 +189,19 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		}
 	}()
 
-	bp := in.batches.Get().(*[]record.Record)
+	bp := in.batches.Get().(*batch)
 	defer func() {
-		clear(*bp) // nothing that points into the chunk may outlive the flush
+		clear(bp.recs) // nothing that points into the chunk may outlive the flush
+		clear(bp.join.out)
 		in.batches.Put(bp)
 	}()
 	var dec record.Decoder
 	dec.Reset(chunk)
-	recs := (*bp)[:0]
+	recs := bp.recs[:0]
 	for dec.Next() {
 		recs = append(recs, *dec.Record())
 	}
-	*bp = recs
+	bp.recs = recs
 	if n, first := dec.Skipped(); n > 0 {
 		in.log.Errorf("dropped %d events of a chunk (tag %s) that are not log records; first: %v", n, tag, first)
 		in.metrics.Dropped("not_a_record").Add(float64(n))
@@ -208,13 +224,20 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	}
 	defer in.chunkBytes.Release(weight)
 	start := time.Now()
+	lines, traces := len(recs), 0
+	if in.joiner != nil {
+		recs, traces = in.joiner.join(recs, tag, &bp.join)
+	}
 	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs, Data: chunk})
 	m := in.metrics
 	m.FlushDuration.Observe(time.Since(start).Seconds())
-	m.FlushRecords.Observe(float64(len(recs)))
+	m.FlushRecords.Observe(float64(lines))
 	switch res.Status {
 	case Delivered:
-		ok := len(recs) - res.Refused
+		// Counted in log lines, as Fluent Bit's input counts them: a joined trace
+		// delivered is all its lines delivered.
+		ok := lines - res.Refused
+		m.TracesJoined.Add(float64(traces))
 		in.delivered.Add(int64(ok))
 		in.refused.Add(int64(res.Refused))
 		m.Delivered.Add(float64(ok))

@@ -37,6 +37,9 @@ var (
 	dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trailstack_records_dropped_total", Help: "Records that can never be delivered and were dropped, by reason: rejected (refused by the destination), not_a_record (events that are not log records), corrupt_chunk (the unreadable rest of a corrupt chunk, counted as one, since how many records it held cannot be known).",
 	}, append(labels, "reason"))
+	tracesJoined = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_traces_joined_total", Help: "Stack traces delivered as one record each, joined from their lines (the exceptions key).",
+	}, labels)
 	truncated = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trailstack_records_truncated_total", Help: "Records delivered cut to the destination's size limit.",
 	}, labels)
@@ -102,13 +105,13 @@ var (
 	// perInstance are the vectors whose series an exiting instance takes with it.
 	perInstance = []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{delivered, dropped, truncated, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
+	}{delivered, dropped, truncated, tracesJoined, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
 
 	registry = prometheus.NewRegistry()
 )
 
 func init() {
-	registry.MustRegister(delivered, dropped, truncated, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
+	registry.MustRegister(delivered, dropped, truncated, tracesJoined, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
 		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo)
 	buildInfo.WithLabelValues(Version, runtime.Version(), FluentBitABI).Set(1)
 }
@@ -160,6 +163,7 @@ type Instance struct {
 	name, sink string
 
 	Delivered, Truncated, SyslogBytes, Rejected prometheus.Counter
+	TracesJoined                                prometheus.Counter
 	Dropped                                     func(reason string) prometheus.Counter
 	FlushOK, FlushRetry, FlushError             prometheus.Counter
 	FlushDuration, FlushRecords, DeliveryLag    prometheus.Observer
@@ -176,6 +180,7 @@ func NewInstance(name, sink string) *Instance {
 		name: name, sink: sink,
 		Delivered:     delivered.WithLabelValues(l...),
 		Truncated:     truncated.WithLabelValues(l...),
+		TracesJoined:  tracesJoined.WithLabelValues(l...),
 		FlushOK:       flushes.WithLabelValues(name, sink, "ok"),
 		FlushRetry:    flushes.WithLabelValues(name, sink, "retry"),
 		FlushError:    flushes.WithLabelValues(name, sink, "error"),

@@ -19,6 +19,9 @@ type Record struct {
 	Nsec int64
 	Meta []byte
 	Body []byte
+	// Trace is set on a record the core joined from the lines of one stack trace: its log
+	// holds them all, one per line.
+	Trace bool
 }
 
 // Time is the event's timestamp.

@@ -66,7 +66,7 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	p := m.payload(r, s)
 	ts := r.Time()
 	var glogTime time.Time
-	e.Severity, glogTime = m.severity(v, p.json, p.text, ts)
+	e.Severity, glogTime = m.severity(v, p.json, p.text, ts, r.Trace)
 	if !glogTime.IsZero() {
 		ts = glogTime
 	}
@@ -145,8 +145,9 @@ func (m *mapper) payload(r *record.Record, s *scratch) payload {
 // severity decides an entry's severity as GKE's agent does: the record's severity or level
 // field; else the JSON payload's, which is taken out of the payload (a severity field that
 // is not understood, in the record or the payload, gives DEFAULT and stays); else a glog or
-// klog line's header, whose time it also returns; else the stream's.
-func (m *mapper) severity(v []record.Value, p *structpb.Struct, text string, ts time.Time) (ltype.LogSeverity, time.Time) {
+// klog line's header, whose time it also returns; else ERROR for a stack trace the core
+// joined; else the stream's.
+func (m *mapper) severity(v []record.Value, p *structpb.Struct, text string, ts time.Time, trace bool) (ltype.LogSeverity, time.Time) {
 	sev, known := ltype.LogSeverity_DEFAULT, false
 	for _, sv := range []record.Value{v[m.slot.severity], v[m.slot.level]} {
 		if got, ok := severityOf(sv); ok {
@@ -176,6 +177,9 @@ func (m *mapper) severity(v []record.Value, p *structpb.Struct, text string, ts 
 	}
 	if gs, gt, ok := glogHeader(text, ts); ok {
 		return gs, gt
+	}
+	if trace {
+		return ltype.LogSeverity_ERROR, time.Time{}
 	}
 	stream, _ := v[m.slot.stream].Bytes()
 	switch string(stream) { // compared in place: no copy

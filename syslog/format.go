@@ -107,7 +107,7 @@ func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scr
 func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *scratch) []byte {
 	start := len(dst)
 	dst = append(dst, '<')
-	dst = strconv.AppendInt(dst, int64(f.facility*8+f.severity(s.vals)), 10)
+	dst = strconv.AppendInt(dst, int64(f.facility*8+f.severity(s.vals, r.Trace)), 10)
 	dst = append(dst, ">1 "...)
 	dst = s.appendTimestamp(dst, r.Sec, r.Nsec)
 	dst = append(dst, ' ')
@@ -162,11 +162,16 @@ func truncate(dst []byte, start, msgStart, max int) []byte {
 	return append(dst[:msgStart+core.RuneCut(dst[msgStart:], keep-msgStart)], core.TruncMark...)
 }
 
-func (f *formatter) severity(vals []record.Value) int {
+// severity is the first severity field understood; else err (3) for a stack trace the core
+// joined; else the stream's.
+func (f *formatter) severity(vals []record.Value, trace bool) int {
 	for _, slot := range f.severitySlots {
 		if sev, ok := parseSeverity(vals[slot]); ok {
 			return sev
 		}
+	}
+	if trace {
+		return 3
 	}
 	if v := vals[f.streamSlot]; v != nil {
 		switch {
