@@ -112,8 +112,9 @@ type node struct {
 	papert       *syslogReceiver
 	cloud        *cloudLogging
 	kube         *kubeAPI
-	podMu        sync.Mutex // guards want
-	want         []string   // every line id written so far
+	podMu        sync.Mutex          // guards want and traces
+	want         []string            // every line id written so far
+	traces       map[string][]string // the lines of each stack trace written, by its id
 	started      int        // agents started, to name their logs
 }
 
@@ -146,6 +147,9 @@ type nodeOptions struct {
 	nullOutput bool
 	// Workers of both outputs in place of the shipped value, where not 0.
 	workers int
+	// Fluent Bit's own multiline filter (its go, java, python and ruby parsers) joins stack
+	// traces in place of the plugin (exceptions none): to compare the two.
+	fluentBitMultiline bool
 }
 
 func newNodeWith(t *testing.T, o nodeOptions) *node {
@@ -160,7 +164,7 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 	}
 	bin := fixture.Engine(t)
 	so, launch := pluginSO(t), launcher(t)
-	n := &node{t: t, dir: t.TempDir(), r: render(t)}
+	n := &node{t: t, dir: t.TempDir(), r: render(t), traces: map[string][]string{}}
 	n.root = filepath.Join(n.dir, "root")
 	n.spec = n.r.ds.Spec.Template.Spec
 	n.c = n.spec.Containers[0]
@@ -187,6 +191,12 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 	if o.workers > 0 {
 		w := regexp.MustCompile(`(?m)^(\s+Workers\s+)\d+$`)
 		n.r.cm.Data["fluent-bit.conf"] = w.ReplaceAllString(n.r.cm.Data["fluent-bit.conf"], "${1}"+strconv.Itoa(o.workers))
+	}
+	if o.fluentBitMultiline {
+		cfg := n.r.cm.Data["fluent-bit.conf"]
+		i := strings.Index(cfg, "\n[FILTER]")
+		cfg = cfg[:i] + "\n[FILTER]\n    Name multiline\n    Match kube.*\n    multiline.key_content log\n    multiline.parser go, java, python, ruby\n" + cfg[i:]
+		n.r.cm.Data["fluent-bit.conf"] = regexp.MustCompile(`(?m)^(\s+)sink(\s+)(\w+)\n`).ReplaceAllString(cfg, "${0}${1}exceptions${2}none\n")
 	}
 	if o.nullOutput {
 		// Without the plugin there is no pod cache: the filter asks the API server itself,

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"flag"
 	"fmt"
 	"regexp"
 	"strings"
@@ -307,4 +308,77 @@ func TestNodeMetricsThroughAnOutage(t *testing.T) {
 	a.stopCleanly()
 	retries, _ := sample(out, `trailstack_flushes_total{instance="trailstack.0",result="retry",sink="syslog"}`)
 	report(t, n, "metrics through an outage", ds, fmt.Sprintf(", %v syslog flushes retried", retries))
+}
+
+var (
+	tracesByFluentBit = flag.Bool("traces.fluent-bit-multiline", false, "TestNodeStackTraces: join with Fluent Bit's multiline filter instead, and report")
+	tracesNoKill      = flag.Bool("traces.no-kill", false, "TestNodeStackTraces: let the agent run throughout")
+)
+
+// Stack traces among ordinary lines: 1,000 Java, Python and Go traces among 50,000 ordinary
+// lines at about 5,000 lines/s, the agent killed outright (SIGKILL) halfway and the next one
+// started. Every trace arrives as one Papertrail message and one Cloud Logging entry, whole
+// (at most one cut by a chunk boundary), no ordinary line is joined to one, and nothing is
+// lost. With -traces.fluent-bit-multiline, Fluent Bit's own multiline filter joins them
+// instead, and the test reports what arrived.
+func TestNodeStackTraces(t *testing.T) {
+	n := newNodeWith(t, nodeOptions{fluentBitMultiline: *tracesByFluentBit})
+	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
+	api.traces = 51 // one item in 51 is a trace of 10 to 16 lines
+	n.papert.keepTexts()
+	n.cloud.keepTexts()
+	first := n.startAgent()
+	first.waitReady()
+	// 51,000 items at 4,080 a second (about 5,000 lines), while the agent is killed at
+	// 6 s and the next one starts.
+	const items, total = 4080, 51_000
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		start := time.Now()
+		for k := 0; k < total/(items/10); k++ {
+			n.write(api, items/10)
+			time.Sleep(time.Until(start.Add(time.Duration(k+1) * 100 * time.Millisecond)))
+		}
+	}()
+	next := first
+	if !*tracesNoKill {
+		time.Sleep(6 * time.Second)
+		first.kill()
+		next = n.startAgent()
+		next.waitReady()
+	}
+	<-written
+	var ds []delivery
+	if *tracesByFluentBit {
+		// What the filter loses never arrives: report what did once nothing more comes.
+		for last := -1; ; time.Sleep(5 * time.Second) {
+			ds = n.deliveries(n.expected())
+			if ds[0].arrived == last {
+				break
+			}
+			last = ds[0].arrived
+		}
+	} else {
+		ds = n.waitDelivered(180*time.Second, next)
+	}
+	next.stopCleanly()
+	n.podMu.Lock()
+	defer n.podMu.Unlock()
+	extra := ""
+	for _, d := range []struct {
+		name string
+		t    *tally
+	}{{"Papertrail", n.papert.tally}, {"Cloud Logging", n.cloud.tally}} {
+		whole, merged := d.t.whole(n.traces)
+		if !*tracesByFluentBit && (whole < len(n.traces)-1 || len(merged) > 0) {
+			t.Errorf("%s: %d of %d traces whole; lines joined to another: %q", d.name, whole, len(n.traces), merged)
+		}
+		extra += fmt.Sprintf(", %s: %d of %d traces whole, %d messages holding two lines", d.name, whole, len(n.traces), len(merged))
+	}
+	if *tracesByFluentBit {
+		t.Logf("stack traces joined by Fluent Bit's multiline filter: %v%s", ds, extra)
+		return
+	}
+	report(t, n, map[bool]string{false: "stack traces, SIGKILL halfway", true: "stack traces"}[*tracesNoKill], ds, extra)
 }

@@ -22,6 +22,7 @@ type appPod struct {
 	file     string // the log file, on the node's disk
 	logfmt   bool   // key=value lines instead of text
 	spoof    bool   // JSON lines that claim another pod's identity
+	traces   int    // every traces-th line written is a stack trace instead (0: none)
 
 	mu   sync.Mutex // guards seq and size, and orders writes with rotation: one writer, as containerd
 	seq  int
@@ -106,6 +107,22 @@ func (n *node) write(p *appPod, count int) {
 		}
 		if p.spoof {
 			line = fmt.Sprintf(`%s %s F {"msg":"pod=%s seq=%d","stream":"audit","kubernetes":{"namespace_name":"kube-system","pod_name":"kube-apiserver-0","container_name":"kube-apiserver","host":"victim-node","labels":{"tier":"control-plane"}}}`+"\n", ts, stream, p.name, p.seq)
+		}
+		if p.traces > 0 && p.seq%p.traces == p.traces-1 {
+			// A trace counts as one line: its id is on one of its lines, and it must
+			// arrive whole, as one message.
+			tr := traceLines(p.name, p.seq)
+			for _, l := range tr {
+				l = fmt.Sprintf("%s %s F %s\n", ts, stream, l)
+				w.WriteString(l)
+				p.size += int64(len(l))
+			}
+			n.podMu.Lock()
+			n.traces[p.name+"#"+strconv.Itoa(p.seq)] = tr
+			n.podMu.Unlock()
+			ids = append(ids, p.name+"#"+strconv.Itoa(p.seq))
+			p.seq++
+			continue
 		}
 		w.WriteString(line)
 		p.size += int64(len(line))
@@ -239,4 +256,32 @@ func (n *node) waitDelivered(timeout time.Duration, a *agent, only ...string) []
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// traceLines is a stack trace as a runtime writes it, one line each: Java, Python and Go in
+// turn, the line id (pod=P seq=N) where the language's syntax leaves room for it.
+func traceLines(pod string, seq int) []string {
+	id := fmt.Sprintf("pod=%s seq=%d", pod, seq)
+	var tr []string
+	switch seq % 3 {
+	case 0:
+		tr = []string{"java.lang.IllegalStateException: order failed " + id}
+		for k := 1; k <= 12; k++ {
+			tr = append(tr, fmt.Sprintf("\tat com.example.shop.Orders.step%d(Orders.java:%d)", k, 40+k))
+		}
+		tr = append(tr, "Caused by: java.io.IOException: disk full",
+			"\tat java.base/java.io.FileOutputStream.write(Native Method)", "\t... 12 more")
+	case 1:
+		tr = []string{"Traceback (most recent call last):"}
+		for k := 1; k <= 4; k++ {
+			tr = append(tr, fmt.Sprintf(`  File "/app/shop/orders.py", line %d, in step%d`, 10+k, k), fmt.Sprintf("    step%d()", k+1))
+		}
+		tr = append(tr, "ZeroDivisionError: division by zero "+id)
+	default:
+		tr = []string{"panic: runtime error: index out of range [5] with length 3 " + id, "", "goroutine 1 [running]:"}
+		for k := 1; k <= 4; k++ {
+			tr = append(tr, fmt.Sprintf("main.step%d(0xc00001%04d)", k, k), fmt.Sprintf("\t/app/main.go:%d +0x1d", 10+k))
+		}
+	}
+	return tr
 }

@@ -40,8 +40,9 @@ var lineID = regexp.MustCompile(`pod"?[=:]"?([^"\s,]+)"?[ ,]"?seq"?[=:]"?(\d+)`)
 // tally counts what a destination received, by line id, and what arrived without its pod's
 // identity, and how old each line was when it first arrived.
 type tally struct {
-	mu        sync.Mutex // guards got, lags, anonymous and wrongName
+	mu        sync.Mutex // guards got, lags, anonymous, wrongName and texts
 	got       map[string]int
+	texts     map[string][]string // every message by its id, where a test keeps them (keepTexts)
 	lags      []time.Duration // arrival minus the runtime's timestamp, first copies only
 	anonymous int             // lines whose identity (metadata) was missing
 	wrongName []string        // a few examples of lines under another identity
@@ -60,6 +61,9 @@ func (t *tally) add(msg, ident string, written time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	id := m[1] + "#" + m[2]
+	if t.texts != nil {
+		t.texts[id] = append(t.texts[id], msg)
+	}
 	if t.got[id]++; t.got[id] == 1 {
 		t.lags = append(t.lags, lag)
 	}
@@ -69,6 +73,52 @@ func (t *tally) add(msg, ident string, written time.Time) {
 	case ident != m[1] && len(t.wrongName) < 5:
 		t.wrongName = append(t.wrongName, fmt.Sprintf("%s arrived as %s", m[0], ident))
 	}
+}
+
+// keepTexts makes the tally keep every message, for tests that check what a message holds.
+func (t *tally) keepTexts() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.texts = map[string][]string{}
+}
+
+// whole counts the traces (their lines by id) of which some message holds every line, in
+// order; it also returns the messages that hold more than one line id (a line joined to
+// another).
+func (t *tally) whole(traces map[string][]string) (n int, merged []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, lines := range traces {
+		for _, msg := range t.texts[id] {
+			if holdsInOrder(msg, lines) {
+				n++
+				break
+			}
+		}
+	}
+	for _, msgs := range t.texts {
+		for _, m := range msgs {
+			if len(lineID.FindAllString(m, 2)) > 1 && len(merged) < 5 {
+				merged = append(merged, m)
+			}
+		}
+	}
+	return n, merged
+}
+
+// holdsInOrder tells whether msg holds each line's text in turn; a line's tabs and newlines
+// may have become spaces on the way (syslog's one-line messages).
+func holdsInOrder(msg string, lines []string) bool {
+	msg = strings.NewReplacer("\t", " ", "\n", " ").Replace(msg)
+	for _, l := range lines {
+		l = strings.TrimSpace(strings.ReplaceAll(l, "\t", " "))
+		i := strings.Index(msg, l)
+		if i < 0 {
+			return false
+		}
+		msg = msg[i+len(l):]
+	}
+	return true
 }
 
 // count returns how many of want arrived, how many are missing, and the extra copies.
