@@ -115,7 +115,7 @@ type node struct {
 	podMu        sync.Mutex          // guards want and traces
 	want         []string            // every line id written so far
 	traces       map[string][]string // the lines of each stack trace written, by its id
-	started      int        // agents started, to name their logs
+	started      int                 // agents started, to name their logs
 }
 
 // papertrailHost is the destination's name in the Secret; the pod's /etc/hosts resolves it.

@@ -43,9 +43,9 @@ type tally struct {
 	mu        sync.Mutex // guards got, lags, anonymous, wrongName and texts
 	got       map[string]int
 	texts     map[string][]string // every message by its id, where a test keeps them (keepTexts)
-	lags      []time.Duration // arrival minus the runtime's timestamp, first copies only
-	anonymous int             // lines whose identity (metadata) was missing
-	wrongName []string        // a few examples of lines under another identity
+	lags      []time.Duration     // arrival minus the runtime's timestamp, first copies only
+	anonymous int                 // lines whose identity (metadata) was missing
+	wrongName []string            // a few examples of lines under another identity
 }
 
 func newTally() *tally { return &tally{got: map[string]int{}} }
