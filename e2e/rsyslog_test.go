@@ -281,3 +281,36 @@ func TestHostRsyslogAtADistance(t *testing.T) {
 
 // msgKey names a message by its start: the one line longer than max_size arrives cut.
 func msgKey(msg string) string { return msg[:min(len(msg), 1000)] }
+
+// A token destination (SolarWinds-hosted Papertrail takes the ingestion token as an SD-ID of
+// its own), in the real engine to the real TLS receiver: every line arrives with the token
+// element, and the token appears nowhere in the engine's log.
+func TestEngineTokenDestination(t *testing.T) {
+	bin := fluentBit(t)
+	dir := t.TempDir()
+	const token = "9c3a6b1e-8f2d-4e7a-b5c4-1d2e3f4a5b6c"
+	copyLogs(t, filepath.Join(fixture.ContainerLogs(), "*.log"), dir)
+	want := len(expected(t, fixtures(t, "kube-raw")))
+	pki := testpki.New(t, "localhost")
+	rs := startRsyslog(t, pki)
+	conf := tailConf(t, dir, nil, []string{"Buffer_Max_Size 512k"},
+		[]string{"Workers 1", "sink syslog", "address " + rs.addr(), "server_name localhost", "ca_file " + pki.CAFile,
+			"token " + token, "exceptions none", "Retry_Limit no_limits"})
+	logPath := filepath.Join(dir, "engine-output.txt")
+	cmd := startEngine(t, bin, conf, logPath)
+	got := rs.lines(t, want)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if len(got) != want {
+		t.Fatalf("%d messages, want %d", len(got), want)
+	}
+	for _, f := range got {
+		if !strings.HasPrefix(f[4], "["+token+"@41058]") {
+			t.Fatalf("structured data %q: the token element is not first", f[4])
+		}
+	}
+	engineLog, _ := os.ReadFile(logPath)
+	if bytes.Contains(engineLog, []byte(token)) || !bytes.Contains(engineLog, []byte("token=")) {
+		t.Errorf("the token is in the engine's log, or the key is not listed:\n%s", engineLog)
+	}
+}

@@ -20,6 +20,8 @@ const (
 	defaultProcid   = `$kubernetes['pod_name']`
 	defaultMsgid    = `$stream`
 	defaultSDID     = "k8s@32473" // 32473 is the enterprise number RFC 5612 reserves for examples
+	tokenEnterprise = "41058"     // the enterprise number of the token's SD-ID (SolarWinds, Loggly)
+	maxToken        = 128
 )
 
 // Kind is the syslog destination.
@@ -123,6 +125,15 @@ func Parse(p *core.Parser) *Config {
 	f.procid = tmpl("procid", defaultProcid)
 	f.msgid = tmpl("msgid", defaultMsgid)
 
+	// SolarWinds-hosted Papertrail (and Loggly) take the ingestion token as an SD-ID of its
+	// own, <token>@41058: 42 bytes for a UUID, past RFC 5424's 32, which is relaxed for that
+	// form alone. A credential: never logged, never in an error.
+	if token := p.Secret("token", ""); token != "" {
+		if len(token) > maxToken || !sdNameChars(token) {
+			p.Fail("token", "must be printable ASCII without '=', ' ', ']' or '\"', at most %d bytes (the value is not shown)", maxToken)
+		}
+		f.tokenSD = []byte("[" + token + "@" + tokenEnterprise + "]")
+	}
 	f.sdID = p.String("sd_id", defaultSDID)
 	if !validSDName(f.sdID) {
 		p.Fail("sd_id", "invalid SD-ID %q: printable ASCII without '=', ' ', ']' or '\"', at most 32 bytes", f.sdID)
@@ -191,8 +202,11 @@ func splitAddress(a string) (mode, hostport string, err error) {
 	return mode, hostport, nil
 }
 
-func validSDName(s string) bool {
-	if s == "" || len(s) > maxSDName {
+func validSDName(s string) bool { return len(s) <= maxSDName && sdNameChars(s) }
+
+// sdNameChars tells whether s is made of what an SD-NAME may hold (RFC 5424 section 6).
+func sdNameChars(s string) bool {
+	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -41,6 +41,7 @@ type formatter struct {
 	facility                          int
 	hostname, appname, procid, msgid  *accessor.Template
 	sdID                              string
+	tokenSD                           []byte // [<token>@41058], or nothing
 	sd                                []sdParam
 	messageSlot, streamSlot           int
 	severitySlots                     []int
@@ -119,11 +120,17 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 	dst = append(dst, ' ')
 	dst = appendHeader(dst, f.msgid, s.vals, tag, maxMsgID)
 	dst = append(dst, ' ')
+	// The destination's token first, which is never dropped: without it the destination
+	// drops the message.
+	dst = append(dst, f.tokenSD...)
 	sdStart := len(dst)
 	dst = f.appendSD(dst, s.vals, tag)
 	if len(dst)-start > f.maxSize/2 {
 		// Structured data may not crowd out the message: past half of max_size it is dropped.
-		dst = append(dst[:sdStart], '-')
+		dst = dst[:sdStart]
+	}
+	if len(dst) == sdStart && len(f.tokenSD) == 0 {
+		dst = append(dst, '-')
 	}
 
 	hdr := len(dst)
@@ -242,7 +249,7 @@ func (f *formatter) appendSD(dst []byte, vals []record.Value, tag string) []byte
 		dst = append(dst, '"')
 	}
 	if len(dst) == open {
-		return append(dst[:start], '-')
+		return dst[:start] // no parameter: no element
 	}
 	return append(dst, ']')
 }
