@@ -139,7 +139,7 @@ func (m *mapper) payload(r *record.Record, s *scratch) payload {
 		}
 	}
 	s.textual++
-	return payload{text: bodyText(record.Value(r.Body), entryBudget-1024)}
+	return payload{text: bodyText(record.Value(r.Body), maxTextBytes)}
 }
 
 // severity decides an entry's severity as GKE's agent does: the record's severity or level

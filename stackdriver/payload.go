@@ -17,8 +17,12 @@ import (
 // Memory: a protobuf Value costs tens of bytes where msgpack spends one on a small number,
 // so a body that is one long array grows about 80 times. A flush converts at most
 // maxFlushValues values (about 16 MB); payloads beyond that, and any larger than an entry
-// may be, go as their JSON text, cut to size and marked, as cutToFit would have cut them.
+// may be, go as their JSON text, split into entries where it is longer than one may be.
 const maxFlushValues = 200_000
+
+// maxTextBytes bounds a payload's JSON text: a body longer than that (a chunk is a few MB)
+// is cut there and marked.
+const maxTextBytes = 16 << 20
 
 // converter turns msgpack into protobuf values within a flush's budget.
 type converter struct {

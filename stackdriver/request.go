@@ -1,6 +1,8 @@
 package stackdriver
 
 import (
+	"strconv"
+
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"google.golang.org/genproto/googleapis/api/monitoredres"
 	"google.golang.org/protobuf/proto"
@@ -97,6 +99,61 @@ func sizeBound(e *loggingpb.LogEntry, payloadBound int) int {
 		n += len(op.Id) + len(op.Producer) + 8
 	}
 	return n
+}
+
+// split makes an entry over the API's size limit fit without losing any of it: its text (a
+// JSON payload as its JSON text) goes on in parts, in order, each an entry within the limit
+// with its own insertId, and LogEntry.split (uid, index, totalSplits) tells Cloud Logging
+// they are one, as its console shows them. Where the entry's other fields leave too little
+// room for a part (labels that alone nearly fill an entry), it is cut instead (cut).
+func split(e *loggingpb.LogEntry, size int) (parts []*loggingpb.LogEntry, sizes []int, cut bool) {
+	text, ok := payloadText(e)
+	if !ok {
+		return []*loggingpb.LogEntry{e}, []int{cutToFit(e, size)}, true
+	}
+	e.Payload = nil
+	overhead := proto.Size(e) + len(e.InsertId) + 64 // the split and the parts' longer insertIds
+	room := entryBudget - overhead
+	if room < minSplitPart {
+		e.Payload = &loggingpb.LogEntry_TextPayload{TextPayload: text}
+		return []*loggingpb.LogEntry{e}, []int{cutToFit(e, proto.Size(e))}, true
+	}
+	var texts []string
+	for rest := text; rest != ""; {
+		n := core.RuneCut(rest, room)
+		if n == 0 {
+			n = min(len(rest), room) // not UTF-8 after all: cut where it falls
+		}
+		texts, rest = append(texts, rest[:n]), rest[n:]
+	}
+	base, uid := proto.Clone(e).(*loggingpb.LogEntry), e.InsertId
+	for k, t := range texts {
+		part := e
+		if k > 0 {
+			part = proto.Clone(base).(*loggingpb.LogEntry)
+			part.InsertId = uid + "." + strconv.Itoa(k)
+		}
+		part.Payload = &loggingpb.LogEntry_TextPayload{TextPayload: t}
+		part.Split = &loggingpb.LogSplit{Uid: uid, Index: int32(k), TotalSplits: int32(len(texts))}
+		parts, sizes = append(parts, part), append(sizes, proto.Size(part))
+	}
+	return parts, sizes, false
+}
+
+// minSplitPart is the least text a split part carries: with less room than that, the
+// entry's other fields are the problem, and splitting would not end.
+const minSplitPart = 16 << 10
+
+// payloadText is an entry's payload as text: its text, or its JSON payload's JSON.
+func payloadText(e *loggingpb.LogEntry) (string, bool) {
+	switch p := e.Payload.(type) {
+	case *loggingpb.LogEntry_TextPayload:
+		return p.TextPayload, true
+	case *loggingpb.LogEntry_JsonPayload:
+		b, err := p.JsonPayload.MarshalJSON()
+		return string(b), err == nil
+	}
+	return "", false
 }
 
 // cutToFit cuts an entry over the API's size limit down to size, keeping it rather than

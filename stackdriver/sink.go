@@ -84,25 +84,29 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 			g = sc.requestFor(k, labels)
 		}
 		e.Resource = nil // the request's
-		n := sizeBound(e, sc.conv.bound)
-		if n > entryBudget/2 {
-			if n = proto.Size(e); n > entryBudget {
-				n = cutToFit(e, n)
-				truncated++
+		parts, sizes := []*loggingpb.LogEntry{e}, []int{sizeBound(e, sc.conv.bound)}
+		if sizes[0] > entryBudget/2 {
+			if sizes[0] = proto.Size(e); sizes[0] > entryBudget {
+				var cut bool
+				if parts, sizes, cut = split(e, sizes[0]); cut {
+					truncated++
+				}
 			}
 		}
-		if g.size+n > maxRequestBytes {
-			if res := send(g); res.Status != core.Delivered {
-				return res
+		for k, part := range parts {
+			if g.size+sizes[k] > maxRequestBytes {
+				if res := send(g); res.Status != core.Delivered {
+					return res
+				}
 			}
+			g.req.Entries = append(g.req.Entries, part)
+			g.size += sizes[k] + 8
 		}
-		g.req.Entries = append(g.req.Entries, e)
-		g.size += n + 8
 	}
 	if sc.textual > 0 || sc.conv.tooDeep > 0 {
 		if ok, more := s.shaped.Allow(); ok {
-			s.log.Warnf("chunk (tag %s): %d JSON payloads sent as text, cut at %d bytes (larger than an entry may be, or past the %d values a flush converts); %d values nested deeper than %d levels written as null (%d such lines held back in the last %v)",
-				b.Tag, sc.textual, entryBudget-1024, maxFlushValues, sc.conv.tooDeep, maxDepth/2, more, s.shaped.Interval)
+			s.log.Warnf("chunk (tag %s): %d JSON payloads sent as their JSON text (larger than an entry may be, or past the %d values a flush converts), split into entries where longer than one; %d values nested deeper than %d levels written as null (%d such lines held back in the last %v)",
+				b.Tag, sc.textual, maxFlushValues, sc.conv.tooDeep, maxDepth/2, more, s.shaped.Interval)
 		}
 	}
 	for j := range sc.pending {
