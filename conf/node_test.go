@@ -382,3 +382,28 @@ func TestNodeStackTraces(t *testing.T) {
 	}
 	report(t, n, map[bool]string{false: "stack traces, SIGKILL halfway", true: "stack traces"}[*tracesNoKill], ds, extra)
 }
+
+// A 1 MB line (a heap dump, a large JSON document): containerd writes it as 16 KiB partial
+// lines, tail's cri parser joins them, and it arrives at Cloud Logging whole, as split
+// entries each within the API's limit that put it back together (the stand-in joins them as
+// the console does); Papertrail gets it cut at max_size, its own limit.
+func TestNodeLongLine(t *testing.T) {
+	n, api, a := newRunningNode(t)
+	n.cloud.keepTexts()
+	n.write(api, 100)
+	long := n.writeLong(api, 1<<20)
+	n.write(api, 100)
+	ds := n.waitDelivered(60*time.Second, a)
+	a.stopCleanly()
+	id := api.name + "#100"
+	n.cloud.mu.Lock()
+	texts := n.cloud.texts[id]
+	n.cloud.mu.Unlock()
+	if len(texts) != 1 || texts[0] != long {
+		t.Errorf("the 1 MB line arrived at Cloud Logging as %d texts, want it whole once", len(texts))
+	}
+	if l := n.cloud.largestEntry(); l > 256<<10 {
+		t.Errorf("an entry of %d bytes, over the API's limit", l)
+	}
+	report(t, n, "a 1 MB line", ds, fmt.Sprintf(", largest Cloud Logging entry %d bytes", n.cloud.largestEntry()))
+}

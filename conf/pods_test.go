@@ -285,3 +285,40 @@ func traceLines(pod string, seq int) []string {
 	}
 	return tr
 }
+
+// writeLong writes one logical line of about size bytes as containerd writes a long line:
+// physical lines of 16 KiB marked partial (P), the last full (F), which tail's cri parser
+// joins. It returns the line as the application wrote it.
+func (n *node) writeLong(p *appPod, size int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var line strings.Builder
+	fmt.Fprintf(&line, "pod=%s seq=%d ", p.name, p.seq)
+	for i := 0; line.Len() < size; i++ {
+		fmt.Fprintf(&line, "chunk %d of a long line; ", i)
+	}
+	text := line.String()
+	f, err := os.OpenFile(p.file, os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	ts := time.Now().UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
+	for rest := text; rest != ""; {
+		part, tag := rest[:min(len(rest), 16<<10)], "P"
+		if rest = rest[len(part):]; rest == "" {
+			tag = "F"
+		}
+		fmt.Fprintf(w, "%s stdout %s %s\n", ts, tag, part)
+		p.size += int64(len(part) + 40)
+	}
+	if err := w.Flush(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.podMu.Lock()
+	n.want = append(n.want, p.name+"#"+strconv.Itoa(p.seq))
+	n.podMu.Unlock()
+	p.seq++
+	return text
+}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/trailstack/trailstack/testkit/cloudlogging"
@@ -302,6 +303,8 @@ type cloudLogging struct {
 	sameID     int                          // entries whose insertId was seen before: the service keeps one of them
 	structured map[string]int               // jsonPayload entries by pod
 	labels     map[string]map[string]string // the labels of a pod's last entry, defaults merged
+	splits     cloudlogging.Splits          // split entries, put back together
+	largest    int                          // the largest entry written, in bytes
 }
 
 func startCloudLogging(t *testing.T, listen listenFunc) *cloudLogging {
@@ -316,6 +319,13 @@ func startCloudLogging(t *testing.T, listen listenFunc) *cloudLogging {
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 	return f
+}
+
+// largestEntry is the largest entry written, in bytes as the API counts them.
+func (f *cloudLogging) largestEntry() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.largest
 }
 
 // resent is how many entries arrived again with an insertId already written: Cloud Logging
@@ -373,9 +383,15 @@ func (f *cloudLogging) WriteLogEntries(ctx context.Context, req *loggingpb.Write
 		if !strings.HasSuffix(e.LogName, "/stdout") && !strings.HasSuffix(e.LogName, "/stderr") {
 			ident = "log name " + e.LogName
 		}
+		f.mu.Lock()
+		f.largest = max(f.largest, proto.Size(e))
+		text, whole := f.splits.Add(e)
+		f.mu.Unlock()
 		switch p := e.Payload.(type) {
 		case *loggingpb.LogEntry_TextPayload:
-			f.add(p.TextPayload, ident, e.Timestamp.AsTime())
+			if whole {
+				f.add(text, ident, e.Timestamp.AsTime())
+			}
 		case *loggingpb.LogEntry_JsonPayload:
 			b, _ := json.Marshal(p.JsonPayload.AsMap())
 			f.add(string(b), ident, e.Timestamp.AsTime())

@@ -3,6 +3,8 @@
 package cloudlogging
 
 import (
+	"strings"
+
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -26,4 +28,38 @@ func Stored(req *loggingpb.WriteLogEntriesRequest, e *loggingpb.LogEntry) *loggi
 		}
 	}
 	return out
+}
+
+// Splits puts split entries (LogEntry.split) back together, as Cloud Logging's console
+// shows them: one text, the parts' in index order. The zero value is ready; it is not safe
+// for concurrent use.
+type Splits struct {
+	groups map[string][]string // parts by index, by the group's uid
+}
+
+// Add takes an entry's text payload. It returns the text and true for an entry that was not
+// split, and for the part that completes its group, the group's whole text.
+func (s *Splits) Add(e *loggingpb.LogEntry) (string, bool) {
+	sp := e.GetSplit()
+	if sp == nil {
+		return e.GetTextPayload(), true
+	}
+	if s.groups == nil {
+		s.groups = map[string][]string{}
+	}
+	parts := s.groups[sp.Uid]
+	if parts == nil {
+		parts = make([]string, sp.TotalSplits)
+	}
+	if int(sp.Index) < len(parts) {
+		parts[sp.Index] = e.GetTextPayload()
+	}
+	s.groups[sp.Uid] = parts
+	for _, p := range parts {
+		if p == "" {
+			return "", false
+		}
+	}
+	delete(s.groups, sp.Uid) // a retry's copy of the group makes a whole one again
+	return strings.Join(parts, ""), true
 }
