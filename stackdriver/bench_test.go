@@ -21,7 +21,7 @@ func BenchmarkMap20k(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if i%len(batch.Records) == 0 {
 			sc.reset()
-			sc.startChunk(batch, now)
+			sc.startChunk(batch, now, 30*24*time.Hour)
 		}
 		_ = s.m.entry(&batch.Records[i%len(batch.Records)], i%len(batch.Records), batch.Tag, sc, now)
 	}

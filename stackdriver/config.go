@@ -30,6 +30,7 @@ type Config struct {
 	plaintext                  bool
 	fallback                   string
 	timeout                    time.Duration
+	retention                  time.Duration
 	ex                         *accessor.Extractor // the fields logName and nodeName read
 	logName, nodeName          *accessor.Template
 }
@@ -45,6 +46,8 @@ func Parse(p *core.Parser) *Config {
 		plaintext: p.Bool("endpoint_plaintext", false),
 		fallback:  p.Enum("fallback_resource", "k8s_node", "k8s_node", "generic_node", "global"),
 		timeout:   p.Duration("timeout", 30*time.Second, time.Second, 10*time.Minute),
+		// The log bucket's retention: an agent with logging.logWriter cannot read it.
+		retention: p.Duration("retention", 30*24*time.Hour, 2*time.Hour, 3650*24*time.Hour),
 		ex:        accessor.NewExtractor(),
 	}
 	c.logName = accessor.Key(p, c.ex, "log_name", "$stream||$TAG")
@@ -110,7 +113,7 @@ func (c *Config) Build(env core.Env) (core.Sink, error) {
 	s.refused.Interval = 10 * time.Second
 	s.met = env.Metrics
 	s.shaped.Interval = 10 * time.Second
-	s.m.logName, s.m.nodeName = c.logName, c.nodeName
+	s.m.logName, s.m.nodeName, s.m.retention = c.logName, c.nodeName, c.retention
 	s.scratch.New = func() any { return s.m.newScratch() }
 	env.Log.Infof("Cloud Logging: project %s, cluster %s in %s", project, cluster, location)
 	return s, nil

@@ -32,6 +32,7 @@ type mapper struct {
 	project, location, cluster string
 	fallback                   string // k8s_node, generic_node or global
 	logName, nodeName          *accessor.Template
+	retention                  time.Duration // the log bucket's: older entries are not stored
 	ex                         *accessor.Extractor
 	slot                       struct {
 		log, stream, severity, level, ns, pod, container, host, labels, owners int
@@ -157,6 +158,13 @@ func (m *mapper) severity(v []record.Value, p *structpb.Struct, text string, ts 
 	}
 	notUnderstood := v[m.slot.severity] != nil && !known
 	if p != nil {
+		// The Ops Agent's and out_stackdriver's name first: a payload that has it means it.
+		if got, ok := severityOfJSON(p.Fields[specialPrefix+"severity"]); ok {
+			delete(p.Fields, specialPrefix+"severity")
+			if !known {
+				sev, known = got, true
+			}
+		}
 		if got, ok := severityOfJSON(p.Fields["severity"]); ok {
 			delete(p.Fields, "severity") // the one used, or one that says the same
 			if !known {
@@ -191,11 +199,12 @@ func (m *mapper) severity(v []record.Value, p *structpb.Struct, text string, ts 
 	return ltype.LogSeverity_DEFAULT, time.Time{}
 }
 
-// sendable is the time to send an entry stamped ts with: the API refuses entries more than
-// a day ahead, so such a record is kept, stamped with a neighbour's time (see
+// sendable is the time to send an entry stamped ts with. The API refuses entries more than
+// a day ahead, and accepts but never stores those older than the log bucket keeps (the
+// retention key): such a record is sent stamped with a neighbour's time (see
 // scratch.anchor), and labelled with the time it claimed.
 func (s *scratch) sendable(e *loggingpb.LogEntry, ts, now time.Time) time.Time {
-	if !ts.After(now.Add(maxFuture)) {
+	if s.keeps(ts) {
 		s.anchor = ts
 		return ts
 	}
@@ -206,7 +215,9 @@ func (s *scratch) sendable(e *loggingpb.LogEntry, ts, now time.Time) time.Time {
 	case !s.firstSane.IsZero():
 		return s.firstSane
 	}
-	return now // no record of the chunk has a usable time: a retry is not a copy
+	// No record of the chunk has a usable time: the hour, so that a retry within it is
+	// still a copy the service drops.
+	return now.Truncate(time.Hour)
 }
 
 func trimNewlines(s string) string {

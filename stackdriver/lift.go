@@ -53,8 +53,12 @@ func (m *mapper) lift(e *loggingpb.LogEntry, p *structpb.Struct) (time.Time, boo
 	if v := take(specialPrefix + "spanId"); v != nil {
 		e.SpanId = v.GetStringValue()
 	}
-	if v := take(specialPrefix + "trace_sampled"); v != nil {
-		e.TraceSampled = v.GetBoolValue() || v.GetStringValue() == "true"
+	// trace_sampled as GKE's agent names it, traceSampled as the Ops Agent and Fluent Bit's
+	// out_stackdriver do.
+	for _, k := range []string{"trace_sampled", "traceSampled"} {
+		if v := take(specialPrefix + k); v != nil {
+			e.TraceSampled = v.GetBoolValue() || v.GetStringValue() == "true"
+		}
 	}
 	if v := take(specialPrefix + "insertId"); v != nil && v.GetStringValue() != "" {
 		e.InsertId = v.GetStringValue()
@@ -78,8 +82,14 @@ func (m *mapper) lift(e *loggingpb.LogEntry, p *structpb.Struct) (time.Time, boo
 			First: of["first"].GetBoolValue(), Last: of["last"].GetBoolValue(),
 		}
 	}
-	if v := take("httpRequest"); v != nil {
-		e.HttpRequest = httpRequest(v.GetStructValue().GetFields())
+	// httpRequest as GKE's agent and the Ops Agent name it, http_request under the prefix
+	// as Fluent Bit's out_stackdriver does. Not lifted, by the identity rule: the log name,
+	// project and resource fields a pod could write (logName, projectId,
+	// local_resource_id): they stay in its payload.
+	for _, k := range []string{"httpRequest", specialPrefix + "http_request", specialPrefix + "httpRequest"} {
+		if v := take(k); v != nil {
+			e.HttpRequest = httpRequest(v.GetStructValue().GetFields())
+		}
 	}
 	return ts, tsOK
 }

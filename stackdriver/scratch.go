@@ -30,10 +30,12 @@ type scratch struct {
 	// and body, the same on every retry of the chunk (Fluent Bit hands the same bytes), and
 	// different for any other chunk unless all its records are byte for byte the same.
 	chunk []byte // 16 hex digits
-	// A record stamped more than a day ahead takes the time of the last record before it
-	// that is not (or, at the head of the chunk, of the first one after it): the same on
-	// every retry, so the retry is a copy that Cloud Logging drops.
+	// A record stamped outside what the service stores (more than a day ahead, or older
+	// than the log bucket keeps) takes the time of the last record before it that is not
+	// (or, at the head of the chunk, of the first one after it): the same on every retry,
+	// so the retry is a copy that Cloud Logging drops.
 	anchor, firstSane time.Time
+	oldest, newest    time.Time // what the service stores, for this flush
 
 	conv    converter // the flush's budget of protobuf values
 	textual int       // JSON payloads sent as text: too large, or over the budget
@@ -145,9 +147,14 @@ func remember[T any](c []T, v T) ([]T, *T) {
 	return c, &c[len(c)-1]
 }
 
+// keeps tells whether the service stores an entry stamped t.
+func (s *scratch) keeps(t time.Time) bool { return !t.After(s.newest) && !t.Before(s.oldest) }
+
 // startChunk prepares s for the records of one chunk: its id for insertIds, and the first
 // time in it that is not too far ahead.
-func (s *scratch) startChunk(b *core.Batch, now time.Time) {
+func (s *scratch) startChunk(b *core.Batch, now time.Time, retention time.Duration) {
+	// An hour's margin under the retention: the entry must still be kept when it arrives.
+	s.oldest, s.newest = now.Add(-retention+time.Hour), now.Add(maxFuture)
 	var h xxhash.Digest
 	h.Reset()
 	_, _ = h.WriteString(b.Tag)
@@ -155,7 +162,7 @@ func (s *scratch) startChunk(b *core.Batch, now time.Time) {
 	// per record.
 	_, _ = h.Write(b.Data)
 	for i := range b.Records {
-		if t := b.Records[i].Time(); s.firstSane.IsZero() && !t.After(now.Add(maxFuture)) {
+		if t := b.Records[i].Time(); s.firstSane.IsZero() && s.keeps(t) {
 			s.firstSane = t
 		}
 	}

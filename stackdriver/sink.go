@@ -58,7 +58,7 @@ func (s *sink) Deliver(ctx context.Context, b *core.Batch) core.Result {
 		res.Refused, res.Truncated = refused, truncated
 		return res
 	}
-	sc.startChunk(b, now)
+	sc.startChunk(b, now, s.m.retention)
 	for i := range b.Records {
 		e := s.m.entry(&b.Records[i], i, b.Tag, sc, now)
 		// What an entry shares with others (its resource, its pod's labels) goes once into

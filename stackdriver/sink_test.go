@@ -31,8 +31,10 @@ import (
 
 func newSink(t testing.TB, f *fakeLogging, keys core.MapGetter) *sink {
 	t.Helper()
+	// The fixtures' records are from 2026-11-26: a retention of ten years keeps their times
+	// as they are whenever the tests run (TestTimestampsOlderThanRetention sets its own).
 	base := core.MapGetter{"endpoint": f.addr, "endpoint_plaintext": "on", "project_id": "blog-prod",
-		"cluster_name": "blog-cluster", "cluster_location": "europe-west1"}
+		"cluster_name": "blog-cluster", "cluster_location": "europe-west1", "retention": "87600h"}
 	for k, v := range keys {
 		base[k] = v
 	}
@@ -339,6 +341,43 @@ func TestFutureTimestamp(t *testing.T) {
 	}
 }
 
+// Records older than the log bucket keeps (an application that logs "time": 0, or seconds
+// where milliseconds were meant) would be accepted and never stored: they are sent with a
+// neighbour's time, the same on a retry (so the retry is a copy the service drops), their
+// own in a label; records within the retention keep theirs.
+func TestTimestampsOlderThanRetention(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	f := startFake(t)
+	s := newSink(t, f, core.MapGetter{"retention": "720h"})
+	s.clock = func() time.Time { return now }
+	line := func(sec int64, log string) record.Record {
+		b := msgp.AppendMapHeader(nil, 1)
+		b = msgp.AppendString(b, "log")
+		return record.Record{Sec: sec, Body: msgp.AppendString(b, log)}
+	}
+	good := now.Add(-time.Hour).Unix()
+	b := fixture.Chunk("app.x", []record.Record{line(0, "epoch"), line(good, "fine"), line(good-40*86400, "too old")})
+	deliver(t, s, b)
+	deliver(t, s, b) // a retry
+	got := f.entries()
+	if len(got) != 6 {
+		t.Fatalf("%d entries", len(got))
+	}
+	for i, want := range []struct {
+		ts    int64
+		label string
+	}{{good, "1970-01-01T00:00:00Z"}, {good, ""}, {good, time.Unix(good-40*86400, 0).UTC().Format(time.RFC3339Nano)}} {
+		for _, e := range []*loggingpb.LogEntry{got[i], got[3+i]} {
+			if e.Timestamp.AsTime().Unix() != want.ts || e.Labels["trailstack/original_timestamp"] != want.label {
+				t.Errorf("%q: time %v, label %q", e.GetTextPayload(), e.Timestamp.AsTime(), e.Labels["trailstack/original_timestamp"])
+			}
+		}
+		if got[i].InsertId != got[3+i].InsertId {
+			t.Errorf("%q: insertIds %s and %s on a retry", got[i].GetTextPayload(), got[i].InsertId, got[3+i].InsertId)
+		}
+	}
+}
+
 func TestFallbackResources(t *testing.T) {
 	t.Setenv("NODE_NAME", "node-9")
 	// A record with no metadata under a tag that names no container (a node's own log).
@@ -407,6 +446,39 @@ func TestConcurrentWorkers(t *testing.T) {
 	wg.Wait()
 	if n := len(f.entries()); n != 4*206 {
 		t.Fatalf("%d entries", n)
+	}
+}
+
+// The names Google's Ops Agent and Fluent Bit's out_stackdriver read are lifted as GKE's
+// are, but the log name, project and resource a pod could claim stay in its payload.
+func TestLiftOpsAgentAndFluentBitNames(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	body, err := msgp.AppendIntf(nil, map[string]any{
+		"message": "m", "stream": "stdout",
+		"logging.googleapis.com/severity":          "WARNING",
+		"logging.googleapis.com/traceSampled":      true,
+		"logging.googleapis.com/http_request":      map[string]any{"requestMethod": "GET", "status": 503},
+		"logging.googleapis.com/logName":           "projects/victim/logs/audit",
+		"logging.googleapis.com/projectId":         "victim",
+		"logging.googleapis.com/local_resource_id": "k8s_container.kube-system.kube-apiserver-0.kube-apiserver",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, fixture.Chunk("app.x", []record.Record{{Sec: 1795694400, Body: body}}))
+	e := f.entries()[0]
+	if e.Severity != ltype.LogSeverity_WARNING || !e.TraceSampled || e.HttpRequest.GetStatus() != 503 || e.HttpRequest.GetRequestMethod() != "GET" {
+		t.Fatalf("entry %v", e)
+	}
+	p := e.GetJsonPayload().AsMap()
+	for _, k := range []string{"logName", "projectId", "local_resource_id"} {
+		if _, ok := p["logging.googleapis.com/"+k]; !ok {
+			t.Errorf("%s taken out of the payload: %v", k, p)
+		}
+	}
+	if len(p) != 4 || !strings.HasSuffix(e.LogName, "/logs/stdout") {
+		t.Errorf("payload %v, log name %s", p, e.LogName)
 	}
 }
 
@@ -761,7 +833,7 @@ func TestJSONSizeBoundNeverUndercounts(t *testing.T) {
 	var checked, json int
 	for _, b := range batches {
 		sc := s.m.newScratch()
-		sc.startChunk(b, time.Now())
+		sc.startChunk(b, time.Now(), 30*24*time.Hour)
 		for i := range b.Records {
 			e := s.m.entry(&b.Records[i], i, b.Tag, sc, time.Now())
 			e.Resource = nil
