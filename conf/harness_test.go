@@ -150,6 +150,8 @@ type nodeOptions struct {
 	// Fluent Bit's own multiline filter (its go, java, python and ruby parsers) joins stack
 	// traces in place of the plugin (exceptions none): to compare the two.
 	fluentBitMultiline bool
+	// The Papertrail destination's token, as the Secret gives it ("": none).
+	papertrailToken string
 }
 
 func newNodeWith(t *testing.T, o nodeOptions) *node {
@@ -181,7 +183,8 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 
 	// The user's own values: the Papertrail destination in the Secret, and the Cloud
 	// Logging endpoint (the only line the harness adds to the shipped configuration).
-	n.r.secret.Data = map[string][]byte{"PAPERTRAIL_ADDRESS": []byte(papertrailHost + ":" + strings.Split(n.papert.addr, ":")[1])}
+	n.r.secret.Data = map[string][]byte{"PAPERTRAIL_ADDRESS": []byte(papertrailHost + ":" + strings.Split(n.papert.addr, ":")[1]),
+		"PAPERTRAIL_TOKEN": []byte(o.papertrailToken)}
 	cfg := n.r.cm.Data["fluent-bit.conf"]
 	sd := regexp.MustCompile(`(?m)^(\s+)sink(\s+)stackdriver\n`)
 	if !sd.MatchString(cfg) {

@@ -3,6 +3,7 @@ package conf
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 	"testing"
@@ -406,4 +407,28 @@ func TestNodeLongLine(t *testing.T) {
 		t.Errorf("an entry of %d bytes, over the API's limit", l)
 	}
 	report(t, n, "a 1 MB line", ds, fmt.Sprintf(", largest Cloud Logging entry %d bytes", n.cloud.largestEntry()))
+}
+
+// A token destination, set as a user sets it: its token in the Secret, through the
+// DaemonSet's environment into the syslog output. Every message carries the token element,
+// and the token is nowhere in the agent's log.
+func TestNodeTokenDestination(t *testing.T) {
+	const token = "9c3a6b1e-8f2d-4e7a-b5c4-1d2e3f4a5b6c"
+	n := newNodeWith(t, nodeOptions{papertrailToken: token})
+	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
+	a := n.startAgent()
+	a.waitReady()
+	n.write(api, 500)
+	ds := n.waitDelivered(60*time.Second, a)
+	a.stopCleanly()
+	n.papert.mu.Lock()
+	tokens := maps.Clone(n.papert.tokens)
+	n.papert.mu.Unlock()
+	if len(tokens) != 1 || tokens[token] < 500 {
+		t.Errorf("messages by token: %v, want all 500 with the Secret's", tokens)
+	}
+	if strings.Contains(a.output(), token) {
+		t.Error("the token is in the agent's log")
+	}
+	report(t, n, "token destination", ds, fmt.Sprintf(", %d messages with the token element", tokens[token]))
 }

@@ -172,15 +172,19 @@ type syslogReceiver struct {
 	addr string
 	ln   net.Listener
 
-	mu       sync.Mutex    // guards resume and conns
+	mu       sync.Mutex    // guards resume, conns and tokens
 	resume   chan struct{} // non-nil while the receiver has stopped reading
 	conns    map[net.Conn]bool
 	refusing bool
+	tokens   map[string]int // messages by the token their first SD element carried
 }
 
 // rfc5424 picks HOSTNAME, APP-NAME, PROCID, MSGID and MSG out of a frame:
 // <PRI>1 TS HOST APP PROCID MSGID SD MSG.
-var rfc5424 = regexp.MustCompile(`^<\d+>1 \S+ (\S+) (\S+) (\S+) (\S+) (?:-|\[.*?\]) ?(.*)$`)
+var rfc5424 = regexp.MustCompile(`^<\d+>1 \S+ (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(.*)$`)
+
+// tokenElement is a token destination's SD element, [<token>@41058], first in the SD.
+var tokenElement = regexp.MustCompile(`^\[([^ =\]"]+)@41058\]`)
 
 // timestamp5424 is a frame's TIMESTAMP.
 func timestamp5424(frame string) time.Time {
@@ -209,7 +213,7 @@ func startSyslog(t *testing.T, pki *testpki.PKI, listen listenFunc, smallWindow 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &syslogReceiver{tally: newTally(), addr: ln.Addr().String(), ln: tls.NewListener(ln, pki.Server), conns: map[net.Conn]bool{}}
+	r := &syslogReceiver{tally: newTally(), addr: ln.Addr().String(), ln: tls.NewListener(ln, pki.Server), conns: map[net.Conn]bool{}, tokens: map[string]int{}}
 	go r.serve()
 	t.Cleanup(func() { r.ln.Close(); r.setReading(true); r.closeAll() })
 	return r
@@ -266,7 +270,12 @@ func (r *syslogReceiver) read(c net.Conn) {
 		if m[1] != nodeName || m[4] != "stdout" && m[4] != "stderr" {
 			ident = "host " + m[1] + ", msgid " + m[4]
 		}
-		r.add(m[5], ident, timestamp5424(line))
+		if t := tokenElement.FindStringSubmatch(m[5]); t != nil {
+			r.mu.Lock()
+			r.tokens[t[1]]++
+			r.mu.Unlock()
+		}
+		r.add(m[6], ident, timestamp5424(line))
 	}
 }
 
