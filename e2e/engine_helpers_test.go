@@ -92,10 +92,21 @@ func tailConf(t *testing.T, dir string, service, input, output []string) string 
 	}
 	conf := section("SERVICE", append([]string{"Flush 1", "Grace 5", "Log_Level info"}, service...)...) +
 		section("INPUT", append([]string{"Name tail", "Tag kube.*", "Path " + dir + "/*.log", "multiline.parser cri", "Read_from_Head On"}, input...)...) +
-		section("OUTPUT", append([]string{"Name trailstack", "Match *"}, output...)...)
+		section("OUTPUT", append([]string{"Name trailstack", "Match *"}, withExceptionsOff(output)...)...)
 	path := filepath.Join(dir, "fluent-bit.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// withExceptionsOff has the output deliver line by line, as the fixtures' records are,
+// unless the test sets exceptions itself.
+func withExceptionsOff(keys []string) []string {
+	for _, k := range keys {
+		if strings.HasPrefix(strings.ToLower(k), "exceptions ") {
+			return keys
+		}
+	}
+	return append(keys, "exceptions none")
 }

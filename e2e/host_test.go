@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,8 +53,21 @@ type run struct {
 	code           int
 }
 
+// host runs the C host. Its instances deliver the fixtures line by line (exceptions none),
+// so that what arrived compares with the chunks' records one to one, unless a test sets
+// exceptions itself (TestHostFixtureTraceJoined).
 func host(t *testing.T, args ...string) run {
 	t.Helper()
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "exceptions=") }) {
+		var with []string
+		for _, a := range args {
+			with = append(with, a)
+			if a == "-i" {
+				with = append(with, "-o", "exceptions=none")
+			}
+		}
+		args = with
+	}
 	cmd := exec.Command(hostPath, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -314,4 +328,43 @@ func hostTestSink(t *testing.T, files []string, attempts, key string) (r run, ou
 	r = host(t, append([]string{"-r", attempts, "-w", "1", soPath,
 		"-i", "-o", "sink=test", "-o", "test_out=" + out, "-o", key, "--"}, files...)...)
 	return r, out
+}
+
+// With exceptions on (the default), the fixtures' Java traces (written by the api container
+// on stderr, three lines each) arrive as one record each, their lines joined, and every other
+// line as it was.
+func TestHostFixtureTraceJoined(t *testing.T) {
+	files := fixtures(t, "kube-merged")
+	out := filepath.Join(t.TempDir(), "out")
+	r := host(t, append([]string{soPath, "-i", "-o", "sink=test", "-o", "test_out=" + out, "-o", "exceptions=all", "--"}, files...)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	logs, _ := filepath.Glob(filepath.Join(fixture.ContainerLogs(), "api-*.log"))
+	raw, err := os.ReadFile(logs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The traces as the container wrote them: CRI lines "time stream F text".
+	var traces []string
+	cri := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	for i, l := range cri {
+		if f := strings.SplitN(l, " ", 4); len(f) == 4 && strings.HasPrefix(f[3], "Exception in thread") {
+			var lines []string
+			for _, next := range cri[i : i+3] {
+				lines = append(lines, strings.SplitN(next, " ", 4)[3])
+			}
+			traces = append(traces, strconv.Quote(strings.Join(lines, "\n")))
+		}
+	}
+	got := arrived(t, out)
+	all := strings.Join(got, "")
+	for _, tr := range traces {
+		if strings.Count(all, "\t"+tr+"\n") != 1 {
+			t.Errorf("trace %s did not arrive once, whole", tr)
+		}
+	}
+	if want := len(expected(t, files)) - 2*len(traces); len(traces) == 0 || len(got) != want {
+		t.Errorf("%d records arrived, want %d (%d traces of three lines joined)", len(got), want, len(traces))
+	}
 }
