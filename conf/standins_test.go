@@ -153,19 +153,6 @@ func (t *tally) lagQuantiles(qs ...float64) (at []time.Duration, most time.Durat
 	return at, l[len(l)-1]
 }
 
-// missing lists the ids of want that did not arrive.
-func (t *tally) missing(want []string) []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []string
-	for _, w := range want {
-		if t.got[w] == 0 {
-			out = append(out, w)
-		}
-	}
-	return out
-}
-
 // syslogReceiver is Papertrail: RFC 5424 over TLS, one message per line.
 type syslogReceiver struct {
 	*tally
