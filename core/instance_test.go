@@ -63,15 +63,24 @@ func newTestInstance(t *testing.T, sink *fakeSink, keys MapGetter) (*Instance, *
 func (f *fakeSink) Build(Env) (Sink, error) { return f, nil }
 
 func chunkOf(logs ...string) []byte {
+	var bodies [][]byte
+	for _, l := range logs {
+		b := msgp.AppendMapHeader(nil, 1)
+		b = msgp.AppendString(b, "log")
+		bodies = append(bodies, msgp.AppendString(b, l))
+	}
+	return chunkOfBodies(bodies...)
+}
+
+// chunkOfBodies lays out events with these bodies, a second apart, in Fluent Bit's form.
+func chunkOfBodies(bodies ...[]byte) []byte {
 	var b []byte
-	for i, l := range logs {
+	for i, body := range bodies {
 		b = msgp.AppendArrayHeader(b, 2)
 		b = msgp.AppendArrayHeader(b, 2)
 		b = msgp.AppendInt64(b, int64(1700000000+i))
 		b = msgp.AppendMapHeader(b, 0)
-		b = msgp.AppendMapHeader(b, 1)
-		b = msgp.AppendString(b, "log")
-		b = msgp.AppendString(b, l)
+		b = append(b, body...)
 	}
 	return b
 }

@@ -11,23 +11,16 @@ import (
 
 // streamChunk lays out CRI records of one container: [stream, line] pairs, in order.
 func streamChunk(lines ...[2]string) []byte {
-	var b []byte
-	for i, l := range lines {
-		b = msgp.AppendArrayHeader(b, 2)
-		b = msgp.AppendArrayHeader(b, 2)
-		b = msgp.AppendInt64(b, int64(1700000000+i))
-		b = msgp.AppendMapHeader(b, 0)
-		b = msgp.AppendMapHeader(b, 4)
-		b = msgp.AppendString(b, "time")
-		b = msgp.AppendString(b, "2023-11-14T22:13:20Z")
-		b = msgp.AppendString(b, "stream")
-		b = msgp.AppendString(b, l[0])
-		b = msgp.AppendString(b, "_p")
-		b = msgp.AppendString(b, "F")
-		b = msgp.AppendString(b, "log")
-		b = msgp.AppendString(b, l[1])
+	var bodies [][]byte
+	for _, l := range lines {
+		b := msgp.AppendMapHeader(nil, 4)
+		for _, kv := range [][2]string{{"time", "2023-11-14T22:13:20Z"}, {"stream", l[0]}, {"_p", "F"}, {"log", l[1]}} {
+			b = msgp.AppendString(b, kv[0])
+			b = msgp.AppendString(b, kv[1])
+		}
+		bodies = append(bodies, b)
 	}
-	return b
+	return chunkOfBodies(bodies...)
 }
 
 const fileTag = "kube.var.log.containers.api-1_blog_app-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.log"
