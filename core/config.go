@@ -62,6 +62,12 @@ type Parser struct {
 	env      func(string) (string, bool)
 	err      error
 	settings []setting
+
+	// Keys a deployment sets from the environment or a Secret (a destination, a
+	// credential): a problem with one is kept apart (Deferred), and leaves the output not
+	// started rather than failing Init, which would stop Fluent Bit and every other output.
+	fromEnv  map[string]bool
+	deferred error
 }
 
 type setting struct {
@@ -81,11 +87,31 @@ func (p *Parser) Err() error { return p.err }
 
 // Fail records a problem with key that the typed readers cannot see, such as two keys that
 // contradict each other.
-func (p *Parser) Fail(key, format string, args ...any) {
-	if p.err == nil {
-		p.err = KeyError(key, format, args...)
+func (p *Parser) Fail(key, format string, args ...any) { p.fail(key, KeyError(key, format, args...)) }
+
+func (p *Parser) fail(key string, err error) {
+	switch {
+	case p.fromEnv[strings.ToLower(key)]:
+		if p.deferred == nil {
+			p.deferred = err
+		}
+	case p.err == nil:
+		p.err = err
 	}
 }
+
+// FromEnv names keys that a deployment usually sets from the environment or a Secret.
+func (p *Parser) FromEnv(keys ...string) {
+	if p.fromEnv == nil {
+		p.fromEnv = map[string]bool{}
+	}
+	for _, k := range keys {
+		p.fromEnv[strings.ToLower(k)] = true
+	}
+}
+
+// Deferred is the first problem with a FromEnv key, if any.
+func (p *Parser) Deferred() error { return p.deferred }
 
 func (p *Parser) raw(key string) string {
 	if IsReserved(key) {
@@ -96,9 +122,7 @@ func (p *Parser) raw(key string) string {
 }
 
 func (p *Parser) bad(key, value, want string) {
-	if p.err == nil {
-		p.err = fmt.Errorf("config key %q: invalid value %q: want %s", key, value, want)
-	}
+	p.fail(key, fmt.Errorf("config key %q: invalid value %q: want %s", key, value, want))
 }
 
 func (p *Parser) note(key, value string, secret bool) {

@@ -80,10 +80,18 @@ func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance,
 		log.Infof("Kubernetes metadata of node %s on http://%s", kc.Node, bound)
 	}
 	m := metrics.NewInstance(name, c.sink)
-	sink, err := c.cfg.Build(Env{Log: log, Metrics: m})
-	if err != nil {
-		m.Remove()
-		return nil, err
+	env := Env{Log: log, Metrics: m}
+	// What the configuration file gets wrong failed above. A value from the environment
+	// cannot heal before a restart; what Build needs (a metadata server, credentials, a CA
+	// file from a Secret) may: either way the output waits, not started, and the others go on.
+	var sink Sink
+	if err := p.Deferred(); err != nil {
+		sink = notStarted(err, nil, log, m)
+	} else if built, err := c.cfg.Build(env); err != nil {
+		sink = notStarted(err, func() (Sink, error) { return c.cfg.Build(env) }, log, m)
+	} else {
+		sink = built
+		m.Ready.Set(1)
 	}
 	in := &Instance{Name: name, log: log, sink: sink, shutdownTimeout: c.shutdownTimeout, metrics: m,
 		chunkBytes: semaphore.NewWeighted(c.inflightLimit), chunkBytesMax: c.inflightLimit}

@@ -81,3 +81,45 @@ func waitScrape(t *testing.T, url, line string) {
 	}
 	t.Fatalf("%s never showed %q; last:\n%s", url, line, last)
 }
+
+// One output's trouble never stops the other: in the real engine, a syslog output whose
+// address comes from the environment and does not parse, and a Cloud Logging output whose
+// metadata server is not there, start not ready (Fluent Bit runs on, where a failed Init
+// would have stopped it), and the output beside them delivers every line.
+func TestEngineBrokenOutputBesideAWorkingOne(t *testing.T) {
+	bin := fluentBit(t)
+	dir := t.TempDir()
+	copyLogs(t, filepath.Join(fixture.ContainerLogs(), "*.log"), dir)
+	out := filepath.Join(dir, "arrived")
+	conf := tailConf(t, dir, nil, []string{"Buffer_Max_Size 512k"},
+		[]string{"Workers 1", "sink test", "test_out " + out, "metrics_listen 127.0.0.1:0"})
+	broken := "\n[OUTPUT]\n    Name trailstack\n    Match *\n    sink syslog\n    address ${BROKEN_ADDRESS}\n" +
+		"\n[OUTPUT]\n    Name trailstack\n    Match *\n    sink stackdriver\n    retention 87600h\n"
+	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(broken)
+	f.Close()
+	t.Setenv("BROKEN_ADDRESS", "not an address")
+	t.Setenv("GCE_METADATA_HOST", "127.0.0.1:1") // nothing answers: no project, no cluster
+	logPath := filepath.Join(dir, "engine-output.txt")
+	cmd := startEngine(t, bin, conf, logPath)
+	want := expected(t, fixtures(t, "kube-raw"))
+	waitFor(t, out, "\n", len(want))
+	waitFor(t, logPath, "metrics on http://", 1)
+	b, _ := os.ReadFile(logPath)
+	url := string(regexp.MustCompile(`metrics on (http://\S+)`).FindSubmatch(b)[1])
+	waitScrape(t, url, `trailstack_output_ready{instance="trailstack.1",sink="syslog"} 0`)
+	waitScrape(t, url, `trailstack_output_ready{instance="trailstack.2",sink="stackdriver"} 0`)
+	waitScrape(t, url, `trailstack_output_ready{instance="trailstack.0",sink="test"} 1`)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	engineLog, _ := os.ReadFile(logPath)
+	for _, w := range []string{`output not started, its records wait in Fluent Bit's buffer (fix it and restart the pod): config key "address"`,
+		`output not started, its records wait in Fluent Bit's buffer (trying again every 30s): config key "project_id"`} {
+		if !bytes.Contains(engineLog, []byte(w)) {
+			t.Errorf("the engine's log lacks %q:\n%s", w, engineLog)
+		}
+	}
+}

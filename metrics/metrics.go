@@ -59,6 +59,9 @@ var (
 		Name: "trailstack_delivery_lag_seconds", Help: "Age of a confirmed chunk's oldest record (by the engine's record time) when its flush was confirmed.",
 		Buckets: []float64{.25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600},
 	}, labels)
+	ready = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trailstack_output_ready", Help: "1 once the output has started; 0 while it could not (a destination or credential from the environment that does not parse, a metadata server not reachable yet): its records wait in Fluent Bit's buffer.",
+	}, labels)
 	lastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trailstack_last_success_timestamp_seconds", Help: "When a flush last answered OK (Unix time); 0 until one has.",
 	}, labels)
@@ -105,13 +108,13 @@ var (
 	// perInstance are the vectors whose series an exiting instance takes with it.
 	perInstance = []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{delivered, dropped, truncated, tracesJoined, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
+	}{delivered, dropped, truncated, tracesJoined, ready, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
 
 	registry = prometheus.NewRegistry()
 )
 
 func init() {
-	registry.MustRegister(delivered, dropped, truncated, tracesJoined, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
+	registry.MustRegister(delivered, dropped, truncated, tracesJoined, ready, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
 		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo)
 	buildInfo.WithLabelValues(Version, runtime.Version(), FluentBitABI).Set(1)
 }
@@ -167,7 +170,7 @@ type Instance struct {
 	Dropped                                     func(reason string) prometheus.Counter
 	FlushOK, FlushRetry, FlushError             prometheus.Counter
 	FlushDuration, FlushRecords, DeliveryLag    prometheus.Observer
-	LastSuccess                                 prometheus.Gauge
+	LastSuccess, Ready                          prometheus.Gauge
 	SyslogConnects                              func(result string) prometheus.Counter
 	AckWait, RequestDuration                    prometheus.Observer
 	Requests                                    func(code string) prometheus.Counter
@@ -188,6 +191,7 @@ func NewInstance(name, sink string) *Instance {
 		FlushRecords:  flushRecords.WithLabelValues(l...),
 		DeliveryLag:   deliveryLag.WithLabelValues(l...),
 		LastSuccess:   lastSuccess.WithLabelValues(l...),
+		Ready:         ready.WithLabelValues(l...),
 	}
 	// A sink's own series exist only on its instances: another sink's go to unregistered
 	// collectors, which nobody reads.

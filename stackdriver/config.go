@@ -37,6 +37,7 @@ type Config struct {
 
 // Parse reads the Cloud Logging sink's keys; its errors are p's.
 func Parse(p *core.Parser) *Config {
+	p.FromEnv("project_id", "cluster_name", "cluster_location", "credentials_file", "endpoint")
 	c := &Config{
 		project:   p.String("project_id", ""),
 		cluster:   p.String("cluster_name", ""),

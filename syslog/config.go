@@ -66,6 +66,9 @@ func (e redactPort) Unwrap() error { return e.err }
 // Parse reads the syslog sink's keys; its errors are p's.
 func Parse(p *core.Parser) *Config {
 	var c Config
+	// Set from the Secret in the shipped deployment: a problem with them leaves this output
+	// not started, and the others running.
+	p.FromEnv("address", "token")
 	// Papertrail's port identifies the destination: whoever has it can write into the
 	// account. It is never logged (the host is).
 	address := p.Shown("address", "", redactAddress)

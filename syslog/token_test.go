@@ -91,7 +91,7 @@ func TestTokenNeverShown(t *testing.T) {
 	for _, bad := range []string{"has space", "a]b", strings.Repeat("t", 200)} {
 		p := core.NewParser(core.MapGetter{"address": "h:1", "token": bad})
 		Parse(p)
-		if err := p.Err(); err == nil || !strings.Contains(err.Error(), `config key "token"`) || strings.Contains(err.Error(), bad) {
+		if err := p.Deferred(); err == nil || !strings.Contains(err.Error(), `config key "token"`) || strings.Contains(err.Error(), bad) {
 			t.Errorf("token %q: %v", bad, err)
 		}
 	}
