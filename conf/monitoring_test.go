@@ -23,8 +23,9 @@ import (
 )
 
 // external are series that come from neither the plugin nor Fluent Bit: kube-state-metrics'
-// (every GKE cluster with managed collection has it).
-var external = map[string]bool{"kube_pod_container_status_restarts_total": true}
+// (every GKE cluster with managed collection has it), and up, which the collector writes for
+// each target it scrapes.
+var external = map[string]bool{"kube_pod_container_status_restarts_total": true, "up": true}
 
 // alertExprs parses alerts.yaml with Prometheus' own rule parser, holds rules.yaml (the
 // Rules object for Google Managed Prometheus) to the same groups, and returns every
@@ -62,7 +63,7 @@ func alertExprs(t *testing.T) []string {
 			}
 		}
 	}
-	want := []string{"TrailstackDestinationStuck", "TrailstackRecordsDropped", "TrailstackDeliveryLagging", "TrailstackMetadataMissing", "TrailstackDiskBufferFilling", "TrailstackPodRestarting"}
+	want := []string{"TrailstackDestinationStuck", "TrailstackRecordsDropped", "TrailstackDeliveryLagging", "TrailstackMetadataMissing", "TrailstackDiskBufferFilling", "TrailstackPodRestarting", "TrailstackOutputNotReady", "TrailstackAgentNotScraped", "TrailstackStateDiskFilling"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("alerts %v, want %v", names, want)
 	}

@@ -79,6 +79,11 @@ func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance,
 		}
 		log.Infof("Kubernetes metadata of node %s on http://%s", kc.Node, bound)
 	}
+	if c.stateDir != "" {
+		if err := metrics.WatchStateDisk(c.stateDir); err != nil {
+			log.Warnf("state_dir: its free space is not exported: %v", err)
+		}
+	}
 	m := metrics.NewInstance(name, c.sink)
 	env := Env{Log: log, Metrics: m}
 	// What the configuration file gets wrong failed above. A value from the environment
@@ -112,6 +117,7 @@ type instanceConfig struct {
 	kubeListen      string // the pod lookups' endpoint, where the filter's Kube_URL points
 	kubeNode        string
 	exceptions      exceptions.Language // whose stack traces are joined
+	stateDir        string              // whose filesystem's free space is exported
 }
 
 // batch is a flush's records and what joining their traces needs.
@@ -132,6 +138,7 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 	c.metricsListen = p.String("metrics_listen", "")
 	c.inflightLimit = p.Size("inflight_limit", 16<<20, 64<<10, 1<<30)
 	c.kubeListen = p.String("kube_metadata_listen", "")
+	c.stateDir = p.String("state_dir", "")
 	langs := p.String("exceptions", "all")
 	var err error
 	if c.exceptions, err = exceptions.ParseLanguages(langs); err != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -250,4 +251,30 @@ func NewKube() *Kube {
 	k.Lookups("hit")
 	k.Lookups("miss")
 	return k
+}
+
+// stateDiskOnce registers the state directory's filesystem series once a process.
+var stateDiskOnce sync.Once
+
+// WatchStateDisk exports the free share of the filesystem that holds dir (Fluent Bit's
+// buffers and tail offsets): when it fills, tail reads on while no chunk can be written,
+// and lines are lost. The first directory named in a process is the one watched.
+func WatchStateDisk(dir string) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return err
+	}
+	stateDiskOnce.Do(func() {
+		registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "trailstack_state_filesystem_avail_ratio",
+			Help: "The share of the state directory's filesystem free to unprivileged writers (0 to 1).",
+		}, func() float64 {
+			var st syscall.Statfs_t
+			if syscall.Statfs(dir, &st) != nil || st.Blocks == 0 {
+				return 0
+			}
+			return float64(st.Bavail) / float64(st.Blocks)
+		}))
+	})
+	return nil
 }
