@@ -1,6 +1,6 @@
 # trailstack: the official Fluent Bit image with out_trailstack.so, its configuration and a
 # CA bundle for Papertrail. One architecture: docker build -t trailstack .
-# Both (linux/amd64 and linux/arm64): make image IMAGE=registry/trailstack:tag
+# Both (linux/amd64 and linux/arm64), tagged with the version: make image IMAGE=registry/trailstack:$(git describe --tags)
 #
 # The builder runs on the build machine's platform and cross-compiles the cgo .so for the
 # target with Debian's cross gcc. It is Debian 12 (bookworm): glibc 2.36, no newer than the
@@ -10,6 +10,8 @@ ARG FLUENT_BIT_VERSION=5.1.1
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
 ARG TARGETARCH
+# make image passes git describe's version (the build context has no .git).
+ARG VERSION=dev
 RUN if [ "$TARGETARCH" = arm64 ] && [ "$(go env GOARCH)" != arm64 ]; then \
       apt-get update && apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross; \
     fi
@@ -18,7 +20,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN if [ "$TARGETARCH" = arm64 ] && [ "$(go env GOARCH)" != arm64 ]; then export CC=aarch64-linux-gnu-gcc; fi; \
-    CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags='-s -w' -o /out/out_trailstack.so ./plugin && \
+    CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags="-s -w -X github.com/trailstack/trailstack/metrics.Version=${VERSION}" -o /out/out_trailstack.so ./plugin && \
     CGO_ENABLED=0 GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/trailstack-launch ./launch
 
 FROM fluent/fluent-bit:${FLUENT_BIT_VERSION}

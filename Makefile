@@ -5,7 +5,12 @@ BUILD   := build
 SO      := $(BUILD)/out_trailstack.so
 SO_ARM64 := $(BUILD)/arm64/out_trailstack.so
 LAUNCH  := $(BUILD)/trailstack-launch
-IMAGE   ?= trailstack:dev
+# The version: the nearest tag (semantic: v0.1.0), the commits since and the commit, -dirty
+# with uncommitted changes. Stamped into the .so (logged at start, trailstack_build_info) and
+# the image's tag; the image build gets it as an argument, its context having no .git.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+STAMP   := -X github.com/trailstack/trailstack/metrics.Version=$(VERSION)
+IMAGE   ?= trailstack:$(VERSION)
 TEST_SO := $(BUILD)/out_trailstack_test.so
 HOST    := $(BUILD)/flbhost
 GOFILES := $(shell find . -name '*.go' -not -path './build/*' -not -path './conf/*') go.mod go.sum
@@ -21,7 +26,7 @@ all: $(SO) $(HOST) $(LAUNCH)
 
 # The shipped plugin, stripped as the Dockerfile builds it.
 $(SO): $(GOFILES)
-	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $@ ./plugin
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w $(STAMP)' -o $@ ./plugin
 
 # The step the image runs before Fluent Bit (launch/): pure Go, built for any architecture
 # without a cross compiler.
@@ -30,13 +35,13 @@ $(LAUNCH): $(GOFILES)
 
 # The arm64 image's plugin, cross-built with Debian's gcc-aarch64-linux-gnu.
 $(SO_ARM64): $(GOFILES)
-	CGO_ENABLED=1 GOARCH=arm64 CC=aarch64-linux-gnu-gcc $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $@ ./plugin
+	CGO_ENABLED=1 GOARCH=arm64 CC=aarch64-linux-gnu-gcc $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w $(STAMP)' -o $@ ./plugin
 	readelf -h $@ | grep Machine
 	readelf -d $@ | grep NEEDED
 
 # The image for both architectures (needs a Docker engine with buildx; pushes to IMAGE).
 image:
-	docker buildx build --platform linux/amd64,linux/arm64 -t $(IMAGE) --push .
+	docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=$(VERSION) -t $(IMAGE) --push .
 
 # The same plugin with a destination the tests can inspect (package testkit/testsink).
 $(TEST_SO): $(GOFILES)

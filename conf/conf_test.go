@@ -444,8 +444,9 @@ func TestDockerfile(t *testing.T) {
 	if goVer == nil || !strings.Contains(df, "ARG GO_VERSION="+goVer[1]+"\n") || !strings.Contains(df, "FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build") {
 		t.Errorf("the builder is not Go %v on bookworm", goVer)
 	}
-	if !strings.Contains(df, "CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags='-s -w'") {
-		t.Error("the .so is not built with cgo for the target, -trimpath and stripped")
+	if !strings.Contains(df, `CGO_ENABLED=1 GOARCH=$TARGETARCH go build -buildmode=c-shared -trimpath -ldflags="-s -w -X github.com/trailstack/trailstack/metrics.Version=${VERSION}"`) ||
+		!strings.Contains(df, "ARG VERSION=") {
+		t.Error("the .so is not built with cgo for the target, -trimpath, stripped and stamped with the version")
 	}
 	// The image's go mod download fetches the plugin's modules only: those that conf's tests
 	// need (Kubernetes, kustomize, Prometheus's rule parser) are in conf/go.mod.

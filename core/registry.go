@@ -3,7 +3,10 @@ package core
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
+
+	"github.com/trailstack/trailstack/metrics"
 )
 
 // Registry maps the opaque contexts Fluent Bit hands back on every flush to instances.
@@ -30,6 +33,9 @@ func (r *Registry) New(get Getter) (uintptr, *Instance, error) {
 	r.index++
 	r.mu.Unlock()
 
+	started.Do(func() {
+		NewLogger(name, os.Stderr).Infof("trailstack %s (%s, Fluent Bit's Go output proxy %s)", metrics.Version, runtime.Version(), metrics.FluentBitABI)
+	})
 	in, err := NewInstance(name, get, r.Kinds)
 	if err != nil {
 		NewLogger(name, os.Stderr).Errorf("init failed: %v", err)
@@ -79,3 +85,6 @@ func (r *Registry) RemoveAll() []*Instance {
 	r.stopProfile()
 	return all
 }
+
+// started logs the version once a process, with the first instance.
+var started sync.Once
