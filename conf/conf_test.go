@@ -470,3 +470,39 @@ func ptrValue(p *int64) int64 {
 	}
 	return *p
 }
+
+// The uninstall DaemonSet empties the directory the agents keep their state in, on every
+// node, with the install's image.
+func TestUninstallClearsTheState(t *testing.T) {
+	r := render(t)
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	rm, err := k.Run(filesys.MakeFsOnDisk(), "uninstall")
+	if err != nil {
+		t.Fatalf("kustomize uninstall: %v", err)
+	}
+	if len(rm.Resources()) != 1 {
+		t.Fatalf("%d objects", len(rm.Resources()))
+	}
+	js, _ := rm.Resources()[0].MarshalJSON()
+	var ds appsv1.DaemonSet
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ds); err != nil {
+		t.Fatal(err)
+	}
+	statePath := func(spec corev1.PodSpec) string {
+		for _, v := range spec.Volumes {
+			if v.HostPath != nil && v.Name == "state" {
+				return v.HostPath.Path
+			}
+		}
+		return ""
+	}
+	c := ds.Spec.Template.Spec.Containers[0]
+	want := statePath(r.ds.Spec.Template.Spec)
+	if got := statePath(ds.Spec.Template.Spec); got == "" || got != want || c.Image != r.ds.Spec.Template.Spec.Containers[0].Image ||
+		len(c.Command) != 3 || c.Command[1] != "-uninstall" || c.Command[2] != c.VolumeMounts[0].MountPath ||
+		len(ds.Spec.Template.Spec.Tolerations) == 0 {
+		t.Errorf("cleanup of %q with %s %v, want the agents' %q with their image, on every node", got, c.Image, c.Command, want)
+	}
+}

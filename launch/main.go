@@ -5,6 +5,7 @@
 // starts: the step only ever adds files for tail to read, and says what it did.
 //
 //	trailstack-launch [-db PATH] [-resume DIR] [-containers DIR] -- fluent-bit ARGS...
+//	trailstack-launch -uninstall DIR
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -20,7 +22,12 @@ func main() {
 	db := flag.String("db", "/var/lib/trailstack/tail.db", "Fluent Bit tail's DB (its DB key)")
 	dir := flag.String("resume", "/var/lib/trailstack/resume", "where rotated files are handed to tail (a Path of the tail input)")
 	containers := flag.String("containers", "/var/log/containers", "the kubelet's container log links")
+	uninstall := flag.String("uninstall", "", "remove everything in this state directory, then wait (the uninstall DaemonSet)")
 	flag.Parse()
+	if *uninstall != "" {
+		removeState(*uninstall)
+		select {} // a DaemonSet's pod runs on until the DaemonSet is deleted
+	}
 	argv := flag.Args()
 	if len(argv) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: trailstack-launch [flags] -- fluent-bit ARGS...")
@@ -41,4 +48,20 @@ func main() {
 // logf writes a line as Fluent Bit writes its own, so the pod's log reads as one.
 func logf(level, format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%s] [%5s] [trailstack-launch] %s\n", time.Now().UTC().Format("2006/01/02 15:04:05.000"), level, fmt.Sprintf(format, args...))
+}
+
+// removeState empties the node's state directory (buffered chunks, tail's offsets, handed
+// files) for an uninstall; the hostPath itself is the node's, and stays.
+func removeState(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		logf("error", "uninstall: %v", err)
+		return
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			logf("error", "uninstall: %v", err)
+		}
+	}
+	logf("info", "uninstall: removed %d entries of %s", len(entries), dir)
 }

@@ -319,3 +319,14 @@ func TestNoDBYet(t *testing.T) {
 		t.Fatalf("handed %q, logged %v", got, logged)
 	}
 }
+
+func TestUninstallEmptiesTheStateDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "storage", "tail.0"), 0o755)
+	os.WriteFile(filepath.Join(dir, "storage", "tail.0", "1-chunk.flb"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(dir, "tail.db"), []byte("x"), 0o644)
+	removeState(dir)
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("left %v", entries)
+	}
+}
