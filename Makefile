@@ -20,7 +20,7 @@ override FIXTURES := $(abspath $(FIXTURES))
 export FIXTURES
 FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
-.PHONY: all test test-unit test-host test-engine test-node bench bench-distance demo vet lint clean image fuzz
+.PHONY: check-conf all test test-unit test-host test-engine test-node bench bench-distance demo vet lint clean image fuzz
 
 all: $(SO) $(HOST) $(LAUNCH)
 
@@ -110,6 +110,12 @@ test-engine: all $(TEST_SO)
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 30m -run '^TestEngine' ./...
 test-node: all
 	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m -run '^TestNode' ./...
+
+# Checks a Fluent Bit configuration's trailstack outputs offline with the plugin's own
+# parser, as Init would (make check-conf CONF=path/to/fluent-bit.conf).
+CONF ?= conf/fluent-bit.conf
+check-conf:
+	$(GO) run ./tools/confcheck $(CONF)
 
 # Every fuzz target for FUZZTIME each (not part of make test; the seed corpora are).
 FUZZTIME ?= 30s

@@ -1,7 +1,6 @@
 package conf
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"os"
@@ -24,35 +23,14 @@ import (
 	"github.com/trailstack/trailstack/sinks"
 )
 
-type section struct {
-	name string
-	keys core.MapGetter
-}
-
-// parseConf reads Fluent Bit's classic format: [SECTION] headers, "key value" lines,
-// comments. A repeated key is an error here, as it is ambiguous in Fluent Bit.
-func parseConf(t *testing.T, data []byte) []section {
+// parseConf reads Fluent Bit's classic format with the plugin's own reader.
+func parseConf(t *testing.T, data []byte) []core.Section {
 	t.Helper()
-	var out []section
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
-		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
-			out = append(out, section{name: strings.ToUpper(line[1 : len(line)-1]), keys: core.MapGetter{}})
-		case len(out) == 0:
-			t.Fatalf("line %d outside a section: %q", n, line)
-		default:
-			k, v, _ := strings.Cut(line, " ")
-			s := &out[len(out)-1]
-			if _, dup := s.keys[k]; dup {
-				t.Fatalf("line %d: %s repeated in [%s]", n, k, s.name)
-			}
-			s.keys[k] = strings.TrimSpace(v)
-		}
+	secs, err := core.ReadClassic(data)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return secs
 }
 
 func readFile(t *testing.T, name string) []byte {
@@ -64,14 +42,14 @@ func readFile(t *testing.T, name string) []byte {
 	return b
 }
 
-func fluentBitConf(t *testing.T) []section { return parseConf(t, readFile(t, "fluent-bit.conf")) }
+func fluentBitConf(t *testing.T) []core.Section { return parseConf(t, readFile(t, "fluent-bit.conf")) }
 
-func only(t *testing.T, secs []section, name string) core.MapGetter {
+func only(t *testing.T, secs []core.Section, name string) core.MapGetter {
 	t.Helper()
 	var found []core.MapGetter
 	for _, s := range secs {
-		if s.name == name {
-			found = append(found, s.keys)
+		if s.Name == name {
+			found = append(found, s.Keys)
 		}
 	}
 	if len(found) != 1 {
@@ -83,36 +61,30 @@ func only(t *testing.T, secs []section, name string) core.MapGetter {
 // Every key of every trailstack output is one the plugin reads, with a value it accepts.
 func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 	env := map[string]string{"PAPERTRAIL_ADDRESS": "logs1.papertrailapp.com:12345", "NODE_NAME": "node-1"}
+	// What tools/confcheck runs on a user's file.
+	if errs := core.CheckClassic(readFile(t, "fluent-bit.conf"), sinks.All, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); len(errs) > 0 {
+		t.Errorf("%v", errs)
+	}
 	used := map[string]bool{}
 	for _, s := range fluentBitConf(t) {
-		if s.name != "OUTPUT" || !strings.EqualFold(s.keys.Get("Name"), "trailstack") {
+		if s.Name != "OUTPUT" || !strings.EqualFold(s.Keys.Get("Name"), "trailstack") {
 			continue
 		}
-		keys := core.MapGetter{}
-		for k, v := range s.keys {
-			// Fluent Bit replaces ${VAR} before the plugin sees the value.
-			for name, val := range env {
-				v = strings.ReplaceAll(v, "${"+name+"}", val)
-			}
-			keys[k] = v
+		used[s.Keys.Get("sink")] = true
+		if s.Keys.Get("Retry_Limit") != "no_limits" {
+			t.Errorf("[OUTPUT] %s: Retry_Limit %q: a limit drops chunks", s.Keys.Get("Alias"), s.Keys.Get("Retry_Limit"))
 		}
-		if err := core.Check(keys, sinks.All); err != nil {
-			t.Errorf("[OUTPUT] %s: %v", s.keys.Get("Alias"), err)
-		}
-		used[keys.Get("sink")] = true
-		if s.keys.Get("Retry_Limit") != "no_limits" {
-			t.Errorf("[OUTPUT] %s: Retry_Limit %q: a limit drops chunks", s.keys.Get("Alias"), s.keys.Get("Retry_Limit"))
-		}
-		if w, _ := strconv.Atoi(s.keys.Get("Workers")); w < 1 {
-			t.Errorf("[OUTPUT] %s: Workers %q: with 0 the flush blocks Fluent Bit's main thread", s.keys.Get("Alias"), s.keys.Get("Workers"))
+		if w, _ := strconv.Atoi(s.Keys.Get("Workers")); w < 1 {
+			t.Errorf("[OUTPUT] %s: Workers %q: with 0 the flush blocks Fluent Bit's main thread", s.Keys.Get("Alias"), s.Keys.Get("Workers"))
 		}
 	}
 	if !used["syslog"] || !used["stackdriver"] {
 		t.Errorf("outputs to %v, want both syslog and stackdriver", used)
 	}
 	// And a misspelt key is caught.
-	if err := core.Check(core.MapGetter{"sink": "syslog", "address": "h:1", "adress": "x"}, sinks.All); err == nil {
-		t.Error("a misspelt key passed")
+	bad := []byte("[OUTPUT]\n    Name trailstack\n    sink syslog\n    address h:1\n    adress x\n")
+	if errs := core.CheckClassic(bad, sinks.All, os.LookupEnv); len(errs) != 1 || !strings.Contains(errs[0].Error(), "adress") {
+		t.Errorf("a misspelt key: %v", errs)
 	}
 }
 
@@ -161,9 +133,9 @@ func TestShippedNodeSettings(t *testing.T) {
 	}
 	// A filesystem buffer that a small node's disk holds (README: Disk).
 	for _, s := range secs {
-		if s.name == "OUTPUT" {
-			if n, ok := core.ParseSize(s.keys.Get("storage.total_limit_size")); !ok || n == 0 || n > 2<<30 {
-				t.Errorf("[OUTPUT] %s: storage.total_limit_size %q", s.keys.Get("Alias"), s.keys.Get("storage.total_limit_size"))
+		if s.Name == "OUTPUT" {
+			if n, ok := core.ParseSize(s.Keys.Get("storage.total_limit_size")); !ok || n == 0 || n > 2<<30 {
+				t.Errorf("[OUTPUT] %s: storage.total_limit_size %q", s.Keys.Get("Alias"), s.Keys.Get("storage.total_limit_size"))
 			}
 		}
 	}
@@ -306,11 +278,11 @@ func TestManifests(t *testing.T) {
 	grace, _ := strconv.Atoi(svc.Get("Grace"))
 	var longest time.Duration
 	for _, s := range secs {
-		if s.name != "OUTPUT" {
+		if s.Name != "OUTPUT" {
 			continue
 		}
 		var keys []string
-		switch s.keys.Get("sink") {
+		switch s.Keys.Get("sink") {
 		case "syslog":
 			keys = []string{"flush_timeout"}
 		case "stackdriver":
@@ -318,9 +290,9 @@ func TestManifests(t *testing.T) {
 		}
 		var flush time.Duration
 		for _, k := range keys {
-			d, err := time.ParseDuration(s.keys.Get(k))
+			d, err := time.ParseDuration(s.Keys.Get(k))
 			if err != nil {
-				t.Errorf("[OUTPUT] %s: %s %q: state it, it is part of the shutdown budget", s.keys.Get("Alias"), k, s.keys.Get(k))
+				t.Errorf("[OUTPUT] %s: %s %q: state it, it is part of the shutdown budget", s.Keys.Get("Alias"), k, s.Keys.Get(k))
 			}
 			flush += d
 		}
@@ -406,8 +378,8 @@ func TestDockerfile(t *testing.T) {
 	}
 	var caFile string
 	for _, s := range fluentBitConf(t) {
-		if s.keys.Get("sink") == "syslog" {
-			caFile = s.keys.Get("ca_file")
+		if s.Keys.Get("sink") == "syslog" {
+			caFile = s.Keys.Get("ca_file")
 		}
 	}
 	if !regexp.MustCompile(`(?m)^COPY --from=build /etc/ssl/certs/ca-certificates.crt ` + regexp.QuoteMeta(caFile) + `$`).MatchString(df) {

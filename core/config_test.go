@@ -113,3 +113,32 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// The offline check of a whole configuration: each trailstack output checked as Init would,
+// other plugins' sections left alone, ${VAR} from the given environment.
+func TestCheckClassic(t *testing.T) {
+	conf := []byte(`[SERVICE]
+    Flush 1
+[OUTPUT]
+    Name  stdout
+    Match *
+[OUTPUT]
+    Name     trailstack
+    Match    *
+    sink     null
+    shutdown_timeout ${WAIT}
+[OUTPUT]
+    Name     trailstack
+    sink     null
+    shutdown_timout 3s
+`)
+	env := func(k string) (string, bool) { return map[string]string{"WAIT": "soon"}[k], k == "WAIT" }
+	errs := CheckClassic(conf, []Kind{Null}, env)
+	if len(errs) != 2 || !strings.Contains(errs[0].Error(), `line 6: config key "shutdown_timeout": invalid value "soon"`) ||
+		!strings.Contains(errs[1].Error(), "line 11: keys that sink null does not read: shutdown_timout") {
+		t.Fatalf("%v", errs)
+	}
+	if _, err := ReadClassic([]byte("[OUTPUT]\n    Name a\n    Name b\n")); err == nil {
+		t.Error("a repeated key passed")
+	}
+}
