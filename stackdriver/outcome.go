@@ -27,7 +27,7 @@ const (
 	retryable                    // anything else: RETRY, and Fluent Bit's scheduler decides when
 )
 
-// classify reads the API's answer to one request, the one place that does (the README's
+// classify reads the API's answer to one request, the one place that does (docs/behaviour.md's
 // outcome table). cancelled is a flush stopped at shutdown, whose deadline says nothing about
 // the service. The error comes back with what to check when the fix is the operator's.
 func classify(err error, cancelled bool) (outcome, error) {

@@ -178,7 +178,7 @@ func (s *scratch) startChunk(b *core.Batch, now time.Time, retention time.Durati
 // insertID is the i-th record's of the chunk: the same every time the chunk is sent, so that
 // Cloud Logging drops the copies a retry writes (it deduplicates entries whose insertId and
 // timestamp both match), and different for two equal lines of different chunks, which are
-// two writes. The README's insertId paragraph gives the limits.
+// two writes. docs/behaviour.md (insertId) gives the limits.
 func (s *scratch) insertID(i int) string {
 	if cap(s.ids)-len(s.ids) < 40 {
 		s.ids = make([]byte, 0, 24*slab)
