@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -476,5 +477,66 @@ func TestUninstallClearsTheState(t *testing.T) {
 		len(c.Command) != 3 || c.Command[1] != "-uninstall" || c.Command[2] != c.VolumeMounts[0].MountPath ||
 		len(ds.Spec.Template.Spec.Tolerations) == 0 {
 		t.Errorf("cleanup of %q with %s %v, want the agents' %q with their image, on every node", got, c.Image, c.Command, want)
+	}
+}
+
+// The README's quick start and operating commands name only what exists: files and
+// directories, make targets, the image name kustomize sets, the objects kubectl waits on,
+// the Kubernetes service account Workload Identity binds, the Secret's keys, the log lines to
+// look for.
+func TestQuickStartNamesExist(t *testing.T) {
+	readme := string(readFile(t, "../README.md"))
+	start := strings.Index(readme, "## Quick start on GKE")
+	end := strings.Index(readme, "## What can still be lost")
+	if start < 0 || end < start {
+		t.Fatal("no quick start and operating sections")
+	}
+	text := readme[start:end]
+	for _, p := range regexp.MustCompile(`\bconf/[\w./-]*\w`).FindAllString(text, -1) {
+		if _, err := os.Stat("../" + p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	var code strings.Builder // the commands, in the code blocks
+	for _, b := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(text, -1) {
+		code.WriteString(b[1])
+	}
+	makefile := string(readFile(t, "../Makefile"))
+	for _, m := range regexp.MustCompile(`\bmake ([a-z-]+)`).FindAllStringSubmatch(code.String(), -1) {
+		if !regexp.MustCompile(`(?m)^` + m[1] + `:`).MatchString(makefile) {
+			t.Errorf("make %s: no such target", m[1])
+		}
+	}
+	for _, dir := range []string{".", "uninstall"} {
+		if k := string(readFile(t, filepath.Join(dir, "kustomization.yaml"))); !strings.Contains(k, "- name: trailstack\n") {
+			t.Errorf("%s: kustomize edit set image trailstack=... names no image there", dir)
+		}
+	}
+	r := render(t)
+	if !strings.Contains(text, "kubectl -n "+r.ds.Namespace+" rollout status ds/"+r.ds.Name) ||
+		!strings.Contains(text, "svc.id.goog["+r.sa.Namespace+"/"+r.sa.Name+"]") {
+		t.Errorf("the commands do not name the DaemonSet %s/%s or the service account %s/%s", r.ds.Namespace, r.ds.Name, r.sa.Namespace, r.sa.Name)
+	}
+	if !strings.Contains(string(readFile(t, "kubernetes/serviceaccount.yaml")), "@PROJECT_ID.iam.gserviceaccount.com") {
+		t.Error("serviceaccount.yaml has no PROJECT_ID for the quick start's sed")
+	}
+	env := string(readFile(t, "papertrail.env"))
+	for _, k := range regexp.MustCompile(`PAPERTRAIL_[A-Z]+`).FindAllString(text, -1) {
+		if !strings.Contains(env, k+"=") {
+			t.Errorf("%s is not in papertrail.env", k)
+		}
+	}
+	if !strings.Contains(text, "ds/trailstack-cleanup") {
+		t.Error("the uninstall does not wait for the cleanup DaemonSet")
+	}
+	// The lines the quick start says to look for are the ones the plugin writes.
+	for _, line := range []string{"initialised: ", "output not started"} {
+		found := false
+		for _, f := range []string{"../core/instance.go", "../core/pending.go"} {
+			found = found || strings.Contains(string(readFile(t, f)), line)
+		}
+		if !found || !strings.Contains(text, strings.TrimSpace(line)) {
+			t.Errorf("%q: not in the code, or not in the quick start", line)
+		}
 	}
 }
