@@ -112,10 +112,12 @@ test-node: all
 	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m -run '^TestNode' ./...
 
 # Checks a Fluent Bit configuration's trailstack outputs offline with the plugin's own
-# parser, as Init would (make check-conf CONF=path/to/fluent-bit.conf).
+# parser, as Init would (make check-conf CONF=path/to/fluent-bit.conf), the Secret's values
+# from PAPERTRAIL_ENV included.
 CONF ?= conf/fluent-bit.conf
+PAPERTRAIL_ENV ?= conf/papertrail.env
 check-conf:
-	$(GO) run ./tools/confcheck $(CONF)
+	set -a && . ./$(PAPERTRAIL_ENV) && set +a && $(GO) run ./tools/confcheck $(CONF)
 
 # Every fuzz target for FUZZTIME each (not part of make test; the seed corpora are).
 FUZZTIME ?= 30s

@@ -83,6 +83,23 @@ func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 		t.Errorf("outputs to %v, want both syslog and stackdriver", used)
 	}
 	// And a misspelt key is caught.
+	// make check-conf reads the Secret's file too: its placeholder address is caught.
+	placeholder := map[string]string{}
+	for _, l := range strings.Split(string(readFile(t, "papertrail.env")), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			placeholder[k] = v
+		}
+	}
+	errs := core.CheckClassic(readFile(t, "fluent-bit.conf"), sinks.All, func(k string) (string, bool) {
+		if v, ok := placeholder[k]; ok {
+			return v, true
+		}
+		v, ok := env[k]
+		return v, ok
+	})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `config key "address"`) {
+		t.Errorf("the placeholder address: %v", errs)
+	}
 	bad := []byte("[OUTPUT]\n    Name trailstack\n    sink syslog\n    address h:1\n    adress x\n")
 	if errs := core.CheckClassic(bad, sinks.All, os.LookupEnv); len(errs) != 1 || !strings.Contains(errs[0].Error(), "adress") {
 		t.Errorf("a misspelt key: %v", errs)

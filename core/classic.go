@@ -57,14 +57,19 @@ func CheckClassic(data []byte, kinds []Kind, lookup func(string) (string, bool))
 		if s.Name != "OUTPUT" || !strings.EqualFold(s.Keys.Get("Name"), "trailstack") {
 			continue
 		}
-		keys := MapGetter{}
+		keys, unset := MapGetter{}, false
 		for k, v := range s.Keys {
 			keys[k] = envRef.ReplaceAllStringFunc(v, func(ref string) string {
-				val, _ := lookup(envRef.FindStringSubmatch(ref)[1])
+				val, ok := lookup(envRef.FindStringSubmatch(ref)[1])
+				unset = unset || !ok
 				return val
 			})
 		}
-		if err := Check(keys, kinds); err != nil {
+		err, deferred := check(keys, kinds)
+		if err == nil && !unset {
+			err = deferred // every variable is set here: its value is checked too
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("[OUTPUT] at line %d: %w", s.Line, err))
 		}
 	}

@@ -156,10 +156,17 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 // Check reads an [OUTPUT] section's keys as Init would, without building the sink, and
 // fails on a value that does not parse or a key that neither the plugin nor Fluent Bit reads.
 func Check(keys MapGetter, kinds []Kind) error {
+	err, _ := check(keys, kinds)
+	return err
+}
+
+// check is Check, and the problem with a value usually set from the environment (which a
+// running agent meets by starting the output not ready).
+func check(keys MapGetter, kinds []Kind) (err, deferred error) {
 	p := NewParser(keys)
 	c, err := parseInstance(p, keys, kinds)
 	if err != nil {
-		return err
+		return err, nil
 	}
 	read := map[string]bool{}
 	for _, k := range p.Keys() {
@@ -173,9 +180,9 @@ func Check(keys MapGetter, kinds []Kind) error {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return fmt.Errorf("keys that sink %s does not read: %s", c.sink, strings.Join(unknown, ", "))
+		return fmt.Errorf("keys that sink %s does not read: %s", c.sink, strings.Join(unknown, ", ")), nil
 	}
-	return nil
+	return nil, p.Deferred()
 }
 
 // Flush decodes one chunk and delivers its records, answering Delivered only when the sink
