@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 
 	"github.com/tinylib/msgp/msgp"
@@ -73,7 +74,8 @@ func (j *joiner) join(recs []record.Record, tag string, s *joinScratch) ([]recor
 		st.idx = append(st.idx, i)
 		st.lines = append(st.lines, line)
 	}
-	s.take = append(s.take[:0], make([]span, len(recs))...) // the joined body a record takes
+	s.take = slices.Grow(s.take[:0], len(recs))[:len(recs)] // what becomes of each record
+	clear(s.take)
 	s.bodies = s.bodies[:0]
 	joined := 0
 	for k := range s.streams {

@@ -33,17 +33,15 @@ func TestEngineTailsAndHotReloads(t *testing.T) {
 	want := expected(t, fixtures(t, "kube-raw"))
 	waitFor(t, out, "\n", len(want))
 	// The metrics endpoint counts what this instance delivered...
-	waitFor(t, logPath, "metrics on http://", 1)
-	b, _ := os.ReadFile(logPath)
-	url := regexp.MustCompile(`metrics on (http://\S+)`).FindSubmatch(b)[1]
+	url := metricsURL(t, logPath)
 	delivered := fmt.Sprintf(`trailstack_records_delivered_total{instance="trailstack.0",sink="test"} %d`, len(want))
-	waitScrape(t, string(url), delivered)
+	waitScrape(t, url, delivered)
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, logPath, "initialised: sink=", 2)
 	waitFor(t, out, "\n", 2*len(want))
 	// ...and after the hot reload it is still up, with only the new instance's series: the
 	// old one's left with it (its counter would read twice as much).
-	waitScrape(t, string(url), delivered)
+	waitScrape(t, url, delivered)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("fluent-bit exited with %v", err)
@@ -61,6 +59,14 @@ func TestEngineTailsAndHotReloads(t *testing.T) {
 		return s
 	}
 	sameLines(t, "records from the real engine", strip(arrived(t, out)), strip(times(want, 2)))
+}
+
+// metricsURL waits for the engine's log to say where the plugin's metrics are.
+func metricsURL(t *testing.T, logPath string) string {
+	t.Helper()
+	waitFor(t, logPath, "metrics on http://", 1)
+	b, _ := os.ReadFile(logPath)
+	return string(regexp.MustCompile(`metrics on (http://\S+)`).FindSubmatch(b)[1])
 }
 
 // waitScrape polls a metrics endpoint until it shows line.
@@ -107,9 +113,7 @@ func TestEngineBrokenOutputBesideAWorkingOne(t *testing.T) {
 	cmd := startEngine(t, bin, conf, logPath)
 	want := expected(t, fixtures(t, "kube-raw"))
 	waitFor(t, out, "\n", len(want))
-	waitFor(t, logPath, "metrics on http://", 1)
-	b, _ := os.ReadFile(logPath)
-	url := string(regexp.MustCompile(`metrics on (http://\S+)`).FindSubmatch(b)[1])
+	url := metricsURL(t, logPath)
 	waitScrape(t, url, `trailstack_output_ready{instance="trailstack.1",sink="syslog"} 0`)
 	waitScrape(t, url, `trailstack_output_ready{instance="trailstack.2",sink="stackdriver"} 0`)
 	waitScrape(t, url, `trailstack_output_ready{instance="trailstack.0",sink="test"} 1`)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -26,7 +27,12 @@ func main() {
 	flag.Parse()
 	if *uninstall != "" {
 		removeState(*uninstall)
-		select {} // a DaemonSet's pod runs on until the DaemonSet is deleted
+		// A DaemonSet's pod runs on until the DaemonSet is deleted. Waiting on a signal, not
+		// on nothing: a process whose every goroutine blocks forever is a deadlock to Go.
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
+		<-stop
+		return
 	}
 	argv := flag.Args()
 	if len(argv) == 0 {

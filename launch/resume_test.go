@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"database/sql"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -328,5 +331,36 @@ func TestUninstallEmptiesTheStateDirectory(t *testing.T) {
 	removeState(dir)
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("left %v", entries)
+	}
+}
+
+// The uninstall DaemonSet's process empties the directory and then runs on until the
+// kubelet stops it, which it answers by exiting cleanly.
+func TestUninstallRunsUntilStopped(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "trailstack-launch")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tail.db"), []byte("x"), 0o644)
+	cmd := exec.Command(bin, "-uninstall", dir)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(stderr).ReadString('\n')
+	if !strings.Contains(line, "uninstall: removed 1 entries") {
+		t.Fatalf("said %q", line)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("exited before it was stopped: %v", err)
+	case <-time.After(time.Second): // still running, as a DaemonSet's pod must
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-exited; err != nil {
+		t.Fatalf("stopped with %v", err)
 	}
 }
