@@ -122,7 +122,7 @@ func (p *Parser) raw(key string) string {
 }
 
 func (p *Parser) bad(key, value, want string) {
-	p.fail(key, fmt.Errorf("config key %q: invalid value %q: want %s", key, value, want))
+	p.fail(key, &BadKeys{Keys: []string{key}, Err: fmt.Errorf("config key %q: invalid value %q: want %s", key, value, want)})
 }
 
 func (p *Parser) note(key, value string, secret bool) {

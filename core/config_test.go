@@ -115,8 +115,9 @@ func TestCheck(t *testing.T) {
 }
 
 // The offline check of a whole configuration: each trailstack output checked as Init would,
-// other plugins' sections left alone, ${VAR} from the given environment.
-func TestCheckClassic(t *testing.T) {
+// other plugins' sections left alone, ${VAR} from the given environment, each problem at the
+// line of its key.
+func TestCheckSections(t *testing.T) {
 	conf := []byte(`[SERVICE]
     Flush 1
 [OUTPUT]
@@ -129,16 +130,23 @@ func TestCheckClassic(t *testing.T) {
     shutdown_timeout ${WAIT}
 [OUTPUT]
     Name     trailstack
+    Alias    second
     sink     null
     shutdown_timout 3s
 `)
 	env := func(k string) (string, bool) { return map[string]string{"WAIT": "soon"}[k], k == "WAIT" }
-	errs := CheckClassic(conf, []Kind{Null}, env)
-	if len(errs) != 2 || !strings.Contains(errs[0].Error(), `line 6: config key "shutdown_timeout": invalid value "soon"`) ||
-		!strings.Contains(errs[1].Error(), "line 11: keys that sink null does not read: shutdown_timout") {
+	secs, err := ReadClassic(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := CheckSections("f.conf", secs, []Kind{Null}, env)
+	if len(errs) != 2 || !strings.HasPrefix(errs[0].Error(), `f.conf:10: output trailstack: config key "shutdown_timeout": invalid value "soon"`) ||
+		errs[1].Error() != "f.conf:15: output second: keys that sink null does not read: shutdown_timout" {
 		t.Fatalf("%v", errs)
 	}
-	if _, err := ReadClassic([]byte("[OUTPUT]\n    Name a\n    Name b\n")); err == nil {
-		t.Error("a repeated key passed")
+	for _, dup := range []string{"[OUTPUT]\n    Name a\n    Name b\n", "[OUTPUT]\n    Name a\n    name b\n"} {
+		if _, err := ReadClassic([]byte(dup)); err == nil {
+			t.Errorf("a repeated key passed: %q", dup)
+		}
 	}
 }

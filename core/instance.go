@@ -180,7 +180,7 @@ func check(keys MapGetter, kinds []Kind) (err, deferred error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return fmt.Errorf("keys that sink %s does not read: %s", c.sink, strings.Join(unknown, ", ")), nil
+		return &BadKeys{Keys: unknown, Err: fmt.Errorf("keys that sink %s does not read: %s", c.sink, strings.Join(unknown, ", "))}, nil
 	}
 	return nil, p.Deferred()
 }

@@ -87,8 +87,18 @@ type Config interface {
 
 // KeyError is an error with the key at fault, worded as the Parser words its own.
 func KeyError(key, format string, args ...any) error {
-	return fmt.Errorf("config key %q: %s", key, fmt.Sprintf(format, args...))
+	return &BadKeys{Keys: []string{key}, Err: fmt.Errorf("config key %q: %s", key, fmt.Sprintf(format, args...))}
 }
+
+// BadKeys is a configuration problem with the keys it names, so that a file's check can
+// point at their lines.
+type BadKeys struct {
+	Keys []string
+	Err  error
+}
+
+func (e *BadKeys) Error() string { return e.Err.Error() }
+func (e *BadKeys) Unwrap() error { return e.Err }
 
 // kindNames lists the kinds' names in table order.
 func kindNames(kinds []Kind) []string {
