@@ -5,12 +5,16 @@ BUILD   := build
 SO      := $(BUILD)/out_trailstack.so
 SO_ARM64 := $(BUILD)/arm64/out_trailstack.so
 LAUNCH  := $(BUILD)/trailstack-launch
-# The version: the nearest tag (semantic: v0.1.0), the commits since and the commit, -dirty
-# with uncommitted changes. Stamped into the .so (logged at start, trailstack_build_info) and
-# the image's tag; the image build gets it as an argument, its context having no .git.
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version is the VERSION file (the CHANGELOG's top entry; the image tag, the
+# kustomization and the Helm values name it: conf's tests hold them together), so every clone
+# has it, tags or not. Stamped into the .so (logged at start, trailstack_build_info) with
+# git's commit appended where there is one (0.1.0+ef42208, .dirty with uncommitted changes);
+# the image build gets it as an argument, its context having no .git.
+RELEASE := $(shell cat VERSION)
+COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null)
+VERSION ?= $(RELEASE)$(if $(COMMIT),+$(COMMIT)$(if $(shell git status --porcelain 2>/dev/null),.dirty))
 STAMP   := -X github.com/trailstack/trailstack/metrics.Version=$(VERSION)
-IMAGE   ?= trailstack:$(VERSION)
+IMAGE   ?= trailstack:$(RELEASE)
 TEST_SO := $(BUILD)/out_trailstack_test.so
 HOST    := $(BUILD)/flbhost
 GOFILES := $(shell find . -name '*.go' -not -path './build/*' -not -path './conf/*') go.mod go.sum
@@ -20,9 +24,13 @@ override FIXTURES := $(abspath $(FIXTURES))
 export FIXTURES
 FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
-.PHONY: check-conf all test test-unit test-host test-engine test-node bench bench-distance demo vet lint clean image fuzz
+.PHONY: version check-conf all test test-unit test-host test-engine test-node bench bench-distance demo vet lint clean image fuzz
 
 all: $(SO) $(HOST) $(LAUNCH)
+
+# What make stamps: make -s version
+version:
+	@echo $(VERSION)
 
 # The shipped plugin, stripped as the Dockerfile builds it.
 $(SO): $(GOFILES)
@@ -112,9 +120,9 @@ test-node: all
 	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m -run '^TestNode' ./...
 
 # Checks a Fluent Bit configuration's trailstack outputs offline with the plugin's own
-# parser, as Init would (make check-conf CONF=path/to/fluent-bit.conf), the Secret's values
+# parser, as Init would (make check-conf CONF=path/to/fluent-bit.yaml), the Secret's values
 # from PAPERTRAIL_ENV included.
-CONF ?= conf/fluent-bit.conf
+CONF ?= conf/fluent-bit.yaml
 PAPERTRAIL_ENV ?= conf/papertrail.env
 check-conf:
 	set -a && . ./$(PAPERTRAIL_ENV) && set +a && $(GO) run ./tools/confcheck $(CONF)

@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,10 +15,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// agent is one pod of the DaemonSet, running on the node.
+// agent is one pod of the DaemonSet, running on the node in the container runtime.
 type agent struct {
 	n       *node
-	cmd     *exec.Cmd
+	name    string // the container's
+	c       corev1.Container
+	grace   int64     // the pod's termination grace period, in seconds
+	cmd     *exec.Cmd // podman run, attached: the container's output, and its exit status
 	log     string
 	exited  chan struct{}
 	stopped chan struct{} // closed when the kubelet stops probing
@@ -28,38 +31,18 @@ type agent struct {
 }
 
 // startAgent starts a new pod of the DaemonSet on the node, on the same hostPaths.
-func (n *node) startAgent() *agent {
+func (n *node) startAgent() *agent { return n.startPod(n.spec, n.c) }
+
+// startPod runs a pod's container on the node, and probes it as the kubelet does.
+func (n *node) startPod(spec corev1.PodSpec, c corev1.Container) *agent {
 	t := n.t
 	n.started++
-	a := &agent{n: n, log: filepath.Join(n.dir, fmt.Sprintf("agent-%d.txt", n.started)), exited: make(chan struct{}), stopped: make(chan struct{})}
-	var sh strings.Builder
-	sh.WriteString("set -e\nmount --bind \"$R\" \"$R\"\nmount -o remount,bind,ro \"$R\"\n")
-	for _, m := range n.mounts {
-		switch m[2] {
-		case "rbind":
-			fmt.Fprintf(&sh, "mount --rbind %q \"$R\"%q\n", m[0], m[1])
-		case "ro":
-			fmt.Fprintf(&sh, "mount --bind %q \"$R\"%q\nmount -o remount,bind,ro \"$R\"%q\n", m[0], m[1], m[1])
-		default:
-			fmt.Fprintf(&sh, "mount --bind %q \"$R\"%q\n", m[0], m[1])
-		}
+	a := &agent{n: n, c: c, name: fmt.Sprintf("trailstack-harness-%d-%d", os.Getpid(), podSeq.Add(1)), grace: 30,
+		log: filepath.Join(n.dir, fmt.Sprintf("agent-%d.txt", n.started)), exited: make(chan struct{}), stopped: make(chan struct{})}
+	if g := spec.TerminationGracePeriodSeconds; g != nil {
+		a.grace = *g
 	}
-	// The container's security context: no capability left and no privilege to gain
-	// (setpriv is util-linux's, from the host's /usr mounted in the root).
-	sc, drop := n.c.SecurityContext, ""
-	if sc != nil && sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, "ALL") {
-		drop += " --bounding-set=-all --inh-caps=-all"
-	}
-	if sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
-		drop += " --no-new-privs"
-	}
-	if drop != "" {
-		drop = " /usr/bin/setpriv" + drop
-	}
-	sh.WriteString("exec chroot \"$R\"" + drop + " \"$@\"\n")
-	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", sh.String(), "pod"}, n.argv...)
-	a.cmd = exec.Command("unshare", args...)
-	a.cmd.Env = append([]string{"R=" + n.root}, n.env...)
+	a.cmd = podman(n.podArgs(a.name, spec, c)...)
 	f, err := os.Create(a.log)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +52,7 @@ func (n *node) startAgent() *agent {
 		t.Fatal(err)
 	}
 	go func() { _ = a.cmd.Wait(); f.Close(); close(a.exited) }()
-	t.Cleanup(func() { a.kill() })
+	t.Cleanup(func() { a.kill(); _ = podman("rm", "-f", a.name).Run() })
 	go a.probe()
 	return a
 }
@@ -77,7 +60,7 @@ func (n *node) startAgent() *agent {
 // probe polls the container's probes as the kubelet does; a liveness failure that would
 // restart the pod is recorded (a restart cannot fix a destination).
 func (a *agent) probe() {
-	c := a.n.c
+	c := a.c
 	type state struct {
 		p     *corev1.Probe
 		fails int
@@ -104,7 +87,7 @@ func (a *agent) probe() {
 					continue
 				}
 				s.next = now.Add(time.Duration(max(s.p.PeriodSeconds, 1)) * time.Second)
-				ok := httpProbe(s.p)
+				ok := httpProbe(c, s.p)
 				a.mu.Lock()
 				if ok {
 					s.fails = 0
@@ -120,9 +103,9 @@ func (a *agent) probe() {
 	}
 }
 
-func httpProbe(p *corev1.Probe) bool {
+func httpProbe(c corev1.Container, p *corev1.Probe) bool {
 	to := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
-	resp, err := (&http.Client{Timeout: to}).Get(fmt.Sprintf("http://127.0.0.1:%d%s", p.HTTPGet.Port.IntValue(), p.HTTPGet.Path))
+	resp, err := (&http.Client{Timeout: to}).Get(fmt.Sprintf("http://127.0.0.1:%d%s", containerPort(c, p.HTTPGet.Port), p.HTTPGet.Path))
 	if err != nil {
 		return false
 	}
@@ -153,25 +136,39 @@ func (a *agent) waitReady() {
 }
 
 // stop is the kubelet's pod termination: SIGTERM, then SIGKILL once the grace period is
-// over. It returns the time from SIGTERM to exit and whether the kill was needed.
+// over (podman stop with the pod's grace period). It returns the time from SIGTERM to exit
+// and whether the kill was needed.
 func (a *agent) stop() (time.Duration, bool) {
 	close(a.stopped)
-	grace := time.Duration(*a.n.spec.TerminationGracePeriodSeconds) * time.Second
 	start := time.Now()
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-		return time.Since(start), false
-	case <-time.After(grace):
-		a.kill()
-		return time.Since(start), true
+	if out, err := podman("stop", "--time", strconv.FormatInt(a.grace, 10), a.name).CombinedOutput(); err != nil {
+		a.n.t.Errorf("podman stop: %v\n%s", err, out)
 	}
+	<-a.exited
+	// 137: the runtime's SIGKILL.
+	return time.Since(start), a.cmd.ProcessState.ExitCode() == 128+int(syscall.SIGKILL)
 }
 
 // kill is a node losing power: no SIGTERM, nothing flushed.
 func (a *agent) kill() {
-	_ = a.cmd.Process.Kill()
+	select {
+	case <-a.exited:
+		return
+	default:
+	}
+	_ = podman("kill", "--signal", "KILL", a.name).Run()
 	<-a.exited
+}
+
+// pid is the container's first process as the node sees it: fluent-bit, which the launcher
+// became.
+func (a *agent) pid() int {
+	out, err := podman("inspect", "--format", "{{.State.Pid}}", a.name).Output()
+	if err != nil {
+		return 0
+	}
+	p, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return p
 }
 
 // stopCleanly stops the pod as the kubelet does and fails the test if the pod had to be

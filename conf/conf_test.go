@@ -3,7 +3,9 @@ package conf
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -17,21 +19,29 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/core/conffile"
 	"github.com/trailstack/trailstack/sinks"
 )
 
-// parseConf reads Fluent Bit's classic format with the plugin's own reader.
-func parseConf(t *testing.T, data []byte) []core.Section {
+// shippedConf is the shipped configuration, the one file of the ConfigMap.
+const shippedConf = "fluent-bit.yaml"
+
+// parseConf reads a Fluent Bit configuration with the offline check's reader (make
+// check-conf), in the format its name says.
+func parseConf(t *testing.T, name string, data []byte) []core.Section {
 	t.Helper()
-	secs, err := core.ReadClassic(data)
+	f, err := conffile.Read(name, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return secs
+	return f.Sections
 }
 
 func readFile(t *testing.T, name string) []byte {
@@ -43,7 +53,14 @@ func readFile(t *testing.T, name string) []byte {
 	return b
 }
 
-func fluentBitConf(t *testing.T) []core.Section { return parseConf(t, readFile(t, "fluent-bit.conf")) }
+func fluentBitConf(t *testing.T) []core.Section {
+	return parseConf(t, shippedConf, readFile(t, shippedConf))
+}
+
+// on is a Fluent Bit boolean that is true.
+func on(v string) bool {
+	return slices.Contains([]string{"on", "true", "yes", "1"}, strings.ToLower(v))
+}
 
 func only(t *testing.T, secs []core.Section, name string) core.MapGetter {
 	t.Helper()
@@ -63,7 +80,7 @@ func only(t *testing.T, secs []core.Section, name string) core.MapGetter {
 func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 	env := map[string]string{"PAPERTRAIL_ADDRESS": "logs1.papertrailapp.com:12345", "NODE_NAME": "node-1"}
 	// What tools/confcheck runs on a user's file.
-	if errs := core.CheckClassic(readFile(t, "fluent-bit.conf"), sinks.All, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); len(errs) > 0 {
+	if errs := conffile.Check(shippedConf, readFile(t, shippedConf), sinks.All, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); len(errs) > 0 {
 		t.Errorf("%v", errs)
 	}
 	used := map[string]bool{}
@@ -90,7 +107,7 @@ func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 			placeholder[k] = v
 		}
 	}
-	errs := core.CheckClassic(readFile(t, "fluent-bit.conf"), sinks.All, func(k string) (string, bool) {
+	errs := conffile.Check(shippedConf, readFile(t, shippedConf), sinks.All, func(k string) (string, bool) {
 		if v, ok := placeholder[k]; ok {
 			return v, true
 		}
@@ -100,9 +117,13 @@ func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `config key "address"`) {
 		t.Errorf("the placeholder address: %v", errs)
 	}
-	bad := []byte("[OUTPUT]\n    Name trailstack\n    sink syslog\n    address h:1\n    adress x\n")
-	if errs := core.CheckClassic(bad, sinks.All, os.LookupEnv); len(errs) != 1 || !strings.Contains(errs[0].Error(), "adress") {
-		t.Errorf("a misspelt key: %v", errs)
+	// A misspelt key in the shipped file is named with its file and line.
+	lines := strings.Split(string(readFile(t, shippedConf)), "\n")
+	i := slices.IndexFunc(lines, func(l string) bool { return strings.TrimSpace(l) == "ack_timeout: 10s" })
+	lines[i] = strings.Replace(lines[i], "ack_timeout", "ack_timout", 1)
+	want := fmt.Sprintf(`%s:%d: output papertrail: keys that sink syslog does not read: ack_timout`, shippedConf, i+1)
+	if errs := conffile.Check(shippedConf, []byte(strings.Join(lines, "\n")), sinks.All, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("a misspelt key: %v, want %s", errs, want)
 	}
 }
 
@@ -110,21 +131,24 @@ func TestInputBuffersOnDisk(t *testing.T) {
 	secs := fluentBitConf(t)
 	svc := only(t, secs, "SERVICE")
 	in := only(t, secs, "INPUT")
-	for k, want := range map[string]string{"Name": "tail", "storage.type": "filesystem", "Read_from_Head": "On",
+	for k, want := range map[string]string{"Name": "tail", "storage.type": "filesystem",
 		"Tag": "kube.var.log.containers.<file>", "Tag_Regex": "(?<file>[^/]+)$"} {
 		if in.Get(k) != want {
 			t.Errorf("[INPUT] %s = %q, want %q", k, in.Get(k), want)
 		}
 	}
 	// The kubelet's links, and where the image's launcher hands back rotated logs; the
-	// launcher reads the DB tail keeps (the Dockerfile's CMD, checked in TestDockerfile).
+	// launcher reads the DB tail keeps (the Dockerfile's ENTRYPOINT, checked in TestDockerfile).
 	if paths := strings.Split(in.Get("Path"), ","); len(paths) != 2 || paths[0] != "/var/log/containers/*.log" || paths[1] != "/var/lib/trailstack/resume/*/*.log" {
 		t.Errorf("[INPUT] Path %q", in.Get("Path"))
 	}
 	if !strings.Contains(in.Get("multiline.parser"), "cri") || in.Get("DB") == "" || svc.Get("storage.path") == "" {
 		t.Errorf("tail needs the cri parser, a DB and a storage.path: %v %v", in, svc)
 	}
-	if svc.Get("HTTP_Server") != "On" {
+	if !on(in.Get("Read_from_Head")) {
+		t.Errorf("[INPUT] Read_from_Head %q", in.Get("Read_from_Head"))
+	}
+	if !on(svc.Get("HTTP_Server")) {
 		t.Error("the HTTP server (the probes' endpoint) is off")
 	}
 }
@@ -135,11 +159,11 @@ func TestShippedNodeSettings(t *testing.T) {
 	secs := fluentBitConf(t)
 	svc, in, filter := only(t, secs, "SERVICE"), only(t, secs, "INPUT"), only(t, secs, "FILTER")
 	// A file with no offset in the DB at the first scan is read from its end otherwise.
-	if in.Get("Read_from_Head") != "On" {
+	if !on(in.Get("Read_from_Head")) {
 		t.Error("Read_from_Head is not On: a pod that logs while no agent runs loses those lines")
 	}
 	// Otherwise one long line ends the file's tail.
-	if in.Get("Skip_Long_Lines") != "On" {
+	if !on(in.Get("Skip_Long_Lines")) {
 		t.Error("Skip_Long_Lines is not On")
 	}
 	// The whole pod object, up to the API server's largest (etcd's 1.5 MiB).
@@ -161,8 +185,10 @@ func TestShippedNodeSettings(t *testing.T) {
 
 // GKE admits a pod of a critical priority class outside kube-system only where a
 // ResourceQuota of its namespace is scoped to that class.
-func TestAdmittedOnGKEStandard(t *testing.T) {
-	r := render(t)
+func TestAdmittedOnGKEStandard(t *testing.T) { checkAdmitted(t, render(t)) }
+
+func checkAdmitted(t *testing.T, r *rendered) {
+	t.Helper()
 	class := r.ds.Spec.Template.Spec.PriorityClassName
 	if class != "system-node-critical" && class != "system-cluster-critical" || r.ds.Namespace == "kube-system" {
 		return
@@ -234,13 +260,27 @@ func render(t *testing.T) *rendered {
 	return r
 }
 
-func TestManifests(t *testing.T) {
-	r := render(t)
+func TestManifests(t *testing.T) { checkInstall(t, render(t)) }
+
+// checkInstall holds an install's objects (kustomize's, or the Helm chart's with our values)
+// to what the agent needs: one function for both.
+func checkInstall(t *testing.T, r *rendered) {
+	t.Helper()
 	spec := r.ds.Spec.Template.Spec
 	if len(spec.Containers) != 1 {
 		t.Fatalf("%d containers", len(spec.Containers))
 	}
 	c := spec.Containers[0]
+	// The image's ENTRYPOINT runs (the launcher, then Fluent Bit: no command), with the
+	// image's arguments or ones that name the shipped file (the node harness runs both in a
+	// real runtime).
+	args := c.Args
+	if len(args) == 0 {
+		args = imageCmd(t)
+	}
+	if len(c.Command) != 0 || len(args) != 2 || args[0] != "-c" || path.Base(args[1]) != shippedConf {
+		t.Errorf("command %q args %q: want the image's entrypoint with -c .../%s", c.Command, c.Args, shippedConf)
+	}
 	// The pod cache's endpoint (kube_metadata_listen) is on loopback: the pod's own while the
 	// pod has its own network; on the host's, every host-network pod could read it.
 	if spec.HostNetwork {
@@ -249,10 +289,9 @@ func TestManifests(t *testing.T) {
 
 	// The ConfigMap carries the files as they are in the repo, mounted where the image
 	// expects them.
-	for _, f := range []string{"fluent-bit.conf", "plugins.conf", "parsers.conf"} {
-		if r.cm.Data[f] != string(readFile(t, f)) {
-			t.Errorf("the ConfigMap does not hold conf/%s", f)
-		}
+	// (Helm's block scalar drops the file's last newline.)
+	if strings.TrimSuffix(r.cm.Data[shippedConf], "\n") != strings.TrimSuffix(string(readFile(t, shippedConf)), "\n") {
+		t.Errorf("the ConfigMap does not hold conf/%s as it is", shippedConf)
 	}
 	mounts := map[string]corev1.VolumeMount{}
 	for _, m := range c.VolumeMounts {
@@ -272,11 +311,11 @@ func TestManifests(t *testing.T) {
 	}
 	secs := fluentBitConf(t)
 	svc, in := only(t, secs, "SERVICE"), only(t, secs, "INPUT")
-	for _, key := range []string{"Plugins_File", "Parsers_File"} {
-		f := svc.Get(key)
-		if m, v, ok := mountedAt(f); !ok || v.ConfigMap == nil || v.ConfigMap.Name != r.cm.Name || !m.ReadOnly || r.cm.Data[path.Base(f)] == "" {
-			t.Errorf("%s %q is not in the mounted ConfigMap", key, f)
-		}
+	// The file Fluent Bit is given is the ConfigMap's, where the pod mounts it.
+	if f := args[len(args)-1]; !slices.Contains(c.Args, f) && !slices.Contains(imageCmd(t), f) {
+		t.Errorf("Fluent Bit reads %s", f)
+	} else if _, v, ok := mountedAt(f); !ok || v.ConfigMap == nil || v.ConfigMap.Name != r.cm.Name || r.cm.Data[path.Base(f)] == "" {
+		t.Errorf("%s is not in the mounted ConfigMap", f)
 	}
 	for what, p := range map[string]string{"storage.path": svc.Get("storage.path"), "DB": in.Get("DB")} {
 		m, v, ok := mountedAt(strings.TrimSuffix(p, "/"))
@@ -325,7 +364,7 @@ func TestManifests(t *testing.T) {
 	// Probes on "/", which does not turn on a destination's errors.
 	port, _ := strconv.Atoi(svc.Get("HTTP_Port"))
 	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != port || p.HTTPGet.Path != "/" {
+		if p == nil || p.HTTPGet == nil || containerPort(c, p.HTTPGet.Port) != port || p.HTTPGet.Path != "/" {
 			t.Errorf("%s probe %+v, want / on %d", name, p, port)
 		}
 	}
@@ -380,17 +419,55 @@ func TestManifests(t *testing.T) {
 		t.Errorf("DaemonSet in %q, namespace %q", r.ds.Namespace, r.namespace.Name)
 	}
 	// The tail input excludes our own pods' logs, by the namespace they run in.
-	if !strings.Contains(in.Get("Exclude_Path"), "_"+r.ds.Namespace+"_") {
-		t.Errorf("Exclude_Path %q does not exclude namespace %s", in.Get("Exclude_Path"), r.ds.Namespace)
+	if !strings.Contains(in.Get("Exclude_Path"), r.ds.Name+"-*_"+r.ds.Namespace+"_") {
+		t.Errorf("Exclude_Path %q does not exclude pods %s-* of namespace %s", in.Get("Exclude_Path"), r.ds.Name, r.ds.Namespace)
 	}
+	// The pods' labels are the ones the PodMonitoring selects.
+	var pm struct {
+		Spec struct {
+			Selector metav1.LabelSelector
+		}
+	}
+	if err := yaml.Unmarshal(readFile(t, "monitoring/podmonitoring.yaml"), &pm); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range pm.Spec.Selector.MatchLabels {
+		if r.ds.Spec.Template.Labels[k] != v {
+			t.Errorf("the PodMonitoring selects %s=%s, the pods have %q", k, v, r.ds.Spec.Template.Labels[k])
+		}
+	}
+	checkAdmitted(t, r)
 }
 
-// The Dockerfile puts the .so where plugins.conf loads it and the CA bundle where the syslog
-// output reads it, on a pinned Fluent Bit image, built with the Go of go.mod.
+// containerPort is the number a probe's port names, by number or by the container's name
+// for it.
+func containerPort(c corev1.Container, p intstr.IntOrString) int {
+	if p.Type == intstr.Int {
+		return p.IntValue()
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return int(cp.ContainerPort)
+		}
+	}
+	return 0
+}
+
+// imageCmd is the Dockerfile's CMD, Fluent Bit's default arguments.
+func imageCmd(t *testing.T) []string {
+	t.Helper()
+	var cmd []string
+	if m := regexp.MustCompile(`(?m)^CMD (.+)$`).FindSubmatch(readFile(t, "../Dockerfile")); m == nil || json.Unmarshal(m[1], &cmd) != nil {
+		t.Fatal("no CMD in exec form")
+	}
+	return cmd
+}
+
+// The Dockerfile puts the .so where the configuration loads it and the CA bundle where the
+// syslog output reads it, on a pinned Fluent Bit image, built with the Go of go.mod.
 func TestDockerfile(t *testing.T) {
 	df := string(readFile(t, "../Dockerfile"))
-	plugins := parseConf(t, readFile(t, "plugins.conf"))
-	so := only(t, plugins, "PLUGINS").Get("Path")
+	so := only(t, fluentBitConf(t), "PLUGINS").Get("Path")
 	if !regexp.MustCompile(`(?m)^COPY --from=build /out/out_trailstack.so ` + regexp.QuoteMeta(so) + `$`).MatchString(df) {
 		t.Errorf("the Dockerfile does not put the .so at %s", so)
 	}
@@ -403,27 +480,32 @@ func TestDockerfile(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^COPY --from=build /etc/ssl/certs/ca-certificates.crt ` + regexp.QuoteMeta(caFile) + `$`).MatchString(df) {
 		t.Errorf("the Dockerfile does not put a CA bundle at %s", caFile)
 	}
-	// The launcher runs first, on the tail input's DB, into the directory its Path reads.
+	// The launcher runs first, on the tail input's DB, into the directory its Path reads: it
+	// is the ENTRYPOINT (the base image's is fluent-bit, which would take a CMD as its own
+	// arguments), and the CMD is Fluent Bit's arguments. The node harness runs the image.
 	in := only(t, fluentBitConf(t), "INPUT")
-	var cmd []string
-	if m := regexp.MustCompile(`(?m)^CMD (.+)$`).FindStringSubmatch(df); m == nil || json.Unmarshal([]byte(m[1]), &cmd) != nil {
-		t.Fatal("no CMD in exec form")
+	var entry, cmd []string
+	for name, into := range map[string]*[]string{"ENTRYPOINT": &entry, "CMD": &cmd} {
+		if m := regexp.MustCompile(`(?m)^` + name + ` (.+)$`).FindStringSubmatch(df); m == nil || json.Unmarshal([]byte(m[1]), into) != nil {
+			t.Fatalf("no %s in exec form", name)
+		}
 	}
 	flag := func(name string) string {
-		if i := slices.Index(cmd, name); i >= 0 && i+1 < len(cmd) {
-			return cmd[i+1]
+		if i := slices.Index(entry, name); i >= 0 && i+1 < len(entry) {
+			return entry[i+1]
 		}
 		return ""
 	}
-	if !regexp.MustCompile(`(?m)^COPY --from=build /out/trailstack-launch `+regexp.QuoteMeta(cmd[0])+`$`).MatchString(df) ||
+	if !regexp.MustCompile(`(?m)^COPY --from=build /out/trailstack-launch `+regexp.QuoteMeta(entry[0])+`$`).MatchString(df) ||
 		flag("-db") != in.Get("DB") || !slices.Contains(strings.Split(in.Get("Path"), ","), flag("-resume")+"/*/*.log") ||
-		!slices.Equal(cmd[slices.Index(cmd, "--")+1:], []string{"/fluent-bit/bin/fluent-bit", "-c", "/fluent-bit/etc/fluent-bit.conf"}) {
-		t.Errorf("CMD %q: want trailstack-launch on the tail DB %s into a directory tail reads (%s), then Fluent Bit", cmd, in.Get("DB"), in.Get("Path"))
+		!slices.Equal(entry[slices.Index(entry, "--")+1:], []string{"/fluent-bit/bin/fluent-bit"}) ||
+		!slices.Equal(cmd, []string{"-c", "/fluent-bit/etc/" + shippedConf}) {
+		t.Errorf("ENTRYPOINT %q CMD %q: want trailstack-launch on the tail DB %s into a directory tail reads (%s), then Fluent Bit with the CMD", entry, cmd, in.Get("DB"), in.Get("Path"))
 	}
 	if !strings.Contains(df, "CGO_ENABLED=0 GOARCH=$TARGETARCH go build -trimpath -ldflags='-s -w' -o /out/trailstack-launch ./launch") {
 		t.Error("the launcher is not built for the target, without cgo, stripped")
 	}
-	if !regexp.MustCompile(`(?m)^COPY conf/fluent-bit.conf conf/plugins.conf conf/parsers.conf /fluent-bit/etc/$`).MatchString(df) {
+	if !regexp.MustCompile(`(?m)^COPY conf/` + regexp.QuoteMeta(shippedConf) + ` /fluent-bit/etc/$`).MatchString(df) {
 		t.Error("the Dockerfile does not copy the configuration to /fluent-bit/etc/")
 	}
 	if !regexp.MustCompile(`(?m)^ARG FLUENT_BIT_VERSION=\d+\.\d+\.\d+$`).MatchString(df) || !strings.Contains(df, "FROM fluent/fluent-bit:${FLUENT_BIT_VERSION}") {
@@ -461,10 +543,9 @@ func ptrValue(p *int64) int64 {
 	return *p
 }
 
-// The uninstall DaemonSet empties the directory the agents keep their state in, on every
-// node, with the install's image.
-func TestUninstallClearsTheState(t *testing.T) {
-	r := render(t)
+// renderUninstall is the uninstall's one object, the cleanup DaemonSet.
+func renderUninstall(t *testing.T) appsv1.DaemonSet {
+	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	rm, err := k.Run(filesys.MakeFsOnDisk(), "uninstall")
 	if err != nil {
@@ -480,6 +561,14 @@ func TestUninstallClearsTheState(t *testing.T) {
 	if err := dec.Decode(&ds); err != nil {
 		t.Fatal(err)
 	}
+	return ds
+}
+
+// The uninstall DaemonSet empties the directory the agents keep their state in, on every
+// node, with the install's image.
+func TestUninstallClearsTheState(t *testing.T) {
+	r := render(t)
+	ds := renderUninstall(t)
 	statePath := func(spec corev1.PodSpec) string {
 		for _, v := range spec.Volumes {
 			if v.HostPath != nil && v.Name == "state" {
@@ -557,3 +646,36 @@ func TestQuickStartNamesExist(t *testing.T) {
 		}
 	}
 }
+
+// One version on every clone, tags or not: the VERSION file, the CHANGELOG's top entry and
+// the image tag of both kustomizations (and of the Helm values) agree.
+func TestOneVersion(t *testing.T) {
+	v := strings.TrimSpace(string(readFile(t, "../VERSION")))
+	if !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(v) {
+		t.Fatalf("VERSION %q is not a semantic version", v)
+	}
+	if m := regexp.MustCompile(`(?m)^## (\S+)`).FindStringSubmatch(string(readFile(t, "../CHANGELOG.md"))); m == nil || m[1] != v {
+		t.Errorf("the CHANGELOG's top entry is %v, VERSION %s", m, v)
+	}
+	for _, k := range []string{"kustomization.yaml", "uninstall/kustomization.yaml"} {
+		if !regexp.MustCompile(`(?m)^\s+newTag: ` + regexp.QuoteMeta(v) + `$`).Match(readFile(t, k)) {
+			t.Errorf("%s does not tag the image %s", k, v)
+		}
+	}
+	for _, f := range versionedFiles {
+		if !regexp.MustCompile(`(?m)^\s+tag: "?` + regexp.QuoteMeta(v) + `"?$`).Match(readFile(t, f)) {
+			t.Errorf("%s does not tag the image %s", f, v)
+		}
+	}
+	// What make stamps into the .so: the version, then git's commit where there is one.
+	out, err := exec.Command("make", "-s", "-C", "..", "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); !regexp.MustCompile(`^` + regexp.QuoteMeta(v) + `(\+[0-9a-f]{7,}(\.dirty)?)?$`).MatchString(got) {
+		t.Errorf("make stamps %q, VERSION is %s", got, v)
+	}
+}
+
+// versionedFiles name the image's tag as a Helm values file does (tag: VERSION).
+var versionedFiles []string

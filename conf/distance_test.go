@@ -166,10 +166,9 @@ func (n *node) spread(rate int, pods []*appPod) (stop func()) {
 	return func() { close(done); <-finished }
 }
 
-// peakRSS is the engine's peak resident memory so far (the agent's process is fluent-bit:
-// unshare, sh and chroot each exec the next).
+// peakRSS is the engine's peak resident memory so far.
 func (a *agent) peakRSS() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.pid()))
 	if err != nil {
 		return 0
 	}

@@ -1,15 +1,15 @@
 package conf
 
-// The node harness: the rendered DaemonSet's container run as a node runs it. The real
-// fluent-bit starts in a private mount namespace, chrooted into a read-only root laid out as
-// the Dockerfile lays out the image, with the pod's volumes (hostPaths, the ConfigMap, the
-// service account) mounted where the manifest mounts them. The harness plays containerd
-// (writes and rotates container logs), the kubelet (probes, SIGTERM then SIGKILL at the
-// grace period, a new pod on the same hostPaths) and GKE (metadata server, API server).
+// The node harness: the rendered DaemonSet's container run as a node runs it. The image is
+// the Dockerfile built by a real builder on a stand-in of the official Fluent Bit image, and
+// each pod is run by a real container runtime (podman with runc, runtime_test.go) with the
+// container's command, args, env, volumes (hostPaths, the ConfigMap, the service account),
+// security context and memory limit. The harness plays containerd's part in writing and
+// rotating container logs, the kubelet's (probes, podman stop with the grace period, a new
+// pod on the same hostPaths) and GKE's (metadata server, API server).
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -92,6 +92,9 @@ func TestMain(m *testing.M) {
 			os.RemoveAll(b.dir)
 		}
 	}
+	if runtimeConf != "" {
+		os.RemoveAll(filepath.Dir(runtimeConf))
+	}
 	os.Exit(code)
 }
 
@@ -100,13 +103,12 @@ func TestMain(m *testing.M) {
 type node struct {
 	t            *testing.T
 	dir          string // the node's disk: hostPaths live under dir/host
-	root         string // the image's root filesystem, read-only in the pod
+	image        string // the Dockerfile built for this node (its CA bundle is the stand-in's)
 	r            *rendered
 	spec         corev1.PodSpec
 	c            corev1.Container
-	env          []string
-	argv         []string
-	mounts       [][3]string       // source, target inside root, "ro" or ""
+	metadata     string            // the GCE metadata server stand-in's host:port
+	kubeCA       string            // the API server stand-in's CA, the service account's ca.crt
 	papertrailIP string            // where the pod's /etc/hosts puts papertrailHost
 	lines        []*delayline.Line // the destinations' delay lines, where they are far away
 	papert       *syslogReceiver
@@ -152,6 +154,8 @@ type nodeOptions struct {
 	fluentBitMultiline bool
 	// The Papertrail destination's token, as the Secret gives it ("": none).
 	papertrailToken string
+	// The Helm chart's install (conf/helm/values.yaml) in place of kustomize's.
+	helm bool
 }
 
 func newNodeWith(t *testing.T, o nodeOptions) *node {
@@ -159,15 +163,11 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 	if os.Geteuid() != 0 {
 		fixture.Need(t, "the node harness needs root for its mount namespace")
 	}
-	for _, c := range []string{"unshare", "chroot", "mount"} {
-		if _, err := exec.LookPath(c); err != nil {
-			fixture.Need(t, "%s not found", c)
-		}
-	}
-	bin := fixture.Engine(t)
 	so, launch := pluginSO(t), launcher(t)
-	n := &node{t: t, dir: t.TempDir(), r: render(t), traces: map[string][]string{}}
-	n.root = filepath.Join(n.dir, "root")
+	n := &node{t: t, dir: t.TempDir(), traces: map[string][]string{}}
+	if n.r = render(t); o.helm {
+		n.r = renderHelm(t)
+	}
 	n.spec = n.r.ds.Spec.Template.Spec
 	n.c = n.spec.Containers[0]
 
@@ -185,32 +185,29 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 	// Logging endpoint (the only line the harness adds to the shipped configuration).
 	n.r.secret.Data = map[string][]byte{"PAPERTRAIL_ADDRESS": []byte(papertrailHost + ":" + strings.Split(n.papert.addr, ":")[1]),
 		"PAPERTRAIL_TOKEN": []byte(o.papertrailToken)}
-	cfg := n.r.cm.Data["fluent-bit.conf"]
-	sd := regexp.MustCompile(`(?m)^(\s+)sink(\s+)stackdriver\n`)
+	const file = "fluent-bit.yaml"
+	cfg := n.r.cm.Data[file]
+	sd := regexp.MustCompile(`(?m)^(\s+)sink: stackdriver\n`)
 	if !sd.MatchString(cfg) {
-		t.Fatal("no stackdriver output in fluent-bit.conf")
+		t.Fatal("no stackdriver output in " + file)
 	}
-	n.r.cm.Data["fluent-bit.conf"] = sd.ReplaceAllString(cfg, "${0}${1}endpoint${2}"+n.cloud.addr+"\n${1}endpoint_plaintext on\n")
+	cfg = sd.ReplaceAllString(cfg, "${0}${1}endpoint: "+n.cloud.addr+"\n${1}endpoint_plaintext: on\n")
 	if o.workers > 0 {
-		w := regexp.MustCompile(`(?m)^(\s+Workers\s+)\d+$`)
-		n.r.cm.Data["fluent-bit.conf"] = w.ReplaceAllString(n.r.cm.Data["fluent-bit.conf"], "${1}"+strconv.Itoa(o.workers))
+		cfg = regexp.MustCompile(`(?m)^(\s+workers: )\d+$`).ReplaceAllString(cfg, "${1}"+strconv.Itoa(o.workers))
 	}
 	if o.fluentBitMultiline {
-		cfg := n.r.cm.Data["fluent-bit.conf"]
-		i := strings.Index(cfg, "\n[FILTER]")
-		cfg = cfg[:i] + "\n[FILTER]\n    Name multiline\n    Match kube.*\n    multiline.key_content log\n    multiline.parser go, java, python, ruby\n" + cfg[i:]
-		n.r.cm.Data["fluent-bit.conf"] = regexp.MustCompile(`(?m)^(\s+)sink(\s+)(\w+)\n`).ReplaceAllString(cfg, "${0}${1}exceptions${2}none\n")
+		cfg = strings.Replace(cfg, "\n  filters:\n", "\n  filters:\n    - name: multiline\n      match: kube.*\n      multiline.key_content: log\n      multiline.parser: go, java, python, ruby\n", 1)
+		cfg = regexp.MustCompile(`(?m)^(\s+)sink: (\w+)\n`).ReplaceAllString(cfg, "${0}${1}exceptions: none\n")
 	}
 	if o.nullOutput {
 		// Without the plugin there is no pod cache: the filter asks the API server itself,
-		// so that the records still carry their metadata.
-		cfg := regexp.MustCompile(`(?m)^\s+Kube_URL\s+\S+\n`).ReplaceAllString(n.r.cm.Data["fluent-bit.conf"], "")
-		n.r.cm.Data["fluent-bit.conf"] = cfg[:strings.Index(cfg, "\n[OUTPUT]")] + "\n[OUTPUT]\n    Name  null\n    Match kube.*\n"
+		// so that the records still carry their metadata. The plugin is not loaded either.
+		cfg = regexp.MustCompile(`(?m)^\s+kube_url: \S+\n`).ReplaceAllString(cfg, "")
+		cfg = cfg[:strings.Index(cfg, "\n  outputs:\n")] + "\n  outputs:\n    - name: null\n      match: kube.*\n"
 	}
-
-	n.buildImage(bin, so, launch, papertrailPKI.CAFile)
-	n.mountVolumes(kubePKI.CAFile)
-	n.env = n.podEnv(metadata)
+	n.r.cm.Data[file] = cfg
+	n.metadata, n.kubeCA = metadata, kubePKI.CAFile
+	n.buildImage(so, launch, papertrailPKI.CAFile)
 	return n
 }
 
@@ -227,145 +224,6 @@ func (n *node) farAway(prefix string, subnet int, rtt time.Duration) (listenFunc
 	return func(lc *net.ListenConfig) (net.Listener, error) { return l.Listen(lc, "tcp", l.FarIP+":0") }, l.FarIP
 }
 
-// buildImage lays out the final stage of the Dockerfile: the base image's fluent-bit, then
-// every COPY. The CA bundle from the builder is the stand-in's CA here.
-func (n *node) buildImage(bin, so, launch, caFile string) {
-	t := n.t
-	df := string(readFile(t, "../Dockerfile"))
-	final := df[strings.LastIndex(df, "\nFROM "):]
-	n.mkfile("fluent-bit/bin/fluent-bit", nil)
-	n.mounts = append(n.mounts, [3]string{bin, "/fluent-bit/bin/fluent-bit", "ro"})
-	for _, line := range strings.Split(final, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 3 || f[0] != "COPY" {
-			if len(f) > 0 && f[0] == "CMD" {
-				if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "CMD ")), &n.argv); err != nil {
-					t.Fatalf("Dockerfile CMD: %v", err)
-				}
-			}
-			continue
-		}
-		srcs, dst := f[1:len(f)-1], f[len(f)-1]
-		if strings.HasPrefix(srcs[0], "--from=") {
-			switch srcs[1] {
-			case "/out/out_trailstack.so":
-				n.mkfile(dst, nil)
-				n.mounts = append(n.mounts, [3]string{so, dst, "ro"})
-			case "/out/trailstack-launch":
-				n.mkfile(dst, nil)
-				n.mounts = append(n.mounts, [3]string{launch, dst, "ro"})
-			case "/etc/ssl/certs/ca-certificates.crt":
-				n.mkfile(dst, readFile(t, caFile))
-			default:
-				t.Fatalf("the harness does not know what %s is", srcs[1])
-			}
-			continue
-		}
-		for _, s := range srcs {
-			to := dst
-			if strings.HasSuffix(dst, "/") {
-				to = filepath.Join(dst, filepath.Base(s))
-			}
-			n.mkfile(to, readFile(t, filepath.Join("..", s)))
-		}
-	}
-	if len(n.c.Command) > 0 {
-		n.argv = append(append([]string{}, n.c.Command...), n.c.Args...)
-	} else if len(n.c.Args) > 0 {
-		n.argv = append(n.argv[:1], n.c.Args...)
-	}
-	// What the image's base has and the pod's runtime provides.
-	n.mkfile("etc/hosts", []byte("127.0.0.1 localhost\n"+strings.Split(kubeAPIAddr, ":")[0]+" kubernetes.default.svc\n"+
-		n.papertrailIP+" "+papertrailHost+"\n"))
-	n.mkfile("etc/nsswitch.conf", []byte("hosts: files dns\n"))
-	n.mkfile("etc/resolv.conf", []byte("nameserver 127.0.0.1\n"))
-	for _, l := range []string{"lib", "lib64", "bin", "sbin"} {
-		if err := os.Symlink("usr/"+l, filepath.Join(n.root, l)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, d := range []string{"usr", "dev", "proc", "tmp"} {
-		n.mkdir(d)
-	}
-	n.mounts = append(n.mounts, [3]string{"/usr", "/usr", "ro"}, [3]string{"/dev", "/dev", "rbind"}, [3]string{"/proc", "/proc", "rbind"})
-}
-
-// mountVolumes mounts the container's volumes as the kubelet does, and the service account.
-func (n *node) mountVolumes(kubeCA string) {
-	t := n.t
-	vols := map[string]corev1.Volume{}
-	for _, v := range n.spec.Volumes {
-		vols[v.Name] = v
-	}
-	for _, m := range n.c.VolumeMounts {
-		v, ok := vols[m.Name]
-		if !ok {
-			t.Fatalf("volumeMount %s has no volume", m.Name)
-		}
-		var src string
-		switch {
-		case v.HostPath != nil:
-			src = n.hostPath(v.HostPath.Path)
-		case v.ConfigMap != nil:
-			if v.ConfigMap.Name != n.r.cm.Name {
-				t.Fatalf("volume %s: ConfigMap %s is not rendered", v.Name, v.ConfigMap.Name)
-			}
-			src = filepath.Join(n.dir, "volumes", v.Name)
-			for k, d := range n.r.cm.Data {
-				writeFile(t, filepath.Join(src, k), []byte(d))
-			}
-		case v.EmptyDir != nil:
-			src = filepath.Join(n.dir, "volumes", v.Name)
-			if err := os.MkdirAll(src, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			t.Fatalf("volume %s: a kind the harness does not mount", v.Name)
-		}
-		n.mkdir(m.MountPath)
-		ro := ""
-		if m.ReadOnly {
-			ro = "ro"
-		}
-		n.mounts = append(n.mounts, [3]string{src, m.MountPath, ro})
-	}
-	sa := filepath.Join(n.dir, "volumes", "serviceaccount")
-	writeFile(t, filepath.Join(sa, "token"), []byte("harness-token"))
-	writeFile(t, filepath.Join(sa, "ca.crt"), readFile(t, kubeCA))
-	writeFile(t, filepath.Join(sa, "namespace"), []byte(n.r.ds.Namespace))
-	n.mkdir("var/run/secrets/kubernetes.io/serviceaccount")
-	n.mounts = append(n.mounts, [3]string{sa, "/var/run/secrets/kubernetes.io/serviceaccount", "ro"})
-}
-
-// podEnv is the container's environment as the kubelet builds it.
-func (n *node) podEnv(metadata string) []string {
-	t := n.t
-	env := []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOSTNAME=trailstack-harness",
-		"KUBERNETES_SERVICE_HOST=" + strings.Split(kubeAPIAddr, ":")[0], "KUBERNETES_SERVICE_PORT=443",
-		"GCE_METADATA_HOST=" + metadata, // GKE's metadata server
-	}
-	for _, e := range n.c.Env {
-		v := e.Value
-		switch {
-		case e.ValueFrom == nil:
-		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "spec.nodeName":
-			v = nodeName
-		case e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == n.r.secret.Name:
-			b, ok := n.r.secret.Data[e.ValueFrom.SecretKeyRef.Key]
-			if !ok {
-				t.Fatalf("env %s: the Secret has no %s", e.Name, e.ValueFrom.SecretKeyRef.Key)
-			}
-			v = string(b)
-		default:
-			t.Fatalf("env %s: a source the harness does not know", e.Name)
-		}
-		env = append(env, e.Name+"="+v)
-	}
-	return env
-}
-
 func (n *node) hostPath(p string) string {
 	dir := filepath.Join(n.dir, "host", p)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -373,14 +231,6 @@ func (n *node) hostPath(p string) string {
 	}
 	return dir
 }
-
-func (n *node) mkdir(p string) {
-	if err := os.MkdirAll(filepath.Join(n.root, p), 0o755); err != nil {
-		n.t.Fatal(err)
-	}
-}
-
-func (n *node) mkfile(p string, data []byte) { writeFile(n.t, filepath.Join(n.root, p), data) }
 
 func writeFile(t *testing.T, p string, data []byte) {
 	t.Helper()

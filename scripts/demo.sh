@@ -22,30 +22,28 @@ if [ -z "$fluent_bit" ] && [ -x ../shared/engine/fluent-bit ]; then
 	fluent_bit=$(realpath ../shared/engine/fluent-bit)
 fi
 if [ -n "$fluent_bit" ]; then
-	# The shipped conf/fluent-bit.conf in a real fluent-bit, pointed at this machine: the
+	# The shipped conf/fluent-bit.yaml in a real fluent-bit, pointed at this machine: the
 	# sample container logs instead of /var/log/containers, state in a temporary folder, the
 	# stand-ins as destinations. Without a cluster there is no kubernetes filter (nor the
 	# plugin's pod cache that feeds it), so the records carry no pod metadata.
 	mkdir -p "$work/state"
-	printf '[PLUGINS]\n    Path %s\n' "$(realpath "$build/out_trailstack.so")" >"$work/plugins.conf"
-	awk -v logs="$(realpath testdata/containers)" -v work="$work" -v logging="$logging_addr" -v conf="$(realpath conf)" '
-		/^\[FILTER\]/ { skip = 1; next }
-		/^\[/ { skip = 0 }
+	awk -v logs="$(realpath testdata/containers)" -v work="$work" -v logging="$logging_addr" -v so="$(realpath "$build/out_trailstack.so")" '
+		/^  filters:/ { skip = 1; next }
+		skip && /^  [^ ]/ { skip = 0 }
 		skip { next }
-		/^ *Plugins_File/ { print "    Plugins_File " work "/plugins.conf"; next }
-		/^ *Parsers_File/ { print "    Parsers_File " conf "/parsers.conf"; next }
-		/^ *storage.path/ { print "    storage.path " work "/state/storage/"; next }
-		/^ *DB / { print "    DB " work "/state/tail.db"; next }
-		/^ *Path / { print "    Path " logs "/*.log"; next }
-		/^ *HTTP_Server/ { print "    HTTP_Server Off"; next }
-		/^ *metrics_listen/ { print "    metrics_listen 127.0.0.1:0"; next }
-		/^ *kube_metadata_listen/ { next }
-		/^ *ca_file/ { print "    ca_file " work "/ca.pem"; next }
-		/^ *sink  *stackdriver/ { print; print "    endpoint " logging; print "    endpoint_plaintext on";
-			print "    project_id demo-project"; print "    cluster_name demo-cluster"; print "    cluster_location europe-west1"; next }
-		{ print }' conf/fluent-bit.conf >"$work/fluent-bit.conf"
+		/^  - \/fluent-bit\/plugins\// { print "  - " so; next }
+		/^ *storage.path:/ { print "  storage.path: " work "/state/storage/"; next }
+		/^ *db:/ { print "      db: " work "/state/tail.db"; next }
+		/^ *path:/ { print "      path: " logs "/*.log"; next }
+		/^ *http_server:/ { print "  http_server: off"; next }
+		/^ *metrics_listen:/ { print "      metrics_listen: 127.0.0.1:0"; next }
+		/^ *kube_metadata_listen:/ { next }
+		/^ *ca_file:/ { print "      ca_file: " work "/ca.pem"; next }
+		/^ *sink: stackdriver/ { print; print "      endpoint: " logging; print "      endpoint_plaintext: on";
+			print "      project_id: demo-project"; print "      cluster_name: demo-cluster"; print "      cluster_location: europe-west1"; next }
+		{ print }' conf/fluent-bit.yaml >"$work/fluent-bit.yaml"
 	echo "== a real Fluent Bit ($fluent_bit) runs the shipped configuration on testdata/containers/:"
-	PAPERTRAIL_ADDRESS="$syslog_addr" NODE_NAME=demo-node "$fluent_bit" -c "$work/fluent-bit.conf" >"$work/plugin.log" 2>&1 &
+	PAPERTRAIL_ADDRESS="$syslog_addr" NODE_NAME=demo-node "$fluent_bit" -c "$work/fluent-bit.yaml" >"$work/plugin.log" 2>&1 &
 	fb=$!
 	wait %1 %2 || true
 	# The plugin's metrics, as a scraper sees them once the records are in.
