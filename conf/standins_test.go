@@ -293,8 +293,14 @@ type cloudLogging struct {
 	*tally
 	addr string
 
-	mu         sync.Mutex // guards down, insertIDs, sameID and structured
-	down       codes.Code // non-OK: every request is answered with this code
+	mu   sync.Mutex // guards down, the quota, insertIDs, sameID and structured
+	down codes.Code // non-OK: every request is answered with this code
+	// A quota of requests a second (0: none), as a token bucket of a second's worth:
+	// past it, RESOURCE_EXHAUSTED.
+	grant      float64
+	tokens     float64
+	refilled   time.Time
+	throttled  int // requests answered RESOURCE_EXHAUSTED
 	insertIDs  map[string]bool
 	sameID     int                          // entries whose insertId was seen before: the service keeps one of them
 	structured map[string]int               // jsonPayload entries by pod
@@ -318,6 +324,19 @@ func startCloudLogging(t *testing.T, listen listenFunc) *cloudLogging {
 }
 
 // largestEntry is the largest entry written, in bytes as the API counts them.
+// setQuota grants perSecond requests a second from now on (0: no quota).
+func (f *cloudLogging) setQuota(perSecond float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.grant, f.tokens, f.refilled = perSecond, perSecond, time.Now()
+}
+
+func (f *cloudLogging) throttledRequests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.throttled
+}
+
 func (f *cloudLogging) largestEntry() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -355,6 +374,17 @@ func (f *cloudLogging) setDown(c codes.Code) {
 func (f *cloudLogging) WriteLogEntries(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) (*loggingpb.WriteLogEntriesResponse, error) {
 	f.mu.Lock()
 	down := f.down
+	if f.grant > 0 {
+		now := time.Now()
+		f.tokens = min(f.grant, f.tokens+now.Sub(f.refilled).Seconds()*f.grant)
+		f.refilled = now
+		if f.tokens < 1 {
+			f.throttled++
+			f.mu.Unlock()
+			return nil, status.Error(codes.ResourceExhausted, "Quota exceeded for quota metric 'Write requests' of service 'logging.googleapis.com'")
+		}
+		f.tokens--
+	}
 	f.mu.Unlock()
 	if down != codes.OK {
 		return nil, status.Error(down, "stand-in is down")

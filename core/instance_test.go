@@ -354,9 +354,46 @@ func TestFailuresAreLoggedOncePerCausePerMinute(t *testing.T) {
 		t.Fatalf("%d lines after 70 s, want 2 with a count:\n%s", got, buf)
 	}
 	sink.answer = nil
+	in.Flush(chunkOf("x"), "t") // right after the last failure: not yet said to deliver again
+	now = now.Add(recoveryQuiet)
 	in.Flush(chunkOf("x"), "t")
-	if !strings.Contains(buf.String(), "delivering again after 140 retried chunks over 1m10s") {
-		t.Fatalf("no recovery line:\n%s", buf)
+	if got := strings.Count(buf.String(), "delivering again"); got != 1 || !strings.Contains(buf.String(), "delivering again after 140 retried chunks over 1m10s") {
+		t.Fatalf("%d recovery lines, want 1:\n%s", got, buf)
+	}
+}
+
+// A destination that refuses part of the load (a quota: every other request of 110
+// containers' chunks refused, the successes in between) for two minutes: one line per cause
+// a minute, with its count, however the successes interleave; the recovery once it ends.
+func TestPartialPushbackIsLoggedOncePerCausePerMinute(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	n := 0
+	sink := &fakeSink{answer: func(context.Context, *Batch) Result {
+		if n++; n%2 == 0 {
+			return Result{Status: Delivered}
+		}
+		return Result{Status: Retry, Err: fmt.Errorf("rpc error: code = ResourceExhausted desc = quota exceeded for %d bytes", 1000+n)}
+	}}
+	in, buf := newTestInstance(t, sink, MapGetter{})
+	defer in.Close()
+	in.health.clock = func() time.Time { return now }
+	for i := 0; i < 120*110; i++ { // 110 containers' chunks a second, for two minutes
+		in.Flush(chunkOf("x"), fmt.Sprintf("kube.c%d", i%110))
+		now = now.Add(time.Second / 110)
+	}
+	if got := strings.Count(buf.String(), "kept for retry"); got != 2 {
+		t.Fatalf("%d lines in two minutes, want 2 (one a minute):\n%s", got, buf)
+	}
+	if !strings.Contains(buf.String(), "(3300 more chunks kept for this cause in the last minute; failing since 1m0s)") || strings.Contains(buf.String(), "delivering again") {
+		t.Fatalf("no count, or a recovery said while it lasts:\n%s", buf)
+	}
+	sink.answer = nil
+	for i := 0; i < 20; i++ {
+		in.Flush(chunkOf("x"), "kube.c0")
+		now = now.Add(time.Second)
+	}
+	if got := strings.Count(buf.String(), "delivering again"); got != 1 {
+		t.Fatalf("%d recovery lines, want 1:\n%s", got, buf)
 	}
 }
 

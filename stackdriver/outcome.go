@@ -10,6 +10,7 @@ import (
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -24,6 +25,7 @@ const (
 	partlyRefused                // partial_success: the others are stored, the ones named never will be
 	refusedWhole                 // INVALID_ARGUMENT naming no entry: one bad entry cost the rest
 	unanswered                   // no answer in time: the service hangs, back off as from a hung destination
+	pushedBack                   // RESOURCE_EXHAUSTED: a quota is spent, keep to the service's pace
 	retryable                    // anything else: RETRY, and Fluent Bit's scheduler decides when
 )
 
@@ -48,12 +50,24 @@ func classify(err error, cancelled bool) (outcome, error) {
 		if !cancelled {
 			return unanswered, err
 		}
+	case codes.ResourceExhausted:
+		return pushedBack, fmt.Errorf("%w (a quota is spent: this output waits as the service asks)", err)
 	case codes.Unauthenticated, codes.PermissionDenied:
 		return retryable, fmt.Errorf("%w (check the node's service account or Workload Identity has roles/logging.logWriter)", err)
 	case codes.NotFound:
 		return retryable, fmt.Errorf("%w (check project_id)", err)
 	}
 	return retryable, err
+}
+
+// retryDelay is the wait a refusal asks for (google.rpc.RetryInfo), 0 if it names none.
+func retryDelay(err error) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
 }
 
 func partialErrors(err error) *loggingpb.WriteLogEntriesPartialErrors {
@@ -73,11 +87,24 @@ func partialErrors(err error) *loggingpb.WriteLogEntriesPartialErrors {
 func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) core.Result {
 	// No retries inside the client: a failed flush answers RETRY at once and Fluent Bit's
 	// scheduler, which keeps the chunk, decides when to try again.
-	start := time.Now()
-	_, err := s.client.WriteLogEntries(ctx, req, gax.WithRetry(nil))
-	s.met.RequestDuration.Observe(time.Since(start).Seconds())
-	s.met.Requests(status.Code(err).String()).Inc()
-	what, err := classify(err, errors.Is(ctx.Err(), context.Canceled))
+	// Except after a pushback: then the flush waits with the output's others, and tries
+	// again as the service asks, within its deadline.
+	var what outcome
+	var err error
+	for what = pushedBack; what == pushedBack; {
+		if werr := s.pacer.Wait(ctx); werr != nil {
+			return core.Result{Status: core.Retry, Err: werr}
+		}
+		start := time.Now()
+		_, rerr := s.client.WriteLogEntries(ctx, req, gax.WithRetry(nil))
+		s.met.RequestDuration.Observe(time.Since(start).Seconds())
+		s.met.Requests(status.Code(rerr).String()).Inc()
+		if what, err = classify(rerr, errors.Is(ctx.Err(), context.Canceled)); what == pushedBack {
+			s.pacer.Pushed(err, retryDelay(rerr))
+		} else {
+			s.pacer.Done()
+		}
+	}
 	switch what {
 	case written:
 		s.backoff.Succeeded()

@@ -24,6 +24,7 @@ type sink struct {
 	timeout time.Duration
 	scratch sync.Pool // *scratch
 	backoff core.Backoff
+	pacer   core.Pacer // after RESOURCE_EXHAUSTED, one wait for the whole output
 	refused core.Every // one log line per interval about refused entries
 	shaped  core.Every // and about payloads sent as text or cut short
 	met     *metrics.Instance

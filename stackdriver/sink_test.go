@@ -18,10 +18,12 @@ import (
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/tinylib/msgp/msgp"
 	ltype "google.golang.org/genproto/googleapis/logging/type"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trailstack/trailstack/core"
@@ -850,4 +852,55 @@ func TestJSONSizeBoundNeverUndercounts(t *testing.T) {
 	if json < 50 {
 		t.Fatalf("only %d of %d entries had a JSON payload", json, checked)
 	}
+}
+
+// Cloud Logging pushing back (RESOURCE_EXHAUSTED, asking for a second's wait) for 3 s: the
+// output waits as one, whatever the number of flushes queued, and sends one request after
+// each wait until the service takes them again; nothing is lost and no flush answers RETRY.
+func TestPushbackKeepsTheOutputToTheServicesPace(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, core.MapGetter{"timeout": "20s"})
+	b := fixture.Batch(t, fixture.Files(t, "kube-merged")[1])
+	quota := status.New(codes.ResourceExhausted, "Quota exceeded for quota metric 'Log write bytes'")
+	quota, _ = quota.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	const window = 3 * time.Second
+	var mu sync.Mutex
+	var first time.Time
+	refused := 0
+	f.setAnswer(func(*loggingpb.WriteLogEntriesRequest) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if first.IsZero() {
+			first = time.Now()
+		}
+		if time.Since(first) < window {
+			refused++
+			return quota.Err()
+		}
+		return nil
+	})
+	const flushes = 8
+	var wg sync.WaitGroup
+	results := make(chan core.Result, flushes)
+	start := time.Now()
+	for i := 0; i < flushes; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); results <- s.Deliver(context.Background(), b) }()
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.Status != core.Delivered {
+			t.Fatalf("a flush answered %v: %v", r.Status, r.Err)
+		}
+	}
+	// The first refusal meets each flush's first request in flight; after it, one request
+	// a wait (about a second, the service's) until the quota is back.
+	if refused > flushes+4 {
+		t.Errorf("%d requests refused in %v: the flushes did not wait as one", refused, window)
+	}
+	if got := len(f.entries()); got != flushes*len(b.Records) {
+		t.Errorf("%d entries stored, want %d", got, flushes*len(b.Records))
+	}
+	t.Logf("%d flushes delivered in %v through a %v pushback, %d requests refused", flushes, time.Since(start).Round(time.Millisecond), window, refused)
 }
