@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,11 @@ type agent struct {
 	mu      sync.Mutex    // guards probe results
 	ready   bool
 	restart string // why liveness would have restarted the pod, if it would have
+
+	// Peaks of memory, sampled while the pod runs: the engine's anonymous resident memory
+	// (what no reclaim can take back) and the container's memory cgroup's usage, page cache
+	// of the chunk files included (what the pod's limit counts, reclaimable in part).
+	peakAnon, peakCgroup atomic.Int64
 }
 
 // startAgent starts a new pod of the DaemonSet on the node, on the same hostPaths.
@@ -52,6 +58,7 @@ func (n *node) startPod(spec corev1.PodSpec, c corev1.Container) *agent {
 		t.Fatal(err)
 	}
 	go func() { _ = a.cmd.Wait(); f.Close(); close(a.exited) }()
+	go a.sampleMemory()
 	t.Cleanup(func() { a.kill(); _ = podman("rm", "-f", a.name).Run() })
 	go a.probe()
 	return a
@@ -158,6 +165,44 @@ func (a *agent) kill() {
 	}
 	_ = podman("kill", "--signal", "KILL", a.name).Run()
 	<-a.exited
+}
+
+// sampleMemory keeps the memory peaks until the pod exits.
+func (a *agent) sampleMemory() {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	pid, usage := 0, ""
+	for {
+		select {
+		case <-a.exited:
+			return
+		case <-tick.C:
+		}
+		if pid == 0 {
+			if pid = a.pid(); pid == 0 {
+				continue
+			}
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+			for _, l := range strings.Split(string(b), "\n") {
+				if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "memory" {
+					usage = filepath.Join("/sys/fs/cgroup/memory", f[2], "memory.usage_in_bytes")
+				}
+			}
+		}
+		if v := procStatus(pid, "RssAnon"); v > a.peakAnon.Load() {
+			a.peakAnon.Store(v)
+		}
+		if b, err := os.ReadFile(usage); err == nil {
+			if v, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); v > a.peakCgroup.Load() {
+				a.peakCgroup.Store(v)
+			}
+		}
+	}
+}
+
+// memory says the engine's peaks so far: resident, anonymous, and the container's cgroup.
+func (a *agent) memory() string {
+	return fmt.Sprintf("peak RSS %d MiB (anonymous %d MiB), cgroup %d MiB", a.peakRSS()>>20, a.peakAnon.Load()>>20, a.peakCgroup.Load()>>20)
 }
 
 // pid is the container's first process as the node sees it: fluent-bit, which the launcher

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 // The destinations at a distance. make test runs the short default; make bench-distance runs
@@ -18,6 +20,8 @@ var (
 	distContainers    = flag.Int("distance.containers", 110, "containers writing")
 	distRate          = flag.Int("distance.rate", 3000, "lines a second, spread evenly over the containers")
 	distFor           = flag.Duration("distance.for", 20*time.Second, "how long they write")
+	distDrain         = flag.Duration("distance.drain", 2*time.Minute, "how long after they stop every line may take to arrive")
+	distOutage        = flag.Duration("distance.outage", 0, "both destinations down (Papertrail not reading, Cloud Logging UNAVAILABLE) for this long, 5 s after the writers start")
 	// Several times the 2 s goal: a return to one flush at a time per worker (12 to 31 s
 	// measured) fails it; timing noise on a loaded machine does not.
 	distMaxP99  = flag.Duration("distance.max-p99", 8*time.Second, "the lag at the 99th percentile that fails the test")
@@ -39,7 +43,17 @@ func TestNodeDistance(t *testing.T) {
 	a.waitReady()
 	start := time.Now()
 	stop := n.spread(*distRate, pods)
-	time.Sleep(*distFor)
+	if *distOutage > 0 {
+		time.Sleep(5 * time.Second)
+		n.papert.setReading(false)
+		n.cloud.setDown(codes.Unavailable)
+		time.Sleep(*distOutage)
+		n.papert.setReading(true)
+		n.cloud.setDown(codes.OK)
+		time.Sleep(max(0, *distFor-*distOutage-5*time.Second))
+	} else {
+		time.Sleep(*distFor)
+	}
 	stop()
 	written := time.Since(start)
 	scenario := fmt.Sprintf("distance: %d containers, %d lines/s for %v, Papertrail %v away, Cloud Logging %v away",
@@ -47,13 +61,16 @@ func TestNodeDistance(t *testing.T) {
 	if o.workers > 0 {
 		scenario += fmt.Sprintf(", Workers %d", o.workers)
 	}
+	if *distOutage > 0 {
+		scenario += fmt.Sprintf(", both destinations down for %v", *distOutage)
+	}
 	if o.nullOutput {
 		time.Sleep(5 * time.Second)
-		t.Logf("%s: null output, peak RSS %d MiB", scenario, a.peakRSS()>>20)
+		t.Logf("%s: null output, %s", scenario, a.memory())
 		return
 	}
-	ds := n.waitDelivered(*distFor+2*time.Minute, a)
-	rss := a.peakRSS()
+	ds := n.waitDelivered(*distFor+*distDrain, a)
+	mem := a.memory()
 	scrape := scrapeNames(t, "http://127.0.0.1:2021/metrics", map[string]bool{})
 	a.stopCleanly()
 	for _, d := range ds {
@@ -69,9 +86,9 @@ func TestNodeDistance(t *testing.T) {
 			n, _ := sample(scrape, `trailstack_syslog_connects_total{instance="trailstack.0",result="ok",sink="syslog"}`)
 			conns = fmt.Sprintf(" on %.0f connections", n)
 		}
-		t.Logf("%s: %s: %d lines in %v; %v; lag p50 %v, p99 %v, max %v; %.0f flushes%s, mean %v; peak RSS %d MiB",
+		t.Logf("%s: %s: %d lines in %v; %v; lag p50 %v, p99 %v, max %v; %.0f flushes%s, mean %v; %s",
 			scenario, d.name, d.arrived, written.Round(time.Second), d, qs[0].Round(time.Millisecond), qs[1].Round(time.Millisecond),
-			most.Round(time.Millisecond), flushes, conns, time.Duration(took/max(flushes, 1)*1e9).Round(time.Millisecond), rss>>20)
+			most.Round(time.Millisecond), flushes, conns, time.Duration(took/max(flushes, 1)*1e9).Round(time.Millisecond), mem)
 		if d.lost != 0 || d.dups != 0 {
 			t.Errorf("%s: %v (no fault: nothing may be lost or sent twice)", scenario, d)
 		}
@@ -119,7 +136,7 @@ func TestNodeDistanceBlackhole(t *testing.T) {
 	time.Sleep(10 * time.Second)
 	stop()
 	ds := n.waitDelivered(3*time.Minute, a)
-	rss := a.peakRSS()
+	mem := a.memory()
 	a.stopCleanly()
 	for _, d := range ds {
 		if d.lost != 0 {
@@ -129,7 +146,7 @@ func TestNodeDistanceBlackhole(t *testing.T) {
 			t.Errorf("links cut for %v: %v: more sent twice than was in flight (%d lines in 3 s)", cut, d, rate*3)
 		}
 	}
-	report(t, n, fmt.Sprintf("both links cut for %v at 150 ms and 60 ms, 110 containers, %d lines/s", cut, rate), ds, fmt.Sprintf(", peak RSS %d MiB", rss>>20))
+	report(t, n, fmt.Sprintf("both links cut for %v at 150 ms and 60 ms, 110 containers, %d lines/s", cut, rate), ds, ", "+mem)
 }
 
 // spread writes rate lines a second in all, in batches every 100 ms dealt round the pods,
@@ -167,13 +184,16 @@ func (n *node) spread(rate int, pods []*appPod) (stop func()) {
 }
 
 // peakRSS is the engine's peak resident memory so far.
-func (a *agent) peakRSS() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.pid()))
+func (a *agent) peakRSS() int64 { return procStatus(a.pid(), "VmHWM") }
+
+// procStatus reads one of /proc/PID/status's kB fields, in bytes (0 if unknown).
+func procStatus(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb << 10
 		}

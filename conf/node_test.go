@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -510,4 +512,107 @@ func TestNodeHelmInstall(t *testing.T) {
 	next.stopCleanly()
 	onceEach(t, ds)
 	report(t, n, "helm install, a rotation while no pod ran", ds, ", "+handedLine(next.output()))
+}
+
+// Cloud Logging refusing part of a node's load (a quota of 20 requests a second against
+// the ~110 a second of 110 containers' chunks): nothing is lost, the backlog drains once the
+// writers stop, and the plugin's log says so in one line per output and cause a minute, not
+// one per container; the throttled requests are counted in a series an alert reads.
+func TestNodeCloudLoggingThrottled(t *testing.T) {
+	n := newNode(t)
+	pods := make([]*appPod, 110)
+	for i := range pods {
+		pods[i] = n.newPod(fmt.Sprintf("ns%d", i%7), fmt.Sprintf("app%d-5d9b8c7f6-x%04d", i, i), 0)
+	}
+	n.cloud.setQuota(20)
+	a := n.startAgent()
+	a.waitReady()
+	const writing = 90 * time.Second
+	start := time.Now()
+	stop := n.spread(2000, pods)
+	time.Sleep(writing)
+	stop()
+	ds := n.waitDelivered(5*time.Minute, a)
+	drained := time.Since(start) - writing
+	scrape := scrapeNames(t, "http://127.0.0.1:2021/metrics", map[string]bool{})
+	a.stopCleanly()
+	out := a.output()
+	var plugin, engine int
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.Contains(l, "[output:trailstack:") && strings.Contains(l, "kept for retry"):
+			plugin++
+		case strings.Contains(l, "failed to flush chunk"):
+			engine++
+		}
+	}
+	minutes := int(time.Since(start)/time.Minute) + 1
+	if plugin > 2*minutes || plugin >= len(pods) {
+		t.Errorf("%d 'kept for retry' lines in %d minutes: want at most one per output and cause a minute", plugin, minutes)
+	}
+	if !strings.Contains(scrape, `trailstack_stackdriver_requests_total{code="ResourceExhausted",instance="trailstack.1",sink="stackdriver"}`) {
+		t.Error("no series counts the throttled requests")
+	}
+	report(t, n, "Cloud Logging at 20 requests/s", ds, fmt.Sprintf(", %d requests throttled, drained %v after the writers stopped, %d plugin lines and %d 'failed to flush chunk' lines of the engine in %d minutes",
+		n.cloud.throttledRequests(), drained.Round(time.Second), plugin, engine, minutes))
+}
+
+// storedPerLogByte is the disk the engine's buffer takes per byte of container log (the
+// kubelet's files, CRI prefix included), as measured by TestNodeStoredBytes with the shipped
+// pipeline (cri parser, the kubernetes filter's metadata); the README's sizing rests on it.
+var storedPerLogByte = map[string]float64{"short text": 8.4, "text": 3.7, "json": 4.5}
+
+// The buffer's bytes on disk per byte of container log, for short text lines (about 70 bytes
+// a line), longer ones (about 230) and JSON lines, each with its pod's metadata: both
+// destinations down, every line read into filesystem chunks, the chunks' size on disk over
+// the log files'. Within a fifth of what the README's sizing says.
+func TestNodeStoredBytes(t *testing.T) {
+	for _, shape := range []string{"short text", "text", "json"} {
+		t.Run(shape, func(t *testing.T) {
+			n := newNode(t)
+			n.papert.setReading(false)
+			n.cloud.setDown(codes.Unavailable)
+			pods := make([]*appPod, 20)
+			for i := range pods {
+				pods[i] = n.newPod(fmt.Sprintf("ns%d", i%4), fmt.Sprintf("app%d-5d9b8c7f6-x%04d", i, i), 0)
+				pods[i].short, pods[i].json = shape == "short text", shape == "json"
+			}
+			a := n.startAgent()
+			a.waitReady()
+			const each = 2000
+			var logBytes int64
+			for _, p := range pods {
+				n.write(p, each)
+				logBytes += p.size
+			}
+			want := float64(each * len(pods))
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				m := scrapeNames(t, "http://127.0.0.1:2020/api/v2/metrics/prometheus", map[string]bool{})
+				if v, _ := sample(m, `fluentbit_input_records_total{name="tail.0"}`); v >= want {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("tail did not read %v lines in 60 s", want)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			time.Sleep(3 * time.Second) // the last chunks are written at the next flush
+			var stored, apparent int64
+			filepath.Walk(filepath.Join(n.hostPath("/var/lib/trailstack"), "storage"), func(_ string, fi os.FileInfo, err error) error {
+				if err == nil && fi.Mode().IsRegular() {
+					apparent += fi.Size()
+					stored += fi.Sys().(*syscall.Stat_t).Blocks * 512
+				}
+				return nil
+			})
+			a.kill()
+			ratio := float64(stored) / float64(logBytes)
+			t.Logf("stored bytes, %s lines of %d bytes with metadata: %d log bytes, %d bytes on disk (%d apparent): %.2f a log byte",
+				shape, logBytes/int64(want), logBytes, stored, apparent, ratio)
+			if doc := storedPerLogByte[shape]; ratio > doc*1.2 || ratio < doc*0.8 {
+				t.Errorf("%.2f bytes on disk a log byte, the README's sizing says %.1f", ratio, doc)
+			}
+		})
+	}
 }

@@ -21,6 +21,8 @@ type appPod struct {
 	ns, name string
 	file     string // the log file, on the node's disk
 	logfmt   bool   // key=value lines instead of text
+	short    bool   // text lines of about 70 bytes (the log file's), as most applications write
+	json     bool   // JSON lines, which the kubernetes filter merges into the record
 	spoof    bool   // JSON lines that claim another pod's identity
 	traces   int    // every traces-th line written is a stack trace instead (0: none)
 
@@ -102,6 +104,12 @@ func (n *node) write(p *appPod, count int) {
 			stream = "stderr"
 		}
 		line := fmt.Sprintf("%s %s F pod=%s seq=%d GET /api/v1/items?page=%d 200 %s\n", ts, stream, p.name, p.seq, p.seq, strings.Repeat("a", 120))
+		if p.short {
+			line = fmt.Sprintf("%s %s F GET /items 200 12ms pod=%s seq=%d\n", ts, stream, p.name[:min(len(p.name), 8)], p.seq)
+		}
+		if p.json {
+			line = fmt.Sprintf(`%s %s F {"level":"info","msg":"request done","path":"/api/v1/items","status":200,"ms":12,"pod":"%s","seq":"%d"}`+"\n", ts, stream, p.name, p.seq)
+		}
 		if p.logfmt {
 			line = fmt.Sprintf("%s %s F level=info msg=\"request done\" pod=%s seq=%d\n", ts, stream, p.name, p.seq)
 		}
