@@ -32,7 +32,7 @@ func TestClassify(t *testing.T) {
 		{"no answer in time", status.Error(codes.DeadlineExceeded, "slow"), false, unanswered, ""},
 		{"deadline of a flush cancelled at shutdown", status.Error(codes.DeadlineExceeded, "slow"), true, retryable, ""},
 		{"unavailable", status.Error(codes.Unavailable, "down"), false, retryable, ""},
-		{"quota", status.Error(codes.ResourceExhausted, "quota"), false, retryable, ""},
+		{"quota", status.Error(codes.ResourceExhausted, "quota"), false, pushedBack, "a quota is spent"},
 		{"no credentials yet", status.Error(codes.Unauthenticated, "no token"), false, retryable, "roles/logging.logWriter"},
 		{"no permission", status.Error(codes.PermissionDenied, "denied"), false, retryable, "roles/logging.logWriter"},
 		{"no such project", status.Error(codes.NotFound, "project"), false, retryable, "check project_id"},
