@@ -24,7 +24,7 @@ override FIXTURES := $(abspath $(FIXTURES))
 export FIXTURES
 FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
-.PHONY: version check-conf all test test-unit test-host test-engine test-node bench bench-distance demo vet lint clean image fuzz
+.PHONY: version check-conf all test test-unit test-host test-engine test-node bench bench-distance bench-memory demo vet lint clean image fuzz
 
 all: $(SO) $(HOST) $(LAUNCH)
 
@@ -162,6 +162,8 @@ bench: all $(BUILD)/syslogdrain $(BUILD)/fakelogging $(BUILD)/enginebench
 	$(BUILD)/enginebench -engine $(FLUENT_BIT_BIN) -so $(SO) -bin $(BUILD) -shapes kube -runs 1 -rate 20000 -seconds 30
 	@echo "--- the shipped configuration with its destinations far away"
 	$(MAKE) bench-distance
+	@echo "--- a busy node: memory at the highest rate, through an outage, above what the destinations take"
+	$(MAKE) bench-memory
 
 # The shipped configuration on the node harness with its destinations at a distance (delay
 # lines): 110 containers, 2 minutes a row; the lag of every line at the receivers, loss,
@@ -175,6 +177,24 @@ bench-distance: all
 	$(DISTANCE) -distance.max-p99 2s | grep 'distance:'
 	$(DISTANCE) -distance.rate 10000 -distance.max-p99 5s | grep 'distance:'
 	$(DISTANCE) -distance.papertrail-rtt 300ms -distance.cloud-rtt 300ms -distance.max-p99 10m | grep 'distance:'
+
+# A busy node's memory (docs/benchmarks.md: A busy node), both shipped outputs on loopback:
+# 110 containers at 40,000 lines/s (about what this 2-core machine's writer, engine and
+# receivers sustain together) and at 60,000 (more than the engine reads), and a 5-minute
+# outage of both destinations at 3,000 lines/s followed by the drain; then the same with
+# the settings of before (256 chunks up, GOMEMLIMIT 128MiB, inflight_limit 16M). Peak RSS,
+# anonymous memory, the cgroup's usage, the Go runtime's, lag and loss. As root, about 30 min.
+MEMORY = cd conf && TRAILSTACK_SO=$(abspath $(SO)) FLUENT_BIT_BIN=$(abspath $(FLUENT_BIT_BIN)) \
+	$(GO) test -count=1 -timeout 30m -run '^TestNodeDistance$$' -v . -distance.papertrail-rtt 0 -distance.cloud-rtt 0 \
+	-distance.max-p99 30m -distance.drain 15m
+BEFORE = -distance.service storage.max_chunks_up=256 -distance.env GOMEMLIMIT=128MiB -distance.output inflight_limit=16M
+bench-memory: all
+	$(MEMORY) -distance.rate 40000 -distance.for 30s | grep 'distance:'
+	$(MEMORY) -distance.rate 60000 -distance.for 30s | grep 'distance:'
+	$(MEMORY) -distance.rate 3000 -distance.for 6m -distance.outage 5m | grep 'distance:'
+	$(MEMORY) -distance.rate 40000 -distance.for 30s $(BEFORE) | grep 'distance:'
+	$(MEMORY) -distance.rate 60000 -distance.for 30s $(BEFORE) | grep 'distance:'
+	$(MEMORY) -distance.rate 3000 -distance.for 6m -distance.outage 5m $(BEFORE) | grep 'distance:'
 
 # Sample Kubernetes chunks (testdata/) through the real .so into local stand-ins for
 # Papertrail and Cloud Logging.

@@ -21,6 +21,9 @@ var (
 	distRate          = flag.Int("distance.rate", 3000, "lines a second, spread evenly over the containers")
 	distFor           = flag.Duration("distance.for", 20*time.Second, "how long they write")
 	distDrain         = flag.Duration("distance.drain", 2*time.Minute, "how long after they stop every line may take to arrive")
+	distService       = flag.String("distance.service", "", "service settings in place of the shipped ones, key=value,key=value")
+	distEnv           = flag.String("distance.env", "", "the container's environment in place of the DaemonSet's, NAME=value,NAME=value")
+	distOutput        = flag.String("distance.output", "", "keys added to both trailstack outputs, key=value,key=value")
 	distOutage        = flag.Duration("distance.outage", 0, "both destinations down (Papertrail not reading, Cloud Logging UNAVAILABLE) for this long, 5 s after the writers start")
 	// Several times the 2 s goal: a return to one flush at a time per worker (12 to 31 s
 	// measured) fails it; timing noise on a loaded machine does not.
@@ -33,7 +36,22 @@ var (
 // rate, and every line must arrive once at both, its lag (the runtime's timestamp on the
 // line to its arrival) under -distance.max-p99 at the 99th percentile.
 func TestNodeDistance(t *testing.T) {
-	o := nodeOptions{papertrailRTT: *distPapertrailRTT, cloudRTT: *distCloudRTT, nullOutput: *distNull, workers: *distWorkers}
+	o := nodeOptions{papertrailRTT: *distPapertrailRTT, cloudRTT: *distCloudRTT, nullOutput: *distNull, workers: *distWorkers, service: map[string]string{}, env: map[string]string{}, output: map[string]string{}}
+	for _, kv := range strings.Split(*distOutput, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			o.output[k] = v
+		}
+	}
+	for _, kv := range strings.Split(*distEnv, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			o.env[k] = v
+		}
+	}
+	for _, kv := range strings.Split(*distService, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			o.service[k] = v
+		}
+	}
 	n := newNodeWith(t, o)
 	pods := make([]*appPod, *distContainers)
 	for i := range pods {
@@ -61,6 +79,11 @@ func TestNodeDistance(t *testing.T) {
 	if o.workers > 0 {
 		scenario += fmt.Sprintf(", Workers %d", o.workers)
 	}
+	for _, s := range []string{*distService, *distEnv, *distOutput} {
+		if s != "" {
+			scenario += ", " + s
+		}
+	}
 	if *distOutage > 0 {
 		scenario += fmt.Sprintf(", both destinations down for %v", *distOutage)
 	}
@@ -73,6 +96,10 @@ func TestNodeDistance(t *testing.T) {
 	mem := a.memory()
 	scrape := scrapeNames(t, "http://127.0.0.1:2021/metrics", map[string]bool{})
 	a.stopCleanly()
+	// The plugin's Go runtime: what it took from the system, beside its soft limit.
+	goSys, _ := sample(scrape, "go_memstats_sys_bytes")
+	goLimit, _ := sample(scrape, "go_gc_gomemlimit_bytes")
+	mem += fmt.Sprintf(", Go runtime %d MiB of GOMEMLIMIT %d MiB", int64(goSys)>>20, int64(goLimit)>>20)
 	for _, d := range ds {
 		tl, labels := n.papert.tally, instanceLabels["papertrail"]
 		if d.name == "cloud-logging" {

@@ -156,6 +156,12 @@ type nodeOptions struct {
 	papertrailToken string
 	// The Helm chart's install (conf/helm/values.yaml) in place of kustomize's.
 	helm bool
+	// Service settings in place of the shipped values, by key (storage.max_chunks_up: 64).
+	service map[string]string
+	// The container's environment variables in place of the DaemonSet's (GOMEMLIMIT).
+	env map[string]string
+	// Keys added to both trailstack outputs (inflight_limit: 8M).
+	output map[string]string
 }
 
 func newNodeWith(t *testing.T, o nodeOptions) *node {
@@ -192,6 +198,20 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 		t.Fatal("no stackdriver output in " + file)
 	}
 	cfg = sd.ReplaceAllString(cfg, "${0}${1}endpoint: "+n.cloud.addr+"\n${1}endpoint_plaintext: on\n")
+	for k, v := range o.service {
+		re := regexp.MustCompile(`(?m)^(  ` + regexp.QuoteMeta(k) + `: ).*$`)
+		if !re.MatchString(cfg) {
+			cfg = strings.Replace(cfg, "\nservice:\n", "\nservice:\n  "+k+": "+v+"\n", 1)
+		}
+		cfg = re.ReplaceAllString(cfg, "${1}"+v)
+	}
+	for k, v := range o.output {
+		if re := regexp.MustCompile(`(?m)^(      ` + regexp.QuoteMeta(k) + `: ).*$`); re.MatchString(cfg) {
+			cfg = re.ReplaceAllString(cfg, "${1}"+v)
+			continue
+		}
+		cfg = regexp.MustCompile(`(?m)^(\s+)sink: (\w+)\n`).ReplaceAllString(cfg, "${0}${1}"+k+": "+v+"\n")
+	}
 	if o.workers > 0 {
 		cfg = regexp.MustCompile(`(?m)^(\s+workers: )\d+$`).ReplaceAllString(cfg, "${1}"+strconv.Itoa(o.workers))
 	}
@@ -206,6 +226,11 @@ func newNodeWith(t *testing.T, o nodeOptions) *node {
 		cfg = cfg[:strings.Index(cfg, "\n  outputs:\n")] + "\n  outputs:\n    - name: null\n      match: kube.*\n"
 	}
 	n.r.cm.Data[file] = cfg
+	for i, e := range n.c.Env {
+		if v, ok := o.env[e.Name]; ok {
+			n.c.Env[i] = corev1.EnvVar{Name: e.Name, Value: v}
+		}
+	}
 	n.metadata, n.kubeCA = metadata, kubePKI.CAFile
 	n.buildImage(so, launch, papertrailPKI.CAFile)
 	return n

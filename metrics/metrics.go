@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -116,7 +117,10 @@ var (
 
 func init() {
 	registry.MustRegister(delivered, dropped, truncated, tracesJoined, ready, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
-		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo)
+		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo,
+		// The plugin's Go heap beside its limit (GOMEMLIMIT: go_gc_gomemlimit_bytes), which
+		// the pod's memory shares with the engine's chunks.
+		collectors.NewGoCollector())
 	buildInfo.WithLabelValues(Version, runtime.Version(), FluentBitABI).Set(1)
 }
 
