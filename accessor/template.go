@@ -4,6 +4,7 @@ package accessor
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,6 +35,19 @@ func (t *Template) Field() (slot int, ok bool) {
 		return t.alts[0][0].slot, true
 	}
 	return 0, false
+}
+
+// Slots appends the slots of the values the template reads: with the tag, they are all its
+// rendering depends on.
+func (t *Template) Slots(dst []int) []int {
+	for _, alt := range t.alts {
+		for _, p := range alt {
+			if p.kind == field && !slices.Contains(dst, p.slot) {
+				dst = append(dst, p.slot)
+			}
+		}
+	}
+	return dst
 }
 
 type partKind int

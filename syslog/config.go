@@ -127,6 +127,11 @@ func Parse(p *core.Parser) *Config {
 	f.appname = tmpl("appname", defaultAppname)
 	f.procid = tmpl("procid", defaultProcid)
 	f.msgid = tmpl("msgid", defaultMsgid)
+	for _, t := range []*accessor.Template{f.hostname, f.appname, f.procid} {
+		if t != nil {
+			f.hdrSlots = t.Slots(f.hdrSlots)
+		}
+	}
 
 	// SolarWinds-hosted Papertrail (and Loggly) take the ingestion token as an SD-ID of its
 	// own, <token>@41058: 42 bytes for a UUID, past RFC 5424's 32, which is relaxed for that

@@ -40,6 +40,7 @@ const (
 type formatter struct {
 	facility                          int
 	hostname, appname, procid, msgid  *accessor.Template
+	hdrSlots                          []int // the values hostname, appname and procid read
 	sdID                              string
 	tokenSD                           []byte // [<token>@41058], or nothing
 	sd                                []sdParam
@@ -79,6 +80,42 @@ type scratch struct {
 	// mostly share their second.
 	tsSec    int64
 	tsPrefix []byte
+
+	// HOSTNAME APP-NAME PROCID as last rendered, and what they were rendered from (the tag
+	// and the values their templates read, copied): a chunk's records are one container's,
+	// and share them.
+	hdrTag  string
+	hdrVals [][]byte // nil: the value was absent
+	hdrOut  []byte
+}
+
+// sameHeader reports whether the header last rendered is the one of this record.
+func (s *scratch) sameHeader(tag string, slots []int) bool {
+	if s.hdrOut == nil || tag != s.hdrTag {
+		return false
+	}
+	for i, slot := range slots {
+		v := s.vals[slot]
+		if (v == nil) != (s.hdrVals[i] == nil) || !bytes.Equal(v, s.hdrVals[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *scratch) keepHeader(tag string, slots []int, out []byte) {
+	s.hdrTag = tag
+	if s.hdrVals == nil {
+		s.hdrVals = make([][]byte, len(slots))
+	}
+	for i, slot := range slots {
+		if v := s.vals[slot]; v != nil {
+			s.hdrVals[i] = append(s.hdrVals[i][:0:0], v...)
+		} else {
+			s.hdrVals[i] = nil
+		}
+	}
+	s.hdrOut = append(s.hdrOut[:0], out...)
 }
 
 func (f *formatter) newScratch() *scratch {
@@ -112,11 +149,17 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 	dst = append(dst, ">1 "...)
 	dst = s.appendTimestamp(dst, r.Sec, r.Nsec)
 	dst = append(dst, ' ')
-	dst = appendHeader(dst, f.hostname, s.vals, tag, maxHostname)
-	dst = append(dst, ' ')
-	dst = appendHeader(dst, f.appname, s.vals, tag, maxAppName)
-	dst = append(dst, ' ')
-	dst = appendHeader(dst, f.procid, s.vals, tag, maxProcID)
+	if s.sameHeader(tag, f.hdrSlots) {
+		dst = append(dst, s.hdrOut...)
+	} else {
+		h := len(dst)
+		dst = appendHeader(dst, f.hostname, s.vals, tag, maxHostname)
+		dst = append(dst, ' ')
+		dst = appendHeader(dst, f.appname, s.vals, tag, maxAppName)
+		dst = append(dst, ' ')
+		dst = appendHeader(dst, f.procid, s.vals, tag, maxProcID)
+		s.keepHeader(tag, f.hdrSlots, dst[h:])
+	}
 	dst = append(dst, ' ')
 	dst = appendHeader(dst, f.msgid, s.vals, tag, maxMsgID)
 	dst = append(dst, ' ')

@@ -412,3 +412,28 @@ func TestMergedJSONIsTheApplications(t *testing.T) {
 		t.Fatalf("fixture.SyslogMSG gives %q", want)
 	}
 }
+
+// A chunk's records share their header, which is kept from one record to the next: the
+// messages are the same byte for byte as with a fresh scratch for every record, in fixture
+// order and with the containers interleaved record by record.
+func TestKeptHeaderIsTheRenderedOne(t *testing.T) {
+	recs := loadFixtures(t, "kube-merged", "kube-raw", "plain")
+	var mixed []fixtureRecord
+	for i, j := 0, len(recs)-1; i <= j; i, j = i+1, j-1 {
+		mixed = append(mixed, recs[i])
+		if i != j {
+			mixed = append(mixed, recs[j])
+		}
+	}
+	f := newFormatter(t, core.MapGetter{"procid": "$kubernetes['pod_name']||$TAG[4]", "hostname": "$kubernetes['host']||fallback"})
+	for name, order := range map[string][]fixtureRecord{"in order": recs, "interleaved": mixed} {
+		kept := f.newScratch()
+		for i := range order {
+			got := f.appendFrame(nil, &order[i].rec, order[i].tag, kept)
+			want := f.appendFrame(nil, &order[i].rec, order[i].tag, f.newScratch())
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s, record %d:\n%q\nwant\n%q", name, i, got, want)
+			}
+		}
+	}
+}
