@@ -85,7 +85,8 @@ type scratch struct {
 	// and the values their templates read, copied): a chunk's records are one container's,
 	// and share them.
 	hdrTag  string
-	hdrVals [][]byte // nil: the value was absent
+	hdrVals [][]byte // their buffers reused from one record to the next
+	hdrHas  []bool   // false: the value was absent
 	hdrOut  []byte
 }
 
@@ -96,7 +97,7 @@ func (s *scratch) sameHeader(tag string, slots []int) bool {
 	}
 	for i, slot := range slots {
 		v := s.vals[slot]
-		if (v == nil) != (s.hdrVals[i] == nil) || !bytes.Equal(v, s.hdrVals[i]) {
+		if (v != nil) != s.hdrHas[i] || !bytes.Equal(v, s.hdrVals[i]) {
 			return false
 		}
 	}
@@ -106,14 +107,11 @@ func (s *scratch) sameHeader(tag string, slots []int) bool {
 func (s *scratch) keepHeader(tag string, slots []int, out []byte) {
 	s.hdrTag = tag
 	if s.hdrVals == nil {
-		s.hdrVals = make([][]byte, len(slots))
+		s.hdrVals, s.hdrHas = make([][]byte, len(slots)), make([]bool, len(slots))
 	}
 	for i, slot := range slots {
-		if v := s.vals[slot]; v != nil {
-			s.hdrVals[i] = append(s.hdrVals[i][:0:0], v...)
-		} else {
-			s.hdrVals[i] = nil
-		}
+		v := s.vals[slot]
+		s.hdrVals[i], s.hdrHas[i] = append(s.hdrVals[i][:0], v...), v != nil
 	}
 	s.hdrOut = append(s.hdrOut[:0], out...)
 }
