@@ -61,10 +61,13 @@ func (j *joiner) join(recs []record.Record, tag string, s *joinScratch) ([]recor
 	// node-level tag may mix containers, told apart by their metadata.
 	byMeta := !strings.HasSuffix(tag, ".log")
 	for i := range recs {
-		line, name, ok := logAndStream(recs[i].Body)
+		// As the decoder found them: the first of each counts, as record.EngineKeys has it.
+		lv, sv := recs[i].LogAndStream()
+		line, ok := lv.Bytes()
 		if !ok {
 			line = nil
 		}
+		name, _ := sv.Bytes()
 		var pod, container []byte
 		if byMeta {
 			pod, _ = value(recs[i].Lookup("kubernetes", "pod_name"))
@@ -135,38 +138,6 @@ func (s *joinScratch) stream(name, pod, container []byte) *stream {
 	}
 	s.streams = append(s.streams, stream{name: name, pod: pod, container: container})
 	return &s.streams[len(s.streams)-1]
-}
-
-// logAndStream reads a body's log line and stream in one pass, stopping once it has both
-// (the kubernetes filter's map, which comes last, is not walked). The first of each counts,
-// as record.EngineKeys has it.
-func logAndStream(body []byte) (log, name []byte, ok bool) {
-	it, err := record.Value(body).Iter()
-	if err != nil {
-		return nil, nil, false
-	}
-	for log == nil || name == nil {
-		k, v, more := it.Entry()
-		if !more {
-			break
-		}
-		if v == nil {
-			if v, more = it.Value(); !more {
-				break
-			}
-		}
-		switch string(k) {
-		case "log":
-			if log == nil {
-				log, ok = value(v, true)
-			}
-		case "stream":
-			if name == nil {
-				name, _ = value(v, true)
-			}
-		}
-	}
-	return log, name, ok
 }
 
 // value is a str or bin value's bytes.

@@ -1,6 +1,8 @@
 package record
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,7 +43,56 @@ func FuzzDecoder(f *testing.F) {
 		if allocs > 2 { // the error value of a corrupt chunk, nothing per record
 			t.Fatalf("%v allocations decoding %d bytes", allocs, len(chunk))
 		}
+		sameAsSlowPath(t, chunk)
 	})
+}
+
+// sameAsSlowPath holds the decoder's fast path to the slow one's answers: the same records,
+// the same counts, the same error; and the log and stream it noted to a reading of the body.
+func sameAsSlowPath(t *testing.T, chunk []byte) {
+	t.Helper()
+	fast, slow := NewDecoder(chunk), NewDecoder(chunk)
+	slow.slow = true
+	for i := 0; ; i++ {
+		fok, sok := fast.Next(), slow.Next()
+		if fok != sok {
+			t.Fatalf("record %d: fast path %v, slow path %v", i, fok, sok)
+		}
+		if !fok {
+			break
+		}
+		f, s := fast.Record(), slow.Record()
+		if f.Sec != s.Sec || f.Nsec != s.Nsec || !bytes.Equal(f.Meta, s.Meta) || (f.Meta == nil) != (s.Meta == nil) || !bytes.Equal(f.Body, s.Body) {
+			t.Fatalf("record %d: fast path %+v, slow path %+v", i, f, s)
+		}
+		fl, fs := f.LogAndStream()
+		sl, ss := s.LogAndStream()
+		if !bytes.Equal(fl, sl) || !bytes.Equal(fs, ss) || (fl == nil) != (sl == nil) || (fs == nil) != (ss == nil) {
+			t.Fatalf("record %d: log and stream %q %q noted, %q %q read", i, fl, fs, sl, ss)
+		}
+	}
+	fn, ferr := fast.Skipped()
+	sn, serr := slow.Skipped()
+	if fn != sn || fmt.Sprint(ferr) != fmt.Sprint(serr) || fmt.Sprint(fast.Err()) != fmt.Sprint(slow.Err()) {
+		t.Fatalf("fast path skipped %d (%v), err %v; slow path %d (%v), %v", fn, ferr, fast.Err(), sn, serr, slow.Err())
+	}
+}
+
+// TestFastPathOnFixtures runs the comparison over every chunk Fluent Bit wrote.
+func TestFastPathOnFixtures(t *testing.T) {
+	sets, _ := filepath.Glob(filepath.Join(fixtureDir, "*", "*.msgpack"))
+	if len(sets) == 0 {
+		t.Fatalf("no chunks in %s", fixtureDir)
+	}
+	for _, name := range sets {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameAsSlowPath(t, b)
+		// Cut short, as a corrupt chunk is.
+		sameAsSlowPath(t, b[:len(b)*2/3])
+	}
 }
 
 // FuzzObjectLen holds our skipper to msgp.Skip's answers.

@@ -22,6 +22,11 @@ type Record struct {
 	// Trace is set on a record the core joined from the lines of one stack trace: its log
 	// holds them all, one per line.
 	Trace bool
+
+	// What the decoder found in Body while measuring it (see LogAndStream); indexed is the
+	// body they belong to, so that a Body replaced since is read again.
+	indexed     []byte
+	log, stream Value
 }
 
 // Time is the event's timestamp.
