@@ -22,7 +22,11 @@ type node struct {
 	key      string
 	slot     int // -1 when only a parent of wanted values
 	children []*node
+	lens     uint64 // bit l set: a child's key is l bytes long (l < 64), or l is 63 or more
 }
+
+// mayHave is a quick no for most keys a record holds but nobody wants.
+func (n *node) mayHave(key []byte) bool { return n.lens&(1<<min(len(key), 63)) != 0 }
 
 // NewExtractor starts a set of wanted paths with the kubernetes filter's identity fields,
 // which Extract checks against the tag.
@@ -52,6 +56,7 @@ func (e *Extractor) Add(path []string) int {
 		if next == nil {
 			next = &node{key: k, slot: -1}
 			n.children = append(n.children, next)
+			n.lens |= 1 << min(len(k), 63)
 		}
 		n = next
 	}
@@ -74,11 +79,19 @@ type Memo struct {
 const memoMaps = 8 // containers a chunk's records commonly alternate between, and then some
 
 type memoMap struct {
-	raw   []byte
-	spans []span // by slot: where the value was in raw (n 0: absent)
+	raw    []byte
+	found  []slotSpan // the values found in raw
+	nslots int        // the Extractor's slots when it was filled
+
+	// The identity the map was last checked against, and whether it names that container:
+	// the same for every record that carries the map.
+	checked          bool
+	ns, pod, c       string
+	namesTheTagsPods bool
 }
 
-type span struct{ off, n int }
+// slotSpan is where a slot's value lies in a remembered map.
+type slotSpan struct{ slot, off, n int }
 
 // Extract fills vals (len Slots) from body; values not found are left nil. memo, when not
 // nil, is the caller's (see Memo).
@@ -93,7 +106,7 @@ func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value
 	clear(vals)
 	w := walker{vals: vals, kube: e.kube, memo: memo}
 	w.walk(body, &e.root, false, true)
-	if id == nil || !id.OK || !vals[e.kubeNS].Equal(id.Namespace) || !vals[e.kubePod].Equal(id.Pod) || !vals[e.kubeC].Equal(id.Container) {
+	if w.kubeMaps > 0 && (id == nil || !id.OK || !e.names(id, vals, w.hit)) {
 		clearSubtree(e.kube, vals) // not the filter's map for this container, or no way to tell
 	}
 	if id != nil && id.OK {
@@ -101,55 +114,60 @@ func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value
 	}
 }
 
+// names tells whether the kubernetes map's identity is id's; mm, the map's memo entry if it
+// has one, keeps the answer for the map's next record.
+func (e *Extractor) names(id *Identity, vals []record.Value, mm *memoMap) bool {
+	if mm != nil && mm.checked && mm.ns == id.Namespace && mm.pod == id.Pod && mm.c == id.Container {
+		return mm.namesTheTagsPods
+	}
+	ok := vals[e.kubeNS].Equal(id.Namespace) && vals[e.kubePod].Equal(id.Pod) && vals[e.kubeC].Equal(id.Container)
+	if mm != nil {
+		mm.checked, mm.ns, mm.pod, mm.c, mm.namesTheTagsPods = true, id.Namespace, id.Pod, id.Container, ok
+	}
+	return ok
+}
+
 // fill sets the values of n's subtree from the map at the start of m, which n stands for,
-// and returns the map's length: from the memo when the map is one it remembers (msgpack
-// delimits itself, so bytes equal to a whole remembered map are that map), else by
-// walking it and remembering it.
-func (memo *Memo) fill(m []byte, n *node, vals []record.Value) int {
+// and returns the map's length and its memo entry: from the memo when the map is one it
+// remembers (msgpack delimits itself, so bytes equal to a whole remembered map are that
+// map), else by walking it and remembering it.
+func (memo *Memo) fill(m []byte, n *node, vals []record.Value) (int, *memoMap) {
 	for i := range memo.maps {
 		mm := &memo.maps[i]
-		if len(mm.raw) > 0 && len(mm.spans) == len(vals) && bytes.HasPrefix(m, mm.raw) {
-			mm.recall(m[:len(mm.raw)], n, vals)
-			return len(mm.raw)
+		if len(mm.raw) > 0 && mm.nslots == len(vals) && bytes.HasPrefix(m, mm.raw) {
+			for _, f := range mm.found {
+				vals[f.slot] = record.Value(m[f.off : f.off+f.n])
+			}
+			return len(mm.raw), mm
 		}
 	}
 	w := walker{vals: vals}
 	l := w.walk(m, n, true, false)
 	if l <= 0 || l > len(m) {
-		return l
+		return l, nil
+	}
+	// A walk that met malformed bytes ends at the end of m: such a map is not one object,
+	// and another body may go on from its bytes differently.
+	if rest, err := msgp.Skip(m[:l]); err != nil || len(rest) != 0 {
+		return l, nil
 	}
 	mm := &memo.maps[memo.next]
 	memo.next = (memo.next + 1) % memoMaps
 	mm.raw = append(mm.raw[:0], m[:l]...)
-	if len(mm.spans) != len(vals) {
-		mm.spans = make([]span, len(vals))
-	}
+	mm.nslots, mm.found, mm.checked = len(vals), mm.found[:0], false
 	mm.remember(m[:l], n, vals)
-	return l
+	return l, mm
 }
 
 func (mm *memoMap) remember(raw []byte, n *node, vals []record.Value) {
 	if n.slot >= 0 {
-		sp := span{}
 		if v := vals[n.slot]; len(v) > 0 {
 			// v lies in raw: its offset is how much shorter its capacity is.
-			sp = span{cap(raw) - cap(v), len(v)}
+			mm.found = append(mm.found, slotSpan{n.slot, cap(raw) - cap(v), len(v)})
 		}
-		mm.spans[n.slot] = sp
 	}
 	for _, c := range n.children {
 		mm.remember(raw, c, vals)
-	}
-}
-
-func (mm *memoMap) recall(raw []byte, n *node, vals []record.Value) {
-	if n.slot >= 0 {
-		if sp := mm.spans[n.slot]; sp.n > 0 {
-			vals[n.slot] = record.Value(raw[sp.off : sp.off+sp.n])
-		}
-	}
-	for _, c := range n.children {
-		mm.recall(raw, c, vals)
 	}
 }
 
@@ -167,7 +185,10 @@ func clearSubtree(n *node, vals []record.Value) {
 type walker struct {
 	vals []record.Value
 	kube *node
-	memo *Memo // nil: none
+	memo *Memo    // nil: none
+	hit  *memoMap // the memo's entry for the kubernetes map that counts, if any
+	// kubernetes maps met at the top: without one, the slots under it are still clear
+	kubeMaps int
 }
 
 // walk reads the map at the start of m in one pass, storing the values n wants and
@@ -198,15 +219,22 @@ func (w *walker) walk(m []byte, n *node, needEnd, top bool) int {
 		}
 		var c *node
 		for j, ch := range n.children {
+			if !n.mayHave(key) {
+				break
+			}
 			if ch.key == string(key) {
 				c = ch
 				found++
+				if top && ch == w.kube {
+					w.kubeMaps++
+				}
 				if top && j < 64 {
 					switch {
 					case seen&(1<<j) == 0:
 						seen |= 1 << j
 					case ch == w.kube:
 						clearSubtree(ch, w.vals) // a later map replaces the earlier
+						w.hit = nil
 					default:
 						c = nil // the engine's key came first: later ones are the application's
 					}
@@ -235,7 +263,7 @@ func (w *walker) walk(m []byte, n *node, needEnd, top bool) int {
 			}
 			continue
 		case top && c == w.kube && w.memo != nil:
-			vl = w.memo.fill(rest, c, w.vals)
+			vl, w.hit = w.memo.fill(rest, c, w.vals)
 		default:
 			// The nested map's end matters only if something may follow it: Fluent Bit's
 			// kubernetes filter appends its map last, so usually nothing does.
