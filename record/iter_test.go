@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/tinylib/msgp/msgp"
@@ -150,5 +151,30 @@ func TestMapIterStopsAtTheFirstMalformedEntry(t *testing.T) {
 	}
 	if _, _, ok := it.Entry(); ok {
 		t.Fatal("an entry read after the error")
+	}
+}
+
+// Bytes reads the strings it reads inline as msgp reads them, whatever their length, and
+// leaves what is not exactly one string to msgp.
+func TestBytesAgreesWithMsgp(t *testing.T) {
+	for n := 0; n < 300; n++ {
+		s := strings.Repeat("x", n)
+		for _, v := range []Value{msgp.AppendString(nil, s), msgp.AppendBytes(nil, []byte(s))} {
+			for _, v := range []Value{v, v[:len(v)-1], append(v[:len(v):len(v)], 0xc0)} {
+				got, ok := v.Bytes()
+				var want []byte
+				var err error
+				if v.Type() == msgp.StrType {
+					var ws string
+					ws, _, err = msgp.ReadStringBytes(v)
+					want = []byte(ws)
+				} else {
+					want, _, err = msgp.ReadBytesZC(v)
+				}
+				if ok != (err == nil) || (ok && string(got) != string(want)) {
+					t.Fatalf("% x: %q %v, msgp %q %v", v, got, ok, want, err)
+				}
+			}
+		}
 	}
 }

@@ -45,6 +45,13 @@ func (v Value) Type() msgp.Type { return msgp.NextType(v) }
 
 // Bytes gives the contents of a str or bin value without copying.
 func (v Value) Bytes() ([]byte, bool) {
+	// fixstr and str8, nearly every string, inline.
+	if len(v) > 0 && v[0]&0xe0 == 0xa0 && len(v) == 1+int(v[0]&0x1f) {
+		return v[1:], true
+	}
+	if len(v) > 1 && v[0] == 0xd9 && len(v) == 2+int(v[1]) {
+		return v[2:], true
+	}
 	switch msgp.NextType(v) {
 	case msgp.StrType:
 		s, _, err := msgp.ReadStringZC(v)

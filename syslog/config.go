@@ -127,7 +127,7 @@ func Parse(p *core.Parser) *Config {
 	f.appname = tmpl("appname", defaultAppname)
 	f.procid = tmpl("procid", defaultProcid)
 	f.msgid = tmpl("msgid", defaultMsgid)
-	for _, t := range []*accessor.Template{f.hostname, f.appname, f.procid} {
+	for _, t := range []*accessor.Template{f.hostname, f.appname, f.procid, f.msgid} {
 		if t != nil {
 			f.hdrSlots = t.Slots(f.hdrSlots)
 		}

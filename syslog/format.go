@@ -2,6 +2,7 @@ package syslog
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"time"
@@ -81,23 +82,38 @@ type scratch struct {
 	tsSec    int64
 	tsPrefix []byte
 
-	// HOSTNAME APP-NAME PROCID as last rendered, and what they were rendered from (the tag
-	// and the values their templates read, copied): a chunk's records are one container's,
-	// and share them.
-	hdrTag  string
-	hdrVals [][]byte // their buffers reused from one record to the next
-	hdrHas  []bool   // false: the value was absent
-	hdrOut  []byte
+	// HOSTNAME APP-NAME PROCID MSGID as last rendered, for the last few sets of values they
+	// were rendered from: a chunk's records are one container's, or a few, and share them but
+	// for the stream, which MSGID names by default.
+	hdrs    [keptHeaders]keptHeader
+	hdrNext int // the one the next new header replaces
 }
 
-// sameHeader reports whether the header last rendered is the one of this record.
-func (s *scratch) sameHeader(tag string, slots []int) bool {
-	if s.hdrOut == nil || tag != s.hdrTag {
-		return false
+const keptHeaders = 4 // a container's two streams, twice over
+
+// keptHeader is a header as rendered, and what it was rendered from: the tag and the values
+// its templates read, copied (their buffers reused from one header to the next).
+type keptHeader struct {
+	tag  string
+	vals [][]byte
+	has  []bool // false: the value was absent
+	out  []byte
+}
+
+// keptHeader returns the header last rendered from this record's tag and values, or nil.
+func (s *scratch) keptHeader(tag string, slots []int) []byte {
+	for i := range s.hdrs {
+		if h := &s.hdrs[i]; h.out != nil && h.tag == tag && h.same(s.vals, slots) {
+			return h.out
+		}
 	}
+	return nil
+}
+
+func (h *keptHeader) same(vals []record.Value, slots []int) bool {
 	for i, slot := range slots {
-		v := s.vals[slot]
-		if (v != nil) != s.hdrHas[i] || !bytes.Equal(v, s.hdrVals[i]) {
+		v := vals[slot]
+		if (v != nil) != h.has[i] || !bytes.Equal(v, h.vals[i]) {
 			return false
 		}
 	}
@@ -105,15 +121,17 @@ func (s *scratch) sameHeader(tag string, slots []int) bool {
 }
 
 func (s *scratch) keepHeader(tag string, slots []int, out []byte) {
-	s.hdrTag = tag
-	if s.hdrVals == nil {
-		s.hdrVals, s.hdrHas = make([][]byte, len(slots)), make([]bool, len(slots))
+	h := &s.hdrs[s.hdrNext]
+	s.hdrNext = (s.hdrNext + 1) % keptHeaders
+	h.tag = tag
+	if h.vals == nil {
+		h.vals, h.has = make([][]byte, len(slots)), make([]bool, len(slots))
 	}
 	for i, slot := range slots {
 		v := s.vals[slot]
-		s.hdrVals[i], s.hdrHas[i] = append(s.hdrVals[i][:0], v...), v != nil
+		h.vals[i], h.has[i] = append(h.vals[i][:0], v...), v != nil
 	}
-	s.hdrOut = append(s.hdrOut[:0], out...)
+	h.out = append(h.out[:0], out...)
 }
 
 func (f *formatter) newScratch() *scratch {
@@ -147,8 +165,8 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 	dst = append(dst, ">1 "...)
 	dst = s.appendTimestamp(dst, r.Sec, r.Nsec)
 	dst = append(dst, ' ')
-	if s.sameHeader(tag, f.hdrSlots) {
-		dst = append(dst, s.hdrOut...)
+	if kept := s.keptHeader(tag, f.hdrSlots); kept != nil {
+		dst = append(dst, kept...)
 	} else {
 		h := len(dst)
 		dst = appendHeader(dst, f.hostname, s.vals, tag, maxHostname)
@@ -156,10 +174,10 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 		dst = appendHeader(dst, f.appname, s.vals, tag, maxAppName)
 		dst = append(dst, ' ')
 		dst = appendHeader(dst, f.procid, s.vals, tag, maxProcID)
+		dst = append(dst, ' ')
+		dst = appendHeader(dst, f.msgid, s.vals, tag, maxMsgID)
 		s.keepHeader(tag, f.hdrSlots, dst[h:])
 	}
-	dst = append(dst, ' ')
-	dst = appendHeader(dst, f.msgid, s.vals, tag, maxMsgID)
 	dst = append(dst, ' ')
 	// The destination's token first, which is never dropped: without it the destination
 	// drops the message.
@@ -357,8 +375,9 @@ func appendMsgText(dst, b []byte, oneLine bool) []byte {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
 		b = b[:len(b)-1]
 	}
-	// Nearly every line needs nothing done: these scans are vectorised.
-	if utf8.Valid(b) && (!oneLine || (bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 && bytes.IndexByte(b, 0) < 0)) {
+	// Nearly every line needs nothing done: printable ASCII, told eight bytes at a time, or
+	// else valid UTF-8 without the bytes that break a line.
+	if plainASCII(b) || (utf8.Valid(b) && (!oneLine || (bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') < 0 && bytes.IndexByte(b, 0) < 0))) {
 		return append(dst, b...)
 	}
 	start := 0
@@ -384,6 +403,26 @@ func appendMsgText(dst, b []byte, oneLine bool) []byte {
 	return append(dst, b[start:]...)
 }
 
+// plainASCII tells whether b holds ASCII at or above the space only: no UTF-8 to check and no
+// CR, LF or NUL to replace.
+func plainASCII(b []byte) bool {
+	const low, high = 0x2020202020202020, 0x8080808080808080
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		// A byte at or above 0x80, or one below 0x20 (its borrow sets the high bit).
+		if x&high != 0 || (x-low)&^x&high != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // appendJSON appends v as compact JSON: the whole body without the engine's keys when body
 // is set. What msgp cannot render ends the JSON there, counted in s for the sink to log.
 func (s *scratch) appendJSON(dst []byte, v record.Value, body bool) []byte {
@@ -407,16 +446,14 @@ func (s *scratch) appendTimestamp(dst []byte, sec, nsec int64) []byte {
 		s.tsSec, s.tsPrefix = sec, time.Unix(sec, 0).UTC().AppendFormat(s.tsPrefix[:0], "2006-01-02T15:04:05.")
 	}
 	dst = append(dst, s.tsPrefix...)
-	dst = appendPad(dst, int(nsec/1000), 6)
+	dst = appendMicros(dst, int(nsec/1000)%1000000)
 	return append(dst, 'Z')
 }
 
-// appendPad writes n in width digits, zero-padded: the microseconds, on every record.
-func appendPad(dst []byte, n, width int) []byte {
-	var buf [8]byte
-	for i := width - 1; i >= 0; i-- {
-		buf[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return append(dst, buf[:width]...)
+// appendMicros writes n (below 1,000,000) in six digits, zero-padded, two at a time: the
+// microseconds, on every record.
+func appendMicros(dst []byte, n int) []byte {
+	const pairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+	a, b, c := n/10000, n/100%100, n%100
+	return append(dst, pairs[2*a], pairs[2*a+1], pairs[2*b], pairs[2*b+1], pairs[2*c], pairs[2*c+1])
 }

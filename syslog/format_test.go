@@ -436,4 +436,42 @@ func TestKeptHeaderIsTheRenderedOne(t *testing.T) {
 			}
 		}
 	}
+	// The benchmarks' shapes: both streams of a container, and six containers of three pods
+	// under one tag (mixed), more than the headers kept.
+	for _, shape := range fixture.Shapes {
+		batch, _ := fixture.ShapeBatch(shape, 256<<10)
+		kept := f.newScratch()
+		for i := range batch.Records {
+			got := f.appendFrame(nil, &batch.Records[i], batch.Tag, kept)
+			want := f.appendFrame(nil, &batch.Records[i], batch.Tag, f.newScratch())
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s, record %d:\n%q\nwant\n%q", shape, i, got, want)
+			}
+		}
+	}
+}
+
+// plainASCII's eight-bytes-at-a-time test agrees with a byte-by-byte reading, wherever in a
+// line the byte that makes it not plain lies.
+func TestPlainASCII(t *testing.T) {
+	plain := func(b []byte) bool {
+		for _, c := range b {
+			if c < 0x20 || c >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	line := []byte(`10.4.3.7 - - [27/Nov/2026:06:00:00 +0000] "GET /api HTTP/1.1" 200 ~`)
+	for n := 0; n <= len(line); n++ {
+		for at := 0; at < n; at++ {
+			for _, c := range []byte{0, '\t', '\n', '\r', 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xc3, 0xff} {
+				b := append([]byte(nil), line[:n]...)
+				b[at] = c
+				if got, want := plainASCII(b), plain(b); got != want {
+					t.Fatalf("%q: %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
 }
