@@ -7,6 +7,7 @@
 package record
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/tinylib/msgp/msgp"
@@ -106,6 +107,13 @@ type MapIter struct {
 
 // Iter starts a walk over a map value.
 func (v Value) Iter() (MapIter, error) {
+	// fixmap and map32 (which Fluent Bit writes for every map), inline.
+	if len(v) > 0 && v[0]&0xf0 == 0x80 {
+		return MapIter{b: v, pos: 1, n: int(v[0] & 0x0f)}, nil
+	}
+	if len(v) >= 5 && v[0] == 0xdf {
+		return MapIter{b: v, pos: 5, n: int(binary.BigEndian.Uint32(v[1:]))}, nil
+	}
 	n, rest, err := msgp.ReadMapHeaderBytes(v)
 	return MapIter{b: v, pos: len(v) - len(rest), n: int(n)}, err
 }
