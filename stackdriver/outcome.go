@@ -91,12 +91,24 @@ func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest)
 	// again as the service asks, within its deadline.
 	var what outcome
 	var err error
+	// The entries as bytes (wire.go), in a buffer held until the last attempt has been
+	// encoded; where one cannot be (protobuf refuses an entry), the request as it is, for
+	// the client to refuse.
+	buf, _ := s.wires.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	defer s.wires.Put(buf)
+	send, b, werr := wireRequest(req, *buf)
+	if *buf = b; werr != nil {
+		send = req
+	}
 	for what = pushedBack; what == pushedBack; {
 		if werr := s.pacer.Wait(ctx); werr != nil {
 			return core.Result{Status: core.Retry, Err: werr}
 		}
 		start := time.Now()
-		_, rerr := s.client.WriteLogEntries(ctx, req, gax.WithRetry(nil))
+		_, rerr := s.client.WriteLogEntries(ctx, send, gax.WithRetry(nil))
 		s.met.RequestDuration.Observe(time.Since(start).Seconds())
 		s.met.Requests(status.Code(rerr).String()).Inc()
 		if what, err = classify(rerr, errors.Is(ctx.Err(), context.Canceled)); what == pushedBack {

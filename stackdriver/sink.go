@@ -23,6 +23,7 @@ type sink struct {
 	log     *core.Logger
 	timeout time.Duration
 	scratch sync.Pool // *scratch
+	wires   sync.Pool // *[]byte: requests' entries encoded (wire.go)
 	backoff core.Backoff
 	pacer   core.Pacer // after RESOURCE_EXHAUSTED, one wait for the whole output
 	refused core.Every // one log line per interval about refused entries
