@@ -104,7 +104,9 @@ func appendEntry(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {
 }
 
 // plainEntry tells whether e has only the fields appendEntry writes, all valid UTF-8 (which
-// protobuf checks and refuses to send otherwise).
+// protobuf checks and refuses to send otherwise). The text payload is not checked again: the
+// mapper makes every text valid (chunkString, validString; the parts split and cut from it
+// are cut on rune boundaries), and it is the one long string of an entry.
 func plainEntry(e *loggingpb.LogEntry) bool {
 	if e.Resource != nil || e.ReceiveTimestamp != nil || e.HttpRequest != nil || e.Operation != nil || e.SourceLocation != nil || e.Split != nil {
 		return false
@@ -112,7 +114,7 @@ func plainEntry(e *loggingpb.LogEntry) bool {
 	if _, ok := e.Payload.(*loggingpb.LogEntry_TextPayload); e.Payload != nil && !ok {
 		return false
 	}
-	if !utf8.ValidString(e.GetTextPayload()) || !utf8.ValidString(e.InsertId) || !utf8.ValidString(e.LogName) ||
+	if !utf8.ValidString(e.InsertId) || !utf8.ValidString(e.LogName) ||
 		!utf8.ValidString(e.Trace) || !utf8.ValidString(e.SpanId) {
 		return false
 	}
