@@ -60,7 +60,8 @@ func appendEntry(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {
 		return protowire.AppendBytes(dst, b), nil
 	}
 	// The length goes before the entry: measured first, in the same order as written.
-	n := entrySize(e)
+	unknown := e.ProtoReflect().GetUnknown()
+	n := entrySize(e, len(unknown))
 	dst = protowire.AppendVarint(dst, uint64(n))
 	start := len(dst)
 	if p, ok := e.Payload.(*loggingpb.LogEntry_TextPayload); ok {
@@ -83,11 +84,13 @@ func appendEntry(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {
 		dst = protowire.AppendTag(dst, entrySeverity, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, uint64(e.Severity))
 	}
-	for k, v := range e.Labels {
-		dst = protowire.AppendTag(dst, entryLabels, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, uint64(labelSize(k, v)))
-		dst = appendField(dst, 1, k)
-		dst = appendField(dst, 2, v)
+	if len(e.Labels) > 0 { // nearly always none: the pod's go once per request
+		for k, v := range e.Labels {
+			dst = protowire.AppendTag(dst, entryLabels, protowire.BytesType)
+			dst = protowire.AppendVarint(dst, uint64(labelSize(k, v)))
+			dst = appendField(dst, 1, k)
+			dst = appendField(dst, 2, v)
+		}
 	}
 	dst = appendString(dst, entryLogName, e.LogName)
 	dst = appendString(dst, entryTrace, e.Trace)
@@ -96,7 +99,7 @@ func appendEntry(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {
 		dst = protowire.AppendTag(dst, entryTraceSampled, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, 1)
 	}
-	dst = append(dst, e.ProtoReflect().GetUnknown()...) // a JSON payload encoded already
+	dst = append(dst, unknown...) // a JSON payload encoded already
 	if len(dst)-start != n {
 		panic("stackdriver: an entry's encoding differs from its size") // a bug here, never the input's
 	}
@@ -118,15 +121,17 @@ func plainEntry(e *loggingpb.LogEntry) bool {
 		!utf8.ValidString(e.Trace) || !utf8.ValidString(e.SpanId) {
 		return false
 	}
-	for k, v := range e.Labels {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return false
+	if len(e.Labels) > 0 {
+		for k, v := range e.Labels {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return false
+			}
 		}
 	}
 	return true
 }
 
-func entrySize(e *loggingpb.LogEntry) int {
+func entrySize(e *loggingpb.LogEntry, unknown int) int {
 	n := 0
 	if p, ok := e.Payload.(*loggingpb.LogEntry_TextPayload); ok {
 		n += protowire.SizeTag(entryText) + protowire.SizeBytes(len(p.TextPayload))
@@ -139,13 +144,15 @@ func entrySize(e *loggingpb.LogEntry) int {
 	if e.Severity != 0 {
 		n += protowire.SizeTag(entrySeverity) + protowire.SizeVarint(uint64(e.Severity))
 	}
-	for k, v := range e.Labels {
-		n += protowire.SizeTag(entryLabels) + protowire.SizeBytes(labelSize(k, v))
+	if len(e.Labels) > 0 {
+		for k, v := range e.Labels {
+			n += protowire.SizeTag(entryLabels) + protowire.SizeBytes(labelSize(k, v))
+		}
 	}
 	if e.TraceSampled {
 		n += protowire.SizeTag(entryTraceSampled) + 1
 	}
-	return n + len(e.ProtoReflect().GetUnknown())
+	return n + unknown
 }
 
 func timestampSize(sec int64, nanos int32) int {
