@@ -804,6 +804,16 @@ func TestAlternatingResourcesAreSentOncePerRequest(t *testing.T) {
 	}
 }
 
+// fixtureAndShapeBatches is every captured chunk and a 64 KiB chunk of each benchmark shape.
+func fixtureAndShapeBatches(t *testing.T) []*core.Batch {
+	batches := fixture.Batches(t, "kube-merged", "kube-raw")
+	for _, shape := range fixture.Shapes {
+		b, _ := fixture.ShapeBatch(shape, 64<<10)
+		batches = append(batches, b)
+	}
+	return batches
+}
+
 // The size bound of an entry with a JSON payload, counted while converting it instead of
 // measured, never undercounts: every fixture record, each shape's, and bodies made to
 // grow the most as protobuf (arrays of small numbers, deep maps, invalid UTF-8, JSON text
@@ -811,11 +821,7 @@ func TestAlternatingResourcesAreSentOncePerRequest(t *testing.T) {
 func TestJSONSizeBoundNeverUndercounts(t *testing.T) {
 	f := startFake(t)
 	s := newSink(t, f, nil)
-	batches := fixture.Batches(t, "kube-merged", "kube-raw")
-	for _, shape := range fixture.Shapes {
-		b, _ := fixture.ShapeBatch(shape, 64<<10)
-		batches = append(batches, b)
-	}
+	batches := fixtureAndShapeBatches(t)
 	small := make([]any, 5000)
 	for i := range small {
 		small[i] = i % 100

@@ -20,15 +20,7 @@ func wireDecoded(t *testing.T, req *loggingpb.WriteLogEntriesRequest) *loggingpb
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := proto.Marshal(wire)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got loggingpb.WriteLogEntriesRequest
-	if err := proto.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
-	return &got
+	return sentByProtobuf(t, wire)
 }
 
 // sentByProtobuf is req as Cloud Logging reads it when protobuf encodes it whole.
@@ -52,11 +44,7 @@ func sentByProtobuf(t *testing.T, req *loggingpb.WriteLogEntriesRequest) *loggin
 func TestWireEntriesAreProtobufs(t *testing.T) {
 	f := startFake(t)
 	s := newSink(t, f, nil)
-	batches := fixture.Batches(t, "kube-merged", "kube-raw")
-	for _, shape := range fixture.Shapes {
-		b, _ := fixture.ShapeBatch(shape, 64<<10)
-		batches = append(batches, b)
-	}
+	batches := fixtureAndShapeBatches(t)
 	var odd []record.Record
 	for _, body := range []map[string]any{
 		{"log": "plain \xff\xfe line"},
