@@ -100,8 +100,8 @@ type keptHeader struct {
 	out  []byte
 }
 
-// keptHeader returns the header last rendered from this record's tag and values, or nil.
-func (s *scratch) keptHeader(tag string, slots []int) []byte {
+// kept returns the header last rendered from this record's tag and values, or nil.
+func (s *scratch) kept(tag string, slots []int) []byte {
 	for i := range s.hdrs {
 		if h := &s.hdrs[i]; h.out != nil && h.tag == tag && h.same(s.vals, slots) {
 			return h.out
@@ -165,7 +165,7 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 	dst = append(dst, ">1 "...)
 	dst = s.appendTimestamp(dst, r.Sec, r.Nsec)
 	dst = append(dst, ' ')
-	if kept := s.keptHeader(tag, f.hdrSlots); kept != nil {
+	if kept := s.kept(tag, f.hdrSlots); kept != nil {
 		dst = append(dst, kept...)
 	} else {
 		h := len(dst)
