@@ -8,6 +8,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 
+	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/record"
 	"github.com/trailstack/trailstack/testkit/fixture"
 )
@@ -126,6 +127,74 @@ func TestMemoAgreesWithTheWalk(t *testing.T) {
 			}
 		}
 		slices.Reverse(recs)
+	}
+}
+
+// The decoder's map numbers stand in for comparing bytes: the records of every shape, and of
+// two chunks of one container whose maps differ (each chunk's first map numbered first by
+// its decoder), taken in turn, get with the memo what a walk without one finds, and a stamp
+// vouches only for equal kubernetes values.
+func TestMemoByNumberAgreesWithTheWalk(t *testing.T) {
+	ex := NewExtractor()
+	for _, p := range [][]string{{"log"}, {"stream"}, {"kubernetes", "labels"}, {"kubernetes", "host"}, {"kubernetes", "docker_id"}, {"kubernetes", "pod_id"}} {
+		ex.Add(p)
+	}
+	var chunks []*core.Batch
+	for _, shape := range fixture.Shapes {
+		b, _ := fixture.ShapeBatch(shape, 64<<10)
+		chunks = append(chunks, b)
+	}
+	c := fixture.ShapeContainers("kube")[0]
+	tag := "kube.var.log.containers." + c.File()
+	for _, hosts := range [][]string{{"node-x", "node-x", "node-y", "node-x"}, {"node-y", "node-y", "node-x"}} {
+		var recs []record.Record
+		for i, host := range hosts {
+			body, _ := msgp.AppendIntf(nil, map[string]any{"log": fmt.Sprint("line ", i), "kubernetes": map[string]any{
+				"pod_name": c.Pod, "namespace_name": c.NS, "container_name": c.Name, "host": host,
+				"labels": map[string]any{"app": "shop", "pod-template-hash": c.Hash},
+			}})
+			recs = append(recs, record.Record{Sec: int64(1e9 + i), Body: body})
+		}
+		chunks = append(chunks, fixture.Chunk(tag, recs))
+	}
+	want, got := make([]record.Value, ex.Slots()), make([]record.Value, ex.Slots())
+	var memo Memo
+	type key struct {
+		chunk int // a stamp is the memo's word for one Identity
+		stamp Stamp
+	}
+	stamps := map[key][]string{} // a stamp's kubernetes values, as first seen
+	for n, more := 0, true; more; n++ {
+		more = false
+		for i, b := range chunks {
+			if n >= len(b.Records) {
+				continue
+			}
+			more = true
+			r, id := &b.Records[n], ParseTag(b.Tag)
+			ex.Extract(&id, record.Value(r.Body), want, nil)
+			stamp := ex.ExtractRecord(&id, r, got, &memo)
+			var kube []string
+			for slot := range want {
+				if string(want[slot]) != string(got[slot]) {
+					t.Fatalf("chunk %d record %d slot %d: %x with the memo, %x without", i, n, slot, got[slot], want[slot])
+				}
+				if ex.InKube(slot) {
+					kube = append(kube, string(got[slot]))
+				}
+			}
+			if stamp == 0 {
+				continue
+			}
+			if seen, ok := stamps[key{i, stamp}]; !ok {
+				stamps[key{i, stamp}] = kube
+			} else if !slices.Equal(seen, kube) {
+				t.Fatalf("chunk %d record %d: stamp %x vouches for %q and %q", i, n, stamp, seen, kube)
+			}
+		}
+	}
+	if len(stamps) < 6 {
+		t.Fatalf("only %d stamps", len(stamps))
 	}
 }
 

@@ -111,3 +111,65 @@ func FuzzObjectLen(f *testing.F) {
 		}
 	})
 }
+
+// Maps the decoder gives one number hold the same bytes, over every captured chunk and two
+// decoders in turn; a pod's repeated map keeps its number; a body set since has none.
+func TestRepeatedMapsAreNumberedByTheirBytes(t *testing.T) {
+	kube := func(host string) map[string]any {
+		return map[string]any{"pod_name": "web-1", "namespace_name": "shop", "container_name": "nginx", "host": host, "labels": map[string]any{"app": "shop"}}
+	}
+	var built []byte
+	for _, host := range []string{"node-x", "node-x", "node-y", "node-x"} {
+		built = msgp.AppendArrayHeader(built, 2)
+		built = msgp.AppendInt64(built, 1e9)
+		built, _ = msgp.AppendIntf(built, map[string]any{"log": "l", "kubernetes": kube(host)})
+	}
+	chunks := [][]byte{built, built}
+	sets, _ := filepath.Glob(filepath.Join(fixtureDir, "*", "*.msgpack"))
+	for _, name := range sets {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, b)
+	}
+	seen := map[uint64][]byte{}
+	repeats := 0
+	for i := 0; i < len(chunks); i += 2 {
+		decs := []*Decoder{NewDecoder(chunks[i])}
+		if i+1 < len(chunks) {
+			decs = append(decs, NewDecoder(chunks[i+1]))
+		}
+		for more := true; more; {
+			more = false
+			for _, d := range decs {
+				if !d.Next() {
+					continue
+				}
+				more = true
+				r := d.Record()
+				m, id := r.Repeated()
+				if id == 0 {
+					continue
+				}
+				if !bytes.Contains(r.Body, m) || msgp.NextType(m) != msgp.MapType {
+					t.Fatalf("chunk %d: the numbered map is not one of the body's", i)
+				}
+				if prev, ok := seen[id]; ok {
+					repeats++
+					if !bytes.Equal(prev, m) {
+						t.Fatalf("chunk %d: number %x for\n%x\nand\n%x", i, id, prev, m)
+					}
+				}
+				seen[id] = bytes.Clone(m)
+				r.Body = bytes.Clone(r.Body)
+				if m, id := r.Repeated(); m != nil || id != 0 {
+					t.Fatal("a body set since still has the decoder's number")
+				}
+			}
+		}
+	}
+	if repeats == 0 || len(seen) < 4 {
+		t.Fatalf("%d numbers, %d repeats", len(seen), repeats)
+	}
+}

@@ -1,12 +1,14 @@
 package syslog
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/record"
 	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
@@ -100,4 +102,32 @@ func load20k(b *testing.B) []fixtureRecord {
 		}
 	}
 	return out
+}
+
+// BenchmarkChunkShapes decodes and formats 2 MB chunks of each record shape one after the
+// other, as a flush does, over copies that together outgrow the caches as the engine's
+// chunks do; ns/op is per record.
+func BenchmarkChunkShapes(b *testing.B) {
+	for _, shape := range fixture.Shapes {
+		b.Run(shape, func(b *testing.B) {
+			batch, chunk := fixture.ShapeBatch(shape, 2<<20)
+			var copies [][]byte
+			for range 6 {
+				copies = append(copies, bytes.Clone(chunk))
+			}
+			f := newFormatter(b, core.MapGetter{})
+			s := f.newScratch()
+			buf := make([]byte, 0, 8<<20)
+			var d record.Decoder
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i, c := 0, 0; i < b.N; c++ {
+				d.Reset(copies[c%len(copies)])
+				buf = buf[:0]
+				for ; i < b.N && d.Next(); i++ {
+					buf = f.appendFrame(buf, d.Record(), batch.Tag, s)
+				}
+			}
+		})
+	}
 }

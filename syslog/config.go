@@ -132,6 +132,9 @@ func Parse(p *core.Parser) *Config {
 			f.hdrSlots = t.Slots(f.hdrSlots)
 		}
 	}
+	for _, slot := range f.hdrSlots {
+		f.hdrInKube = append(f.hdrInKube, f.ex.InKube(slot))
+	}
 
 	// SolarWinds-hosted Papertrail (and Loggly) take the ingestion token as an SD-ID of its
 	// own, <token>@41058: 42 bytes for a UUID, past RFC 5424's 32, which is relaxed for that

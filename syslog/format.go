@@ -41,7 +41,8 @@ const (
 type formatter struct {
 	facility                          int
 	hostname, appname, procid, msgid  *accessor.Template
-	hdrSlots                          []int // the values hostname, appname and procid read
+	hdrSlots                          []int  // the values hostname, appname, procid and msgid read
+	hdrInKube                         []bool // for each of hdrSlots: a value of the kubernetes map (see kept)
 	sdID                              string
 	tokenSD                           []byte // [<token>@41058], or nothing
 	sd                                []sdParam
@@ -61,10 +62,11 @@ type sdParam struct {
 
 // scratch is one worker's reusable state.
 type scratch struct {
-	vals []record.Value
-	memo accessor.Memo // the last record's kubernetes map, nearly always the next one's
-	msg  []byte
-	json record.JSON
+	vals  []record.Value
+	memo  accessor.Memo  // the last record's kubernetes map, nearly always the next one's
+	stamp accessor.Stamp // the memo's word for vals' kubernetes values
+	msg   []byte
+	json  record.JSON
 
 	// The container the tag names, for the last tag seen: every record of a chunk has
 	// the chunk's tag.
@@ -91,27 +93,42 @@ type scratch struct {
 
 const keptHeaders = 4 // a container's two streams, twice over
 
-// keptHeader is a header as rendered, and what it was rendered from: the tag and the values
-// its templates read, copied (their buffers reused from one header to the next).
+// keptHeader is a header as rendered, and what it was rendered from: the tag, the values
+// its templates read, copied (their buffers reused from one header to the next), and the
+// Extract stamp that vouches for those of the kubernetes map.
 type keptHeader struct {
-	tag  string
-	vals [][]byte
-	has  []bool // false: the value was absent
-	out  []byte
+	tag   string
+	stamp accessor.Stamp
+	vals  [][]byte
+	has   []bool // false: the value was absent
+	out   []byte
 }
 
-// kept returns the header last rendered from this record's tag and values, or nil.
-func (s *scratch) kept(tag string, slots []int) []byte {
+// kept returns the header last rendered from this record's tag and values, or nil. With a
+// stamp the values of the kubernetes map need no comparing: only the others (the stream).
+func (f *formatter) kept(s *scratch, tag string) []byte {
 	for i := range s.hdrs {
-		if h := &s.hdrs[i]; h.out != nil && h.tag == tag && h.same(s.vals, slots) {
+		h := &s.hdrs[i]
+		if h.out == nil || h.tag != tag {
+			continue
+		}
+		var vouched []bool
+		if s.stamp != 0 && h.stamp == s.stamp {
+			vouched = f.hdrInKube
+		}
+		if h.same(s.vals, f.hdrSlots, vouched) {
 			return h.out
 		}
 	}
 	return nil
 }
 
-func (h *keptHeader) same(vals []record.Value, slots []int) bool {
+// same compares the values at slots with h's, but those vouched for (nil: none).
+func (h *keptHeader) same(vals []record.Value, slots []int, vouched []bool) bool {
 	for i, slot := range slots {
+		if vouched != nil && vouched[i] {
+			continue
+		}
 		v := vals[slot]
 		if (v != nil) != h.has[i] || !bytes.Equal(v, h.vals[i]) {
 			return false
@@ -123,7 +140,7 @@ func (h *keptHeader) same(vals []record.Value, slots []int) bool {
 func (s *scratch) keepHeader(tag string, slots []int, out []byte) {
 	h := &s.hdrs[s.hdrNext]
 	s.hdrNext = (s.hdrNext + 1) % keptHeaders
-	h.tag = tag
+	h.tag, h.stamp = tag, s.stamp
 	if h.vals == nil {
 		h.vals, h.has = make([][]byte, len(slots)), make([]bool, len(slots))
 	}
@@ -143,7 +160,7 @@ func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scr
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
-	f.ex.Extract(&s.id, record.Value(r.Body), s.vals, &s.memo)
+	s.stamp = f.ex.ExtractRecord(&s.id, r, s.vals, &s.memo)
 	switch f.framing {
 	case framingOctet:
 		s.msg = f.appendMessage(s.msg[:0], r, tag, s)
@@ -165,7 +182,7 @@ func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *s
 	dst = append(dst, ">1 "...)
 	dst = s.appendTimestamp(dst, r.Sec, r.Nsec)
 	dst = append(dst, ' ')
-	if kept := s.kept(tag, f.hdrSlots); kept != nil {
+	if kept := f.kept(s, tag); kept != nil {
 		dst = append(dst, kept...)
 	} else {
 		h := len(dst)
