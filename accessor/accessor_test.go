@@ -157,6 +157,32 @@ func TestMemoByNumberAgreesWithTheWalk(t *testing.T) {
 		}
 		chunks = append(chunks, fixture.Chunk(tag, recs))
 	}
+	// Bodies that repeat a key: the first log counts, the last kubernetes map; and one of
+	// more entries than the decoder notes.
+	kubeMap := func(app string) []byte {
+		b, _ := msgp.AppendIntf(nil, map[string]any{"pod_name": c.Pod, "namespace_name": c.NS, "container_name": c.Name, "labels": map[string]any{"app": app, "pod-template-hash": c.Hash}})
+		return b
+	}
+	var odd []record.Record
+	for _, entries := range [][][2][]byte{
+		{{msgp.AppendString(nil, "kubernetes"), kubeMap("app's")}, {msgp.AppendString(nil, "log"), msgp.AppendString(nil, "first")}, {msgp.AppendString(nil, "kubernetes"), kubeMap("filter's")}},
+		{{msgp.AppendString(nil, "log"), msgp.AppendString(nil, "a")}, {msgp.AppendString(nil, "log"), msgp.AppendString(nil, "b")}, {msgp.AppendString(nil, "kubernetes"), msgp.AppendString(nil, "not a map")}},
+		{{msgp.AppendString(nil, "kubernetes"), kubeMap("x")}, {msgp.AppendString(nil, "kubernetes"), msgp.AppendString(nil, "then not a map")}},
+		{{msgp.AppendInt(nil, 7), msgp.AppendString(nil, "an int key")}, {msgp.AppendBytes(nil, []byte("log")), msgp.AppendString(nil, "a bin key")}},
+	} {
+		body := msgp.AppendMapHeader(nil, uint32(len(entries)))
+		for _, e := range entries {
+			body = append(append(body, e[0]...), e[1]...)
+		}
+		odd = append(odd, record.Record{Sec: 1e9, Body: body})
+	}
+	many := map[string]any{"kubernetes": map[string]any{"pod_name": c.Pod, "namespace_name": c.NS, "container_name": c.Name, "host": "node-z"}}
+	for i := range 14 {
+		many[fmt.Sprint("k", i)] = i
+	}
+	body, _ := msgp.AppendIntf(nil, many)
+	odd = append(odd, record.Record{Sec: 1e9, Body: body})
+	chunks = append(chunks, fixture.Chunk(tag, odd))
 	want, got := make([]record.Value, ex.Slots()), make([]record.Value, ex.Slots())
 	var memo Memo
 	type key struct {

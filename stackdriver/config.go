@@ -115,6 +115,10 @@ func (c *Config) Build(env core.Env) (core.Sink, error) {
 	s.met = env.Metrics
 	s.shaped.Interval = 10 * time.Second
 	s.m.logName, s.m.nodeName, s.m.retention = c.logName, c.nodeName, c.retention
+	s.m.nodeFromKube = true
+	for _, slot := range c.nodeName.Slots(nil) {
+		s.m.nodeFromKube = s.m.nodeFromKube && c.ex.InKube(slot)
+	}
 	s.scratch.New = func() any { return s.m.newScratch() }
 	env.Log.Infof("Cloud Logging: project %s, cluster %s in %s", project, cluster, location)
 	return s, nil

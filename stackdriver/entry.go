@@ -32,6 +32,7 @@ type mapper struct {
 	project, location, cluster string
 	fallback                   string // k8s_node, generic_node or global
 	logName, nodeName          *accessor.Template
+	nodeFromKube               bool          // nodeName reads nothing but the kubernetes map (and the tag)
 	retention                  time.Duration // the log bucket's: older entries are not stored
 	ex                         *accessor.Extractor
 	slot                       struct {
@@ -59,7 +60,7 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
-	m.ex.ExtractRecord(&s.id, r, s.vals, &s.memo)
+	s.stamp = m.ex.ExtractRecord(&s.id, r, s.vals, &s.memo)
 	v := s.vals
 	e, stamp := s.newEntry()
 	e.Resource = m.resource(v, tag, s)

@@ -24,6 +24,20 @@ const (
 // entry of the pod, so they are built once per pod and go once into the request's defaults,
 // which Cloud Logging merges under an entry's own labels.
 func (m *mapper) podOf(v []record.Value, tag string, s *scratch) *cachedPod {
+	// The last record's pod, when the memo vouches that everything it was built from is.
+	if lp := &s.lastPod; s.stamp != 0 && lp.gen != 0 && lp.stamp == s.stamp && lp.tag == tag && m.nodeFromKube {
+		for i := len(s.pods) - 1; i >= 0; i-- {
+			if s.pods[i].gen == lp.gen {
+				return &s.pods[i]
+			}
+		}
+	}
+	p := m.findPod(v, tag, s)
+	s.lastPod.stamp, s.lastPod.tag, s.lastPod.gen = s.stamp, tag, p.gen
+	return p
+}
+
+func (m *mapper) findPod(v []record.Value, tag string, s *scratch) *cachedPod {
 	labels, owners := v[m.slot.labels], v[m.slot.owners]
 	s.buf, _ = m.nodeName.Render(s.buf[:0], v, tag)
 	for i := len(s.pods) - 1; i >= 0; i-- {

@@ -21,7 +21,15 @@ import (
 type scratch struct {
 	vals []record.Value
 	memo accessor.Memo // the last record's kubernetes map, nearly always the next one's
-	buf  []byte
+	// The memo's word for vals' kubernetes values, and the pod they were last found to be,
+	// under that word and tag (lastPod.gen: 0 for none).
+	stamp   accessor.Stamp
+	lastPod struct {
+		stamp accessor.Stamp
+		tag   string
+		gen   int
+	}
+	buf []byte
 	// The container the tag names, for the last tag seen (a chunk has one tag).
 	idTag string
 	id    accessor.Identity
@@ -112,6 +120,7 @@ func (s *scratch) reset() {
 	// chunk seldom has the last one's.
 	clear(s.pods)
 	s.resources, s.pods, s.logNames, s.pod = s.resources[:0], s.pods[:0], s.logNames[:0], nil
+	s.lastPod.gen = 0
 	clear(s.pending)
 	s.pending = s.pending[:0]
 	s.raw = s.raw[:0]

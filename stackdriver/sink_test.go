@@ -910,3 +910,31 @@ func TestPushbackKeepsTheOutputToTheServicesPace(t *testing.T) {
 	}
 	t.Logf("%d flushes delivered in %v through a %v pushback, %d requests refused", flushes, time.Since(start).Round(time.Millisecond), window, refused)
 }
+
+// A container whose kubernetes map changes between records (its labels, its node) gets each
+// record's own pod labels, though the pod's identity, under the tag, stays the same.
+func TestPodLabelsFollowTheRecordsMap(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, core.MapGetter{})
+	c := fixture.ShapeContainers("kube")[0]
+	type pod struct{ host, version string }
+	pods := []pod{{"node-x", "1"}, {"node-x", "1"}, {"node-y", "1"}, {"node-x", "2"}, {"node-x", "1"}, {"node-y", "2"}}
+	var recs []record.Record
+	for i, p := range pods {
+		body, _ := msgp.AppendIntf(nil, map[string]any{"log": fmt.Sprintf("line %d", i), "stream": "stdout", "kubernetes": map[string]any{
+			"pod_name": c.Pod, "namespace_name": c.NS, "container_name": c.Name, "host": p.host,
+			"labels": map[string]any{"app": "shop", "version": p.version},
+		}})
+		recs = append(recs, record.Record{Sec: 1795694400 + int64(i), Body: body})
+	}
+	deliver(t, s, fixture.Chunk("kube.var.log.containers."+c.File(), recs))
+	got := f.entries()
+	if len(got) != len(pods) {
+		t.Fatalf("%d entries for %d records", len(got), len(pods))
+	}
+	for i, e := range got {
+		if e.Labels["k8s-pod/version"] != pods[i].version || e.Labels["compute.googleapis.com/resource_name"] != pods[i].host {
+			t.Fatalf("entry %d: labels %v, want version %s on %s", i, e.Labels, pods[i].version, pods[i].host)
+		}
+	}
+}
