@@ -81,7 +81,6 @@ const memoMaps = 8 // containers a chunk's records commonly alternate between, a
 
 type memoMap struct {
 	raw    []byte
-	id     uint64     // a decoder's number for maps of raw's bytes (record.Repeated), or 0
 	gen    uint64     // this filling of the entry: its Stamp
 	found  []slotSpan // the values found in raw
 	nslots int        // the Extractor's slots when it was filled
@@ -106,7 +105,22 @@ type slotSpan struct{ slot, off, n int }
 // The namespace, pod and container are the tag's whenever it names them, filter or not.
 // An application can therefore name no other container than its own.
 func (e *Extractor) Extract(id *Identity, body record.Value, vals []record.Value, memo *Memo) Stamp {
-	return e.extract(id, body, vals, walker{vals: vals, kube: e.kube, memo: memo})
+	w := walker{vals: vals, kube: e.kube, memo: memo}
+	clear(vals)
+	w.walk(body, &e.root, false, true)
+	stamp := stampNone
+	switch {
+	case w.kubeMaps > 0 && (id == nil || !id.OK || !e.names(id, vals, w.hit)):
+		clearSubtree(e.kube, vals) // not the filter's map for this container, or no way to tell
+	case w.kubeMaps > 0 && w.hit != nil:
+		stamp = Stamp(w.hit.gen)
+	case w.kubeMaps > 0:
+		stamp = 0 // read from a map the memo does not hold
+	}
+	if id != nil && id.OK {
+		vals[e.kubeNS], vals[e.kubePod], vals[e.kubeC] = id.ns, id.pod, id.container
+	}
+	return stamp
 }
 
 // Stamp tells, without comparing them, that two Extracts with one memo and one Identity
@@ -132,33 +146,6 @@ func (n *node) holds(slot int) bool {
 	return false
 }
 
-// ExtractRecord is Extract of r's body, told by the decoder which of its maps repeat a
-// map the memo may have met: such a map is found in the memo by its number, without
-// comparing its bytes.
-func (e *Extractor) ExtractRecord(id *Identity, r *record.Record, vals []record.Value, memo *Memo) Stamp {
-	w := walker{vals: vals, kube: e.kube, memo: memo}
-	w.nested, w.nestedID = r.Repeated()
-	return e.extract(id, record.Value(r.Body), vals, w)
-}
-
-func (e *Extractor) extract(id *Identity, body record.Value, vals []record.Value, w walker) Stamp {
-	clear(vals)
-	w.walk(body, &e.root, false, true)
-	stamp := stampNone
-	switch {
-	case w.kubeMaps > 0 && (id == nil || !id.OK || !e.names(id, vals, w.hit)):
-		clearSubtree(e.kube, vals) // not the filter's map for this container, or no way to tell
-	case w.kubeMaps > 0 && w.hit != nil:
-		stamp = Stamp(w.hit.gen)
-	case w.kubeMaps > 0:
-		stamp = 0 // read from a map the memo does not hold
-	}
-	if id != nil && id.OK {
-		vals[e.kubeNS], vals[e.kubePod], vals[e.kubeC] = id.ns, id.pod, id.container
-	}
-	return stamp
-}
-
 // names tells whether the kubernetes map's identity is id's; mm, the map's memo entry if it
 // has one, keeps the answer for the map's next record.
 func (e *Extractor) names(id *Identity, vals []record.Value, mm *memoMap) bool {
@@ -175,15 +162,16 @@ func (e *Extractor) names(id *Identity, vals []record.Value, mm *memoMap) bool {
 // fill sets the values of n's subtree from the map at the start of m, which n stands for,
 // and returns the map's length and its memo entry: from the memo when the map is one it
 // remembers (msgpack delimits itself, so bytes equal to a whole remembered map are that
-// map), else by walking it and remembering it. id, when not 0, is the decoder's number for
-// the map at m (its bytes those of nested).
-func (memo *Memo) fill(m []byte, n *node, vals []record.Value, id uint64) (int, *memoMap) {
-	mm := memo.find(m, vals, id)
-	if mm != nil {
-		for _, f := range mm.found {
-			vals[f.slot] = record.Value(m[f.off : f.off+f.n])
+// map), else by walking it and remembering it.
+func (memo *Memo) fill(m []byte, n *node, vals []record.Value) (int, *memoMap) {
+	for i := range memo.maps {
+		mm := &memo.maps[i]
+		if len(mm.raw) > 0 && mm.nslots == len(vals) && bytes.HasPrefix(m, mm.raw) {
+			for _, f := range mm.found {
+				vals[f.slot] = record.Value(m[f.off : f.off+f.n])
+			}
+			return len(mm.raw), mm
 		}
-		return len(mm.raw), mm
 	}
 	w := walker{vals: vals}
 	l := w.walk(m, n, true, false)
@@ -195,35 +183,13 @@ func (memo *Memo) fill(m []byte, n *node, vals []record.Value, id uint64) (int, 
 	if rest, err := msgp.Skip(m[:l]); err != nil || len(rest) != 0 {
 		return l, nil
 	}
-	mm = &memo.maps[memo.next]
+	mm := &memo.maps[memo.next]
 	memo.next = (memo.next + 1) % memoMaps
 	mm.raw = append(mm.raw[:0], m[:l]...)
 	memo.gens++
-	mm.nslots, mm.found, mm.checked, mm.id, mm.gen = len(vals), mm.found[:0], false, id, memo.gens
+	mm.nslots, mm.found, mm.checked, mm.gen = len(vals), mm.found[:0], false, memo.gens
 	mm.remember(m[:l], n, vals)
 	return l, mm
-}
-
-// find returns the entry remembering the map at the start of m, or nil: by the decoder's
-// number when there is one, else by comparing bytes (and then the entry takes the number).
-func (memo *Memo) find(m []byte, vals []record.Value, id uint64) *memoMap {
-	if id != 0 {
-		for i := range memo.maps {
-			if mm := &memo.maps[i]; mm.id == id && mm.nslots == len(vals) {
-				return mm
-			}
-		}
-	}
-	for i := range memo.maps {
-		mm := &memo.maps[i]
-		if len(mm.raw) > 0 && mm.nslots == len(vals) && bytes.HasPrefix(m, mm.raw) {
-			if id != 0 {
-				mm.id = id
-			}
-			return mm
-		}
-	}
-	return nil
 }
 
 func (mm *memoMap) remember(raw []byte, n *node, vals []record.Value) {
@@ -254,9 +220,6 @@ type walker struct {
 	kube *node
 	memo *Memo    // nil: none
 	hit  *memoMap // the memo's entry for the kubernetes map that counts, if any
-	// The body's map the decoder numbered (record.Repeated), and that number.
-	nested   record.Value
-	nestedID uint64
 	// kubernetes maps met at the top: without one, the slots under it are still clear
 	kubeMaps int
 }
@@ -333,11 +296,7 @@ func (w *walker) walk(m []byte, n *node, needEnd, top bool) int {
 			}
 			continue
 		case top && c == w.kube && w.memo != nil:
-			var id uint64
-			if len(w.nested) > 0 && &rest[0] == &w.nested[0] {
-				id = w.nestedID
-			}
-			vl, w.hit = w.memo.fill(rest, c, w.vals, id)
+			vl, w.hit = w.memo.fill(rest, c, w.vals)
 		default:
 			// The nested map's end matters only if something may follow it: Fluent Bit's
 			// kubernetes filter appends its map last, so usually nothing does.

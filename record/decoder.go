@@ -51,9 +51,6 @@ type Decoder struct {
 	err     error
 	repeat  []byte // the last large map of a body, for the next body to be compared with
 	slow    bool   // the slow path alone: the tests' reference
-
-	// repeat's number (see Record.Repeated), and this decoder's block of numbers
-	repeatID, idBlock uint64
 }
 
 // NewDecoder returns a decoder over chunk.

@@ -1,9 +1,6 @@
 package record
 
-import (
-	"bytes"
-	"sync/atomic"
-)
+import "bytes"
 
 // The decoder's fast path reads a well-formed log event in one pass: the event's header, then
 // the body's top level entry by entry, taking the first log and stream values as it goes
@@ -66,7 +63,7 @@ func (d *Decoder) body(b []byte, r *Record) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	r.log, r.stream, r.nested, r.nestedID = nil, nil, nil, 0
+	r.log, r.stream = nil, nil
 	for it.Len() > 0 {
 		k, v, ok := it.Entry()
 		if !ok {
@@ -87,13 +84,11 @@ func (d *Decoder) body(b []byte, r *Record) (int, bool) {
 					n = len(d.repeat)
 				} else if n, err = objectLen(rest); err != nil {
 					return 0, false
-				} else if n >= repeatMin {
-					d.repeat, d.repeatID = rest[:n], d.newMapID()
+				}
+				if n >= repeatMin {
+					d.repeat = rest[:n]
 				}
 				v = Value(rest[:n])
-				if n >= repeatMin {
-					r.nested, r.nestedID = v, d.repeatID
-				}
 				it.Advance(n)
 			}
 		}
@@ -105,37 +100,6 @@ func (d *Decoder) body(b []byte, r *Record) (int, bool) {
 		}
 	}
 	return it.Offset(), true
-}
-
-// mapIDs hands out blocks of map numbers, so that no two decoders ever number maps alike.
-var mapIDs atomic.Uint64
-
-const mapIDBits = 24 // numbers a block holds: more maps than a chunk has records
-
-// newMapID numbers a map unlike any before it.
-func (d *Decoder) newMapID() uint64 {
-	if d.idBlock == 0 || (d.repeatID+1)&(1<<mapIDBits-1) == 0 {
-		d.idBlock = mapIDs.Add(1) << mapIDBits
-		return d.idBlock
-	}
-	return d.repeatID + 1
-}
-
-// Repeated returns the body's last nested map of 64 bytes or more, as the decoder measured
-// it, and its number: maps with one number hold the same bytes (the decoder gives a map the
-// last one's number only when it compared them equal), while equal maps may have different
-// numbers. nil and 0 when there is none, the record did not come the fast way, or its body
-// was set since.
-func (r *Record) Repeated() (Value, uint64) {
-	if !r.current() {
-		return nil, 0
-	}
-	return r.nested, r.nestedID
-}
-
-// current tells whether what the decoder noted belongs to Body.
-func (r *Record) current() bool {
-	return len(r.Body) > 0 && len(r.indexed) == len(r.Body) && &r.indexed[0] == &r.Body[0]
 }
 
 func fastTime(c byte) bool {
@@ -152,7 +116,7 @@ func isMap(c byte) bool { return c&0xf0 == 0x80 || c == 0xde || c == 0xdf }
 // LogAndStream returns the body's first log and stream values (nil where absent): as the
 // decoder found them, or for a body set since, by reading it.
 func (r *Record) LogAndStream() (log, stream Value) {
-	if r.current() {
+	if len(r.Body) > 0 && len(r.indexed) == len(r.Body) && &r.indexed[0] == &r.Body[0] {
 		return r.log, r.stream
 	}
 	it, err := Value(r.Body).Iter()

@@ -28,9 +28,6 @@ type Record struct {
 	// body they belong to, so that a Body replaced since is read again.
 	indexed     []byte
 	log, stream Value
-	// The body's last nested map of repeatMin bytes or more, and its number (see Repeated).
-	nested   Value
-	nestedID uint64
 }
 
 // Time is the event's timestamp.

@@ -60,7 +60,7 @@ func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
-	s.stamp = m.ex.ExtractRecord(&s.id, r, s.vals, &s.memo)
+	s.stamp = m.ex.Extract(&s.id, record.Value(r.Body), s.vals, &s.memo)
 	v := s.vals
 	e, stamp := s.newEntry()
 	e.Resource = m.resource(v, tag, s)

@@ -160,7 +160,7 @@ func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scr
 	if tag != s.idTag {
 		s.idTag, s.id = tag, accessor.ParseTag(tag)
 	}
-	s.stamp = f.ex.ExtractRecord(&s.id, r, s.vals, &s.memo)
+	s.stamp = f.ex.Extract(&s.id, record.Value(r.Body), s.vals, &s.memo)
 	switch f.framing {
 	case framingOctet:
 		s.msg = f.appendMessage(s.msg[:0], r, tag, s)
