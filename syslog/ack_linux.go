@@ -96,3 +96,17 @@ func peerClosedInOrder(raw syscall.RawConn) bool {
 	})
 	return state != unix.BPF_TCP_ESTABLISHED
 }
+
+// setCork holds (on) or lets go (off) partial segments, so that the TLS records of a flush
+// leave in full segments rather than one or more per record.
+func setCork(raw syscall.RawConn, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	var err error
+	if cerr := raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, v) }); cerr != nil {
+		return cerr
+	}
+	return err
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tinylib/msgp/msgp"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 
 	"github.com/trailstack/trailstack/core"
 	"github.com/trailstack/trailstack/record"
@@ -68,10 +69,12 @@ func TestDeliverOverTLSBothFramings(t *testing.T) {
 		if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
 			t.Fatalf("%v: %v %v", fr, res.Status, res.Err)
 		}
+		checkUncorked(t, s)
 		// A second flush reuses the connection.
 		if res := s.Deliver(context.Background(), b); res.Status != core.Delivered {
 			t.Fatalf("%v: %v %v", fr, res.Status, res.Err)
 		}
+		checkUncorked(t, s)
 		frames := r.waitFrames(2 * len(b.Records))
 		checkFrames(t, frames[:len(b.Records)], b)
 		checkFrames(t, frames[len(b.Records):], b)
@@ -79,6 +82,26 @@ func TestDeliverOverTLSBothFramings(t *testing.T) {
 			t.Errorf("%d connections, want 1 reused", len(r.conns))
 		}
 		r.mu.Unlock()
+	}
+}
+
+// checkUncorked fails unless the sink's connection lets partial segments go: a flush corks
+// the socket only while it writes.
+func checkUncorked(t *testing.T, s *sink) {
+	t.Helper()
+	s.mu.Lock()
+	c := s.cur
+	s.mu.Unlock()
+	if c == nil {
+		t.Fatal("no connection kept")
+	}
+	var v int
+	var err error
+	if cerr := c.raw.Control(func(fd uintptr) { v, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK) }); cerr != nil || err != nil {
+		t.Fatal(cerr, err)
+	}
+	if v != 0 {
+		t.Fatal("the connection is left corked after the flush")
 	}
 }
 
