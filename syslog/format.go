@@ -117,6 +117,7 @@ func (f *formatter) kept(s *scratch, tag string) []byte {
 			vouched = f.hdrInKube
 		}
 		if h.same(s.vals, f.hdrSlots, vouched) {
+			h.tag = tag // this flush's string (see appendFrame)
 			return h.out
 		}
 	}
@@ -158,8 +159,11 @@ func (f *formatter) newScratch() *scratch {
 // appendFrame appends one framed message for r to dst.
 func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scratch) []byte {
 	if tag != s.idTag {
-		s.idTag, s.id = tag, accessor.ParseTag(tag)
+		s.id = accessor.ParseTag(tag)
 	}
+	// This flush's string, which its records share: comparing it again is comparing pointers,
+	// not a tag's hundred-odd bytes per record.
+	s.idTag = tag
 	s.stamp = f.ex.Extract(&s.id, record.Value(r.Body), s.vals, &s.memo)
 	switch f.framing {
 	case framingOctet:
