@@ -85,13 +85,18 @@ func TestDeliverOverTLSBothFramings(t *testing.T) {
 	}
 }
 
+// keptConn is the connection the sink keeps for the next flush, or nil.
+func keptConn(s *sink) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
 // checkUncorked fails unless the sink's connection lets partial segments go: a flush corks
 // the socket only while it writes.
 func checkUncorked(t *testing.T, s *sink) {
 	t.Helper()
-	s.mu.Lock()
-	c := s.cur
-	s.mu.Unlock()
+	c := keptConn(s)
 	if c == nil {
 		t.Fatal("no connection kept")
 	}
@@ -219,9 +224,7 @@ func TestIdleCloseReconnects(t *testing.T) {
 // sink's connection: it crosses loopback just after the receiver's close returns.
 func waitPeerClosed(t *testing.T, s *sink) {
 	t.Helper()
-	s.mu.Lock()
-	c := s.cur
-	s.mu.Unlock()
+	c := keptConn(s)
 	if c == nil {
 		return // the close arrived before the flush returned: the sink already dropped it
 	}
