@@ -271,6 +271,11 @@ func FuzzExtract(f *testing.F) {
 	f.Add([]byte{0xdf, 0, 0, 0, 1, 0xa1, 'k', 0xde, 0, 1, 0xa1, 'a', 0xd9, 3, 'a', 'b'})
 	seed, _ := msgp.AppendIntf(nil, map[string]any{"kubernetes": map[string]any{"pod_name": "p", "labels": map[string]any{"a": 1}}, "k": map[string]any{"a": 1}})
 	f.Add(seed)
+	// The tag's own container, so that the memo's stamp is in play.
+	for _, app := range []int{1, 2} {
+		seed, _ = msgp.AppendIntf(nil, map[string]any{"kubernetes": map[string]any{"pod_name": "p", "namespace_name": "ns", "container_name": "c", "labels": map[string]any{"a": app}}})
+		f.Add(seed)
+	}
 	ex := NewExtractor()
 	ex.Add([]string{"kubernetes", "labels"})
 	ex.Add([]string{"k", "a"})
@@ -286,6 +291,11 @@ func FuzzExtract(f *testing.F) {
 		{},
 	}
 	turn := 0
+	// What each stamp vouched for, under the first tag with a memo of its own: the same stamp
+	// again must come with the same kubernetes values.
+	var stampMemo Memo
+	stampVals := make([]record.Value, ex.Slots())
+	vouched := map[Stamp]string{}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		turn++
 		id := &ids[turn%len(ids)]
@@ -304,5 +314,16 @@ func FuzzExtract(f *testing.F) {
 				t.Fatalf("slot %d: %x with the memo, %x without", i, memoVals[i], vals[i])
 			}
 		}
+		stamp := ex.Extract(&ids[0], record.Value(b), stampVals, &stampMemo)
+		var kube []byte
+		for i, v := range stampVals {
+			if ex.InKube(i) {
+				kube = msgp.AppendBytes(kube, v) // length-prefixed, so values cannot run together
+			}
+		}
+		if seen, ok := vouched[stamp]; ok && stamp != 0 && seen != string(kube) {
+			t.Fatalf("stamp %x vouched for %x and now %x", stamp, seen, kube)
+		}
+		vouched[stamp] = string(kube)
 	})
 }
