@@ -21,6 +21,24 @@ type Identity struct {
 	ns, pod, container        record.Value // the same, as msgpack strings for the slots
 }
 
+// TagIdentity is the container a tag names, for the last tag asked about: every record of a
+// chunk has the chunk's tag.
+type TagIdentity struct {
+	tag string
+	id  Identity
+}
+
+// Of returns the identity tag names, read again only for a tag unlike the last.
+func (t *TagIdentity) Of(tag string) *Identity {
+	if tag != t.tag {
+		t.id = ParseTag(tag)
+	}
+	// Kept even when equal: a flush's records share one string, so comparing it again is
+	// comparing pointers, not a tag's hundred-odd bytes per record.
+	t.tag = tag
+	return &t.id
+}
+
 // ParseTag reads the identity at the end of tag; OK is false when the tag does not end with
 // a container log's file name.
 func ParseTag(tag string) Identity {

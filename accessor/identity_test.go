@@ -1,6 +1,7 @@
 package accessor
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tinylib/msgp/msgp"
@@ -83,6 +84,22 @@ func TestNoRecordCanNameAnotherContainer(t *testing.T) {
 			if string(got) != want {
 				t.Errorf("%s: slot %d = %q, want %q", c.name, s, got, want)
 			}
+		}
+	}
+}
+
+// TagIdentity answers what ParseTag does, for each tag in turn, the last one kept.
+func TestTagIdentityFollowsTheTag(t *testing.T) {
+	var ti TagIdentity
+	for _, tag := range []string{
+		"kube.var.log.containers.p_ns_c-" + strings.Repeat("ab", 32) + ".log",
+		"kube.var.log.containers.p_ns_c-" + strings.Repeat("ab", 32) + ".log",
+		"kube.var.log.containers.q_other_d-" + strings.Repeat("cd", 32) + ".log",
+		"k8s_node.n",
+		"",
+	} {
+		if got, want := *ti.Of(strings.Clone(tag)), ParseTag(tag); got.OK != want.OK || got.Namespace != want.Namespace || got.Pod != want.Pod || got.Container != want.Container {
+			t.Fatalf("%q: %+v, want %+v", tag, got, want)
 		}
 	}
 }

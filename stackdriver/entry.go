@@ -57,13 +57,7 @@ func newMapper(project, location, cluster, fallback string, ex *accessor.Extract
 
 // entry maps the i-th record of the chunk. now is the time the flush began.
 func (m *mapper) entry(r *record.Record, i int, tag string, s *scratch, now time.Time) *loggingpb.LogEntry {
-	if tag != s.idTag {
-		s.id = accessor.ParseTag(tag)
-	}
-	// This flush's string, which its records share: comparing it again is comparing pointers,
-	// not a tag's hundred-odd bytes per record.
-	s.idTag = tag
-	s.stamp = m.ex.Extract(&s.id, record.Value(r.Body), s.vals, &s.memo)
+	s.stamp = m.ex.Extract(s.tag.Of(tag), record.Value(r.Body), s.vals, &s.memo)
 	v := s.vals
 	e, stamp := s.newEntry()
 	e.Resource = m.resource(v, tag, s)

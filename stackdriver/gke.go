@@ -28,7 +28,7 @@ func (m *mapper) podOf(v []record.Value, tag string, s *scratch) *cachedPod {
 	if lp := &s.lastPod; s.stamp != 0 && lp.gen != 0 && lp.stamp == s.stamp && lp.tag == tag && m.nodeFromKube {
 		for i := len(s.pods) - 1; i >= 0; i-- {
 			if s.pods[i].gen == lp.gen {
-				lp.tag = tag // this flush's string (see entry)
+				lp.tag = tag // this flush's string: the next comparison is of pointers (TagIdentity.Of)
 				return &s.pods[i]
 			}
 		}

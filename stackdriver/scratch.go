@@ -30,9 +30,7 @@ type scratch struct {
 		gen   int
 	}
 	buf []byte
-	// The container the tag names, for the last tag seen (a chunk has one tag).
-	idTag string
-	id    accessor.Identity
+	tag accessor.TagIdentity // the container the chunk's tag names
 
 	// insertIds are <chunk>-<index>: chunk is a hash of the tag and of every record's time
 	// and body, the same on every retry of the chunk (Fluent Bit hands the same bytes), and

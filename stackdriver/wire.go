@@ -51,14 +51,22 @@ func wireRequest(req *loggingpb.WriteLogEntriesRequest, buf []byte) (*loggingpb.
 
 // appendEntry appends e as a WriteLogEntriesRequest.entries field.
 func appendEntry(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {
-	dst = protowire.AppendTag(dst, requestEntries, protowire.BytesType)
 	if !plainEntry(e) {
-		b, err := proto.MarshalOptions{}.MarshalAppend(nil, e)
-		if err != nil {
-			return dst, err
-		}
-		return protowire.AppendBytes(dst, b), nil
+		return appendMarshalled(dst, e)
 	}
+	if out, ok := appendPlain(dst, e); ok {
+		return out, nil
+	}
+	// A bug in appendPlain, never the input's (TestWireEntriesAreProtobufs checks every
+	// entry's length): the entry goes as protobuf encodes it rather than with a wrong length.
+	return appendMarshalled(dst, e)
+}
+
+// appendPlain appends a plain entry (plainEntry) as a WriteLogEntriesRequest.entries field,
+// written here; false if what it wrote is not the length it measured first.
+func appendPlain(dst []byte, e *loggingpb.LogEntry) ([]byte, bool) {
+	field := len(dst)
+	dst = protowire.AppendTag(dst, requestEntries, protowire.BytesType)
 	// The length goes before the entry: measured first, in the same order as written.
 	unknown := e.ProtoReflect().GetUnknown()
 	n := entrySize(e, len(unknown))
@@ -84,13 +92,11 @@ func appendEntry(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {
 		dst = protowire.AppendTag(dst, entrySeverity, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, uint64(e.Severity))
 	}
-	if len(e.Labels) > 0 { // nearly always none: the pod's go once per request
-		for k, v := range e.Labels {
-			dst = protowire.AppendTag(dst, entryLabels, protowire.BytesType)
-			dst = protowire.AppendVarint(dst, uint64(labelSize(k, v)))
-			dst = appendField(dst, 1, k)
-			dst = appendField(dst, 2, v)
-		}
+	for k, v := range e.Labels { // nearly always none: the pod's go once per request
+		dst = protowire.AppendTag(dst, entryLabels, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(labelSize(k, v)))
+		dst = appendField(dst, 1, k)
+		dst = appendField(dst, 2, v)
 	}
 	dst = appendString(dst, entryLogName, e.LogName)
 	dst = appendString(dst, entryTrace, e.Trace)
@@ -101,9 +107,19 @@ func appendEntry(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {
 	}
 	dst = append(dst, unknown...) // a JSON payload encoded already
 	if len(dst)-start != n {
-		panic("stackdriver: an entry's encoding differs from its size") // a bug here, never the input's
+		return dst[:field], false
 	}
-	return dst, nil
+	return dst, true
+}
+
+// appendMarshalled appends e as a WriteLogEntriesRequest.entries field, encoded by protobuf.
+func appendMarshalled(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {
+	b, err := proto.MarshalOptions{}.MarshalAppend(nil, e)
+	if err != nil {
+		return dst, err
+	}
+	dst = protowire.AppendTag(dst, requestEntries, protowire.BytesType)
+	return protowire.AppendBytes(dst, b), nil
 }
 
 // plainEntry tells whether e has only the fields appendEntry writes, all valid UTF-8 (which
@@ -121,11 +137,9 @@ func plainEntry(e *loggingpb.LogEntry) bool {
 		!utf8.ValidString(e.Trace) || !utf8.ValidString(e.SpanId) {
 		return false
 	}
-	if len(e.Labels) > 0 {
-		for k, v := range e.Labels {
-			if !utf8.ValidString(k) || !utf8.ValidString(v) {
-				return false
-			}
+	for k, v := range e.Labels {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return false
 		}
 	}
 	return true
@@ -144,10 +158,8 @@ func entrySize(e *loggingpb.LogEntry, unknown int) int {
 	if e.Severity != 0 {
 		n += protowire.SizeTag(entrySeverity) + protowire.SizeVarint(uint64(e.Severity))
 	}
-	if len(e.Labels) > 0 {
-		for k, v := range e.Labels {
-			n += protowire.SizeTag(entryLabels) + protowire.SizeBytes(labelSize(k, v))
-		}
+	for k, v := range e.Labels {
+		n += protowire.SizeTag(entryLabels) + protowire.SizeBytes(labelSize(k, v))
 	}
 	if e.TraceSampled {
 		n += protowire.SizeTag(entryTraceSampled) + 1

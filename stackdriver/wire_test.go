@@ -65,6 +65,9 @@ func TestWireEntriesAreProtobufs(t *testing.T) {
 			e := s.m.entry(&b.Records[i], i, b.Tag, sc, time.Now())
 			e.Resource = nil
 			if plainEntry(e) {
+				if _, ok := appendPlain(nil, e); !ok {
+					t.Fatalf("%s, record %d: written at another length than measured", b.Tag, i)
+				}
 				plain++
 			} else {
 				other++
@@ -116,6 +119,9 @@ func TestWireEntryKeepsEveryField(t *testing.T) {
 			m.Set(fd, protoreflect.ValueOfEnum(200))
 		default:
 			t.Fatalf("field %s: a kind (%v) this test does not set", fd.Name(), fd.Kind())
+		}
+		if _, ok := appendPlain(nil, e); plainEntry(e) && !ok {
+			t.Errorf("field %s: written at another length than measured", fd.Name())
 		}
 		req := &loggingpb.WriteLogEntriesRequest{Entries: []*loggingpb.LogEntry{e}}
 		if got, want := wireDecoded(t, req), sentByProtobuf(t, req); !proto.Equal(got, want) {

@@ -1,14 +1,12 @@
 package syslog
 
 import (
-	"bytes"
 	"context"
 	"testing"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
 	"github.com/trailstack/trailstack/core"
-	"github.com/trailstack/trailstack/record"
 	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
@@ -102,37 +100,4 @@ func load20k(b *testing.B) []fixtureRecord {
 		}
 	}
 	return out
-}
-
-// BenchmarkChunkShapes decodes 2 MB chunks of each record shape into a batch and then
-// formats the batch, as a flush does, over copies that together outgrow the caches as the
-// engine's chunks do; ns/op is per record.
-func BenchmarkChunkShapes(b *testing.B) {
-	for _, shape := range fixture.Shapes {
-		b.Run(shape, func(b *testing.B) {
-			batch, chunk := fixture.ShapeBatch(shape, 2<<20)
-			var copies [][]byte
-			for range 6 {
-				copies = append(copies, bytes.Clone(chunk))
-			}
-			f := newFormatter(b, core.MapGetter{})
-			s := f.newScratch()
-			buf := make([]byte, 0, 8<<20)
-			var d record.Decoder
-			var recs []record.Record
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i, c := 0, 0; i < b.N; c++ {
-				d.Reset(copies[c%len(copies)])
-				recs = recs[:0]
-				for d.Next() {
-					recs = append(recs, *d.Record())
-				}
-				buf = buf[:0]
-				for j := 0; j < len(recs) && i < b.N; i, j = i+1, j+1 {
-					buf = f.appendFrame(buf, &recs[j], batch.Tag, s)
-				}
-			}
-		})
-	}
 }

@@ -68,10 +68,7 @@ type scratch struct {
 	msg   []byte
 	json  record.JSON
 
-	// The container the tag names, for the last tag seen: every record of a chunk has
-	// the chunk's tag.
-	idTag string
-	id    accessor.Identity
+	tag accessor.TagIdentity // the container the chunk's tag names
 
 	// Records of this flush whose MSG could not be rendered whole as JSON, and why; and
 	// those cut to max_size.
@@ -117,7 +114,7 @@ func (f *formatter) kept(s *scratch, tag string) []byte {
 			vouched = f.hdrInKube
 		}
 		if h.same(s.vals, f.hdrSlots, vouched) {
-			h.tag = tag // this flush's string (see appendFrame)
+			h.tag = tag // this flush's string: the next comparison is of pointers (TagIdentity.Of)
 			return h.out
 		}
 	}
@@ -158,13 +155,7 @@ func (f *formatter) newScratch() *scratch {
 
 // appendFrame appends one framed message for r to dst.
 func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scratch) []byte {
-	if tag != s.idTag {
-		s.id = accessor.ParseTag(tag)
-	}
-	// This flush's string, which its records share: comparing it again is comparing pointers,
-	// not a tag's hundred-odd bytes per record.
-	s.idTag = tag
-	s.stamp = f.ex.Extract(&s.id, record.Value(r.Body), s.vals, &s.memo)
+	s.stamp = f.ex.Extract(s.tag.Of(tag), record.Value(r.Body), s.vals, &s.memo)
 	switch f.framing {
 	case framingOctet:
 		s.msg = f.appendMessage(s.msg[:0], r, tag, s)
