@@ -220,8 +220,11 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	var dec record.Decoder
 	dec.Reset(chunk)
 	recs := bp.recs[:0]
+	var first stamp // the oldest line's time, for the delivery lag
 	for dec.Next() {
-		recs = append(recs, *dec.Record())
+		r := dec.Record()
+		first.least(r.Sec, r.Nsec, len(recs) == 0)
+		recs = append(recs, *r)
 	}
 	bp.recs = recs
 	if n, first := dec.Skipped(); n > 0 {
@@ -270,7 +273,7 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 			m.Truncated.Add(float64(res.Truncated))
 		}
 		now := time.Now()
-		m.DeliveryLag.Observe(now.Sub(oldest(recs)).Seconds())
+		m.DeliveryLag.Observe(now.Sub(time.Unix(first.sec, first.nsec)).Seconds())
 		m.LastSuccess.Set(float64(now.UnixNano()) / 1e9)
 		in.health.recovered(in.log)
 		if corrupt != nil {
@@ -290,16 +293,15 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	}
 }
 
-// oldest is the earliest record time of a batch: a chunk's records are mostly in order, but
-// a multiline join or a retried chunk beside new ones need not be.
-func oldest(recs []record.Record) time.Time {
-	t := recs[0].Time()
-	for i := 1; i < len(recs); i++ {
-		if r := recs[i].Time(); r.Before(t) {
-			t = r
-		}
+// stamp is a record time. The oldest is taken as the records are decoded, over the lines
+// as they came rather than the joined traces: a chunk's records are mostly in order, but a
+// retried chunk beside new ones need not be.
+type stamp struct{ sec, nsec int64 }
+
+func (t *stamp) least(sec, nsec int64, first bool) {
+	if first || sec < t.sec || sec == t.sec && nsec < t.nsec {
+		t.sec, t.nsec = sec, nsec
 	}
-	return t
 }
 
 func (in *Instance) enter() bool {

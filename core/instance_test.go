@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/tinylib/msgp/msgp"
 )
 
@@ -443,5 +445,35 @@ func TestKubeMetadataOutsideAPodFailsInit(t *testing.T) {
 	_, err := newInstance("trailstack.0", MapGetter{"sink": "fake", "kube_metadata_listen": "127.0.0.1:0"}, []Kind{fake}, NewLogger("trailstack.0", io.Discard))
 	if err == nil || !strings.Contains(err.Error(), `"kube_metadata_listen"`) || !strings.Contains(err.Error(), "not running in a Kubernetes pod") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// The delivery lag is of the oldest line delivered, wherever it lies in the chunk.
+func TestDeliveryLagIsOfTheOldestLine(t *testing.T) {
+	s := &fakeSink{}
+	in, _ := newTestInstance(t, s, MapGetter{})
+	defer in.Close()
+	now := time.Now()
+	var chunk []byte
+	for _, age := range []time.Duration{time.Minute, time.Hour, time.Second} {
+		at := now.Add(-age)
+		chunk = msgp.AppendArrayHeader(chunk, 2)
+		chunk = msgp.AppendArrayHeader(chunk, 2)
+		chunk = msgp.AppendInt64(chunk, at.Unix())
+		chunk = msgp.AppendMapHeader(chunk, 0)
+		chunk = msgp.AppendMapHeader(chunk, 1)
+		chunk = msgp.AppendString(chunk, "log")
+		chunk = msgp.AppendString(chunk, age.String())
+	}
+	if st := in.Flush(chunk, "tag"); st != Delivered {
+		t.Fatalf("status %v", st)
+	}
+	var m dto.Metric
+	if err := in.metrics.DeliveryLag.(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	h := m.GetHistogram()
+	if h.GetSampleCount() != 1 || h.GetSampleSum() < time.Hour.Seconds() || h.GetSampleSum() > time.Hour.Seconds()+60 {
+		t.Errorf("delivery lag: %d observations summing to %.0f s, want one of about 3600 s", h.GetSampleCount(), h.GetSampleSum())
 	}
 }
