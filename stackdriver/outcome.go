@@ -11,6 +11,7 @@ import (
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -91,27 +92,38 @@ func (s *sink) write(ctx context.Context, req *loggingpb.WriteLogEntriesRequest)
 	// again as the service asks, within its deadline.
 	var what outcome
 	var err error
-	// The entries as bytes (wire.go), in a buffer held until the last attempt has been
-	// encoded; where one cannot be (protobuf refuses an entry), the request as it is, for
-	// the client to refuse.
+	// The entries as bytes (wire.go), sent from a buffer of the sink's pool; where they
+	// cannot be (protobuf refuses an entry), the request as it is, for the client to refuse.
 	buf, _ := s.wires.Get().(*[]byte)
 	if buf == nil {
 		buf = new([]byte)
 	}
-	defer s.wires.Put(buf)
-	send, b, werr := wireRequest(req, *buf)
-	if *buf = b; werr != nil {
-		send = req
+	w, werr := wireRequest(req, *buf)
+	*buf = w.entries
+	send, opts := w.req, []gax.CallOption{gax.WithRetry(nil), gax.WithGRPCOptions(grpc.ForceCodecV2(w))}
+	if werr != nil {
+		send, opts = req, opts[:1]
 	}
+	// gRPC may still be reading the bytes of a call that ended without the service's
+	// answer to all of them (a timeout, a pushback): the buffer goes back to the pool only
+	// after an answer that shows every byte arrived.
+	arrived := true
+	defer func() {
+		if arrived {
+			s.wires.Put(buf)
+		}
+	}()
 	for what = pushedBack; what == pushedBack; {
 		if werr := s.pacer.Wait(ctx); werr != nil {
 			return core.Result{Status: core.Retry, Err: werr}
 		}
 		start := time.Now()
-		_, rerr := s.client.WriteLogEntries(ctx, send, gax.WithRetry(nil))
+		_, rerr := s.client.WriteLogEntries(ctx, send, opts...)
 		s.met.RequestDuration.Observe(time.Since(start).Seconds())
 		s.met.Requests(status.Code(rerr).String()).Inc()
-		if what, err = classify(rerr, errors.Is(ctx.Err(), context.Canceled)); what == pushedBack {
+		what, err = classify(rerr, errors.Is(ctx.Err(), context.Canceled))
+		arrived = arrived && (what == written || what == partlyRefused)
+		if what == pushedBack {
 			s.pacer.Pushed(err, retryDelay(rerr))
 		} else {
 			s.pacer.Done()

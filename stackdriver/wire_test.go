@@ -16,11 +16,20 @@ import (
 // wireDecoded is req as Cloud Logging reads it once wireRequest has encoded its entries.
 func wireDecoded(t *testing.T, req *loggingpb.WriteLogEntriesRequest) *loggingpb.WriteLogEntriesRequest {
 	t.Helper()
-	wire, _, err := wireRequest(req, nil)
+	w, err := wireRequest(req, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sentByProtobuf(t, wire)
+	// As gRPC sends it: the blocks the codec gives, one after the other.
+	data, err := w.Marshal(w.req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got loggingpb.WriteLogEntriesRequest
+	if err := proto.Unmarshal(data.Materialize(), &got); err != nil {
+		t.Fatal(err)
+	}
+	return &got
 }
 
 // sentByProtobuf is req as Cloud Logging reads it when protobuf encodes it whole.
