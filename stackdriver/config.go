@@ -115,6 +115,7 @@ func (c *Config) Build(env core.Env) (core.Sink, error) {
 	s.met = env.Metrics
 	s.shaped.Interval = 10 * time.Second
 	s.m.logName, s.m.nodeName, s.m.retention = c.logName, c.nodeName, c.retention
+	s.m.logSlots = c.logName.Slots(nil)
 	s.m.nodeFromKube = true
 	for _, slot := range c.nodeName.Slots(nil) {
 		s.m.nodeFromKube = s.m.nodeFromKube && c.ex.InKube(slot)

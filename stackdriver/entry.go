@@ -32,6 +32,7 @@ type mapper struct {
 	project, location, cluster string
 	fallback                   string // k8s_node, generic_node or global
 	logName, nodeName          *accessor.Template
+	logSlots                   []int         // the values logName reads
 	nodeFromKube               bool          // nodeName reads nothing but the kubernetes map (and the tag)
 	retention                  time.Duration // the log bucket's: older entries are not stored
 	ex                         *accessor.Extractor

@@ -161,6 +161,29 @@ func (m *mapper) resource(v []record.Value, tag string, s *scratch) *monitoredre
 
 // logNameOf is the entry's full log name, built once per log in the chunk.
 func (m *mapper) logNameOf(v []record.Value, tag string, s *scratch) string {
+	last := &s.lastLog
+	if last.name != "" && sameValues(v, m.logSlots, last.vals) {
+		return last.name
+	}
+	name := m.renderLogName(v, tag, s)
+	last.name, last.vals = name, last.vals[:0]
+	for _, slot := range m.logSlots {
+		last.vals = append(last.vals, v[slot])
+	}
+	return name
+}
+
+// sameValues tells whether the values at slots are those in was, one for one.
+func sameValues(v []record.Value, slots []int, was []record.Value) bool {
+	for i, slot := range slots {
+		if (v[slot] == nil) != (was[i] == nil) || !bytes.Equal(v[slot], was[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *mapper) renderLogName(v []record.Value, tag string, s *scratch) string {
 	s.buf, _ = m.logName.Render(s.buf[:0], v, tag)
 	for i := len(s.logNames) - 1; i >= 0; i-- {
 		if string(s.buf) == s.logNames[i].id {

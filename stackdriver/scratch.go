@@ -29,6 +29,13 @@ type scratch struct {
 		tag   string
 		gen   int
 	}
+	// The last entry's log name and the values it was rendered from, which point into the
+	// chunk (cleared with it; the chunk's tag is the same for all): most entries of a chunk
+	// share one stream.
+	lastLog struct {
+		name string         // "": none
+		vals []record.Value // at the template's slots
+	}
 	buf []byte
 	tag accessor.TagIdentity // the container the chunk's tag names
 
@@ -119,6 +126,8 @@ func (s *scratch) reset() {
 	clear(s.pods)
 	s.resources, s.pods, s.logNames, s.pod = s.resources[:0], s.pods[:0], s.logNames[:0], nil
 	s.lastPod.gen = 0
+	s.lastLog.name = ""
+	clear(s.lastLog.vals)
 	clear(s.pending)
 	s.pending = s.pending[:0]
 	s.raw = s.raw[:0]
