@@ -2,11 +2,13 @@ package syslog
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
 	"github.com/trailstack/trailstack/core"
+	"github.com/trailstack/trailstack/record"
 	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
@@ -85,6 +87,67 @@ func BenchmarkFormatShapes(b *testing.B) {
 					buf = buf[:0]
 				}
 				buf = f.appendFrame(buf, &batch.Records[j], batch.Tag, s)
+			}
+		})
+	}
+}
+
+// BenchmarkPasses decodes and formats kube-20k chunks that have just been written into
+// memory after the caches were filled with other data, as the engine hands them over: in
+// three passes, as a flush does (decode every record, read every log line, format every
+// record), and in one (each record decoded and formatted at once). ns/rec is per record. It
+// asks whether the three passes over a chunk larger than the core's cache cost more than
+// one (docs/benchmarks.md).
+func BenchmarkPasses(b *testing.B) {
+	var batches []*core.Batch
+	for _, f := range fixture.BenchSet(b, "kube-20k") {
+		batches = append(batches, fixture.Batch(b, f))
+	}
+	for _, passes := range []int{3, 1} {
+		b.Run(strconv.Itoa(passes), func(b *testing.B) {
+			f := newFormatter(b, core.MapGetter{})
+			s := f.newScratch()
+			buf := make([]byte, 0, 8<<20)
+			other := make([]byte, 16<<20) // more than the machine's caches
+			chunk := make([]byte, 4<<20)
+			recs := make([]record.Record, 0, 10000)
+			var lines, n int
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				batch := batches[i%len(batches)]
+				b.StopTimer()
+				for j := 0; j < len(other); j += 64 {
+					other[j]++
+				}
+				c := chunk[:copy(chunk, batch.Data)]
+				b.StartTimer()
+				buf = buf[:0]
+				var d record.Decoder
+				d.Reset(c)
+				if passes == 1 {
+					for d.Next() {
+						buf = f.appendFrame(buf, d.Record(), batch.Tag, s)
+						n++
+					}
+					continue
+				}
+				recs = recs[:0]
+				for d.Next() {
+					recs = append(recs, *d.Record())
+				}
+				for j := range recs {
+					if l, _ := recs[j].LogAndStream(); len(l) > 0 {
+						lines++
+					}
+				}
+				for j := range recs {
+					buf = f.appendFrame(buf, &recs[j], batch.Tag, s)
+					n++
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/rec")
+			if passes == 3 && lines == 0 {
+				b.Fatal("no log lines")
 			}
 		})
 	}
