@@ -418,11 +418,18 @@ func appendMsgText(dst, b []byte, oneLine bool) []byte {
 // plainASCII tells whether b holds ASCII at or above the space only: no UTF-8 to check and no
 // CR, LF or NUL to replace.
 func plainASCII(b []byte) bool {
+	// A byte at or above 0x80 has its high bit set; one below 0x20 sets it in x-low, and a
+	// borrow out of it reaches only lanes above a byte that is out already.
 	const low, high = 0x2020202020202020, 0x8080808080808080
-	for len(b) >= 8 {
-		x := binary.LittleEndian.Uint64(b)
-		// A byte at or above 0x80, or one below 0x20 (its borrow sets the high bit).
-		if x&high != 0 || (x-low)&^x&high != 0 {
+	for len(b) >= 16 {
+		x, y := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+		if (x|(x-low)|y|(y-low))&high != 0 {
+			return false
+		}
+		b = b[16:]
+	}
+	if len(b) >= 8 {
+		if x := binary.LittleEndian.Uint64(b); (x|(x-low))&high != 0 {
 			return false
 		}
 		b = b[8:]

@@ -466,7 +466,7 @@ func TestKeptHeaderIsTheRenderedOne(t *testing.T) {
 	}
 }
 
-// plainASCII's eight-bytes-at-a-time test agrees with a byte-by-byte reading, wherever in a
+// plainASCII's words-at-a-time test agrees with a byte-by-byte reading, wherever in a
 // line the byte that makes it not plain lies.
 func TestPlainASCII(t *testing.T) {
 	plain := func(b []byte) bool {
