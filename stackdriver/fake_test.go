@@ -15,6 +15,7 @@ import (
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/trailstack/trailstack/testkit/cloudlogging"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -26,8 +27,9 @@ type fakeLogging struct {
 	addr    string
 	discard bool // keep nothing: for benchmarks
 
-	mu       sync.Mutex // guards requests and answer
+	mu       sync.Mutex // guards requests, types and answer
 	requests []*loggingpb.WriteLogEntriesRequest
+	types    map[string]int // the requests' content types
 	answer   func(*loggingpb.WriteLogEntriesRequest) error
 }
 
@@ -46,8 +48,13 @@ func startFake(t testing.TB) *fakeLogging {
 }
 
 func (f *fakeLogging) WriteLogEntries(ctx context.Context, req *loggingpb.WriteLogEntriesRequest) (*loggingpb.WriteLogEntriesResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
 	f.mu.Lock()
 	answer := f.answer
+	if f.types == nil {
+		f.types = map[string]int{}
+	}
+	f.types[strings.Join(md.Get("content-type"), ",")]++
 	f.mu.Unlock()
 	if answer != nil {
 		if err := answer(req); err != nil {

@@ -75,7 +75,10 @@ func (w *wire) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (w *wire) Unmarshal(data mem.BufferSlice, v any) error { return protoCodec.Unmarshal(data, v) }
-func (w *wire) Name() string                                { return protoCodec.Name() }
+
+// Name is empty so that gRPC names no content subtype: the request goes as
+// application/grpc, as with the client's own codec, not as application/grpc+proto.
+func (w *wire) Name() string { return "" }
 
 // appendEntry appends e as a WriteLogEntriesRequest.entries field.
 func appendEntry(dst []byte, e *loggingpb.LogEntry) ([]byte, error) {

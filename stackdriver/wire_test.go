@@ -1,6 +1,8 @@
 package stackdriver
 
 import (
+	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -136,5 +138,33 @@ func TestWireEntryKeepsEveryField(t *testing.T) {
 		if got, want := wireDecoded(t, req), sentByProtobuf(t, req); !proto.Equal(got, want) {
 			t.Errorf("field %s: sent %v, protobuf sends %v", fd.Name(), got.Entries[0], want.Entries[0])
 		}
+	}
+}
+
+// The sink's requests, sent through its own codec, reach the service as the client's own
+// would: the same content type, and every entry.
+func TestWireRequestsGoAsTheClientSendsThem(t *testing.T) {
+	f := startFake(t)
+	s := newSink(t, f, nil)
+	b := fixture.Batches(t, "kube-merged")[0]
+	deliver(t, s, b)
+	if got := len(f.entries()); got != len(b.Records) {
+		t.Fatalf("%d entries arrived of %d", got, len(b.Records))
+	}
+	f.mu.Lock()
+	sent := maps.Clone(f.types)
+	clear(f.types)
+	f.mu.Unlock()
+	if _, err := s.client.WriteLogEntries(context.Background(), &loggingpb.WriteLogEntriesRequest{LogName: "projects/blog-prod/logs/x", Entries: []*loggingpb.LogEntry{{Payload: &loggingpb.LogEntry_TextPayload{TextPayload: "x"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var own string
+	for k := range f.types {
+		own = k
+	}
+	if len(sent) != 1 || len(f.types) != 1 || sent[own] == 0 {
+		t.Errorf("content types %v, the client's own %v", sent, f.types)
 	}
 }
