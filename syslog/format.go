@@ -244,8 +244,10 @@ func truncate(dst []byte, start, msgStart, max int) []byte {
 // joined; else the stream's.
 func (f *formatter) severity(vals []record.Value, trace bool) int {
 	for _, slot := range f.severitySlots {
-		if sev, ok := parseSeverity(vals[slot]); ok {
-			return sev
+		if v := vals[slot]; v != nil { // mostly absent
+			if sev, ok := parseSeverity(v); ok {
+				return sev
+			}
 		}
 	}
 	if trace {
@@ -282,6 +284,9 @@ func appendHeader(dst []byte, t *accessor.Template, vals []record.Value, tag str
 }
 
 func (f *formatter) appendSD(dst []byte, vals []record.Value, tag string) []byte {
+	if len(f.sd) == 0 {
+		return dst // no parameters, no element: the default
+	}
 	start := len(dst)
 	dst = append(dst, '[')
 	dst = append(dst, f.sdID...)
