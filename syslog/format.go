@@ -426,14 +426,15 @@ func plainASCII(b []byte) bool {
 	// A byte at or above 0x80 has its high bit set; one below 0x20 sets it in x-low, and a
 	// borrow out of it reaches only lanes above a byte that is out already.
 	const low, high = 0x2020202020202020, 0x8080808080808080
-	for len(b) >= 16 {
+	for len(b) >= 32 {
 		x, y := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
-		if (x|(x-low)|y|(y-low))&high != 0 {
+		z, w := binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])
+		if (x|(x-low)|y|(y-low)|z|(z-low)|w|(w-low))&high != 0 {
 			return false
 		}
-		b = b[16:]
+		b = b[32:]
 	}
-	if len(b) >= 8 {
+	for len(b) >= 8 {
 		if x := binary.LittleEndian.Uint64(b); (x|(x-low))&high != 0 {
 			return false
 		}
