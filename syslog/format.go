@@ -471,13 +471,13 @@ func (s *scratch) appendTimestamp(dst []byte, sec, nsec int64) []byte {
 		s.tsSec, s.tsPrefix = sec, time.Unix(sec, 0).UTC().AppendFormat(s.tsPrefix[:0], "2006-01-02T15:04:05.")
 	}
 	dst = append(dst, s.tsPrefix...)
-	dst = appendMicros(dst, int(nsec/1000)%1000000)
+	dst = appendMicros(dst, uint32(uint64(nsec)%1e9)/1000) // unsigned: cheaper divisions
 	return append(dst, 'Z')
 }
 
 // appendMicros writes n (below 1,000,000) in six digits, zero-padded, two at a time: the
 // microseconds, on every record.
-func appendMicros(dst []byte, n int) []byte {
+func appendMicros(dst []byte, n uint32) []byte {
 	const pairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 	a, b, c := n/10000, n/100%100, n%100
 	return append(dst, pairs[2*a], pairs[2*a+1], pairs[2*b], pairs[2*b+1], pairs[2*c], pairs[2*c+1])
