@@ -220,10 +220,10 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	var dec record.Decoder
 	dec.Reset(chunk)
 	recs := bp.recs[:0]
-	var first stamp // the oldest line's time, for the delivery lag
+	var oldest lineTime // for the delivery lag
 	for dec.Next() {
 		r := dec.Record()
-		first.least(r.Sec, r.Nsec, len(recs) == 0)
+		oldest.least(r.Sec, r.Nsec, len(recs) == 0)
 		recs = append(recs, *r)
 	}
 	bp.recs = recs
@@ -273,7 +273,7 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 			m.Truncated.Add(float64(res.Truncated))
 		}
 		now := time.Now()
-		m.DeliveryLag.Observe(now.Sub(time.Unix(first.sec, first.nsec)).Seconds())
+		m.DeliveryLag.Observe(now.Sub(time.Unix(oldest.sec, oldest.nsec)).Seconds())
 		m.LastSuccess.Set(float64(now.UnixNano()) / 1e9)
 		in.health.recovered(in.log)
 		if corrupt != nil {
@@ -293,12 +293,12 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	}
 }
 
-// stamp is a record time. The oldest is taken as the records are decoded, over the lines
-// as they came rather than the joined traces: a chunk's records are mostly in order, but a
-// retried chunk beside new ones need not be.
-type stamp struct{ sec, nsec int64 }
+// lineTime is a record's time. The oldest is taken as the records are decoded, over the
+// lines as they came rather than the joined traces: a chunk's records are mostly in order,
+// but a retried chunk beside new ones need not be.
+type lineTime struct{ sec, nsec int64 }
 
-func (t *stamp) least(sec, nsec int64, first bool) {
+func (t *lineTime) least(sec, nsec int64, first bool) {
 	if first || sec < t.sec || sec == t.sec && nsec < t.nsec {
 		t.sec, t.nsec = sec, nsec
 	}
