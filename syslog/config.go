@@ -121,6 +121,9 @@ func Parse(p *core.Parser) *Config {
 	} else {
 		p.Fail("facility", "invalid value %q: want a facility name (user, daemon, local0...) or 0-23", fac)
 	}
+	for sev := range f.pris {
+		f.pris[sev] = "<" + strconv.Itoa(f.facility*8+sev) + ">1 "
+	}
 
 	tmpl := func(key, def string) *accessor.Template { return accessor.Key(p, f.ex, key, def) }
 	f.hostname = tmpl("hostname", defaultHostname)

@@ -40,6 +40,7 @@ const (
 // strict parser checks the frames it writes in the tests instead.
 type formatter struct {
 	facility                          int
+	pris                              [8]string // "<PRI>1 " for each severity, the message's start
 	hostname, appname, procid, msgid  *accessor.Template
 	hdrSlots                          []int  // the values hostname, appname, procid and msgid read
 	hdrInKube                         []bool // for each of hdrSlots: a value of the kubernetes map (see kept)
@@ -172,9 +173,7 @@ func (f *formatter) appendFrame(dst []byte, r *record.Record, tag string, s *scr
 // appendMessage appends the RFC 5424 message itself, at most maxSize bytes.
 func (f *formatter) appendMessage(dst []byte, r *record.Record, tag string, s *scratch) []byte {
 	start := len(dst)
-	dst = append(dst, '<')
-	dst = strconv.AppendInt(dst, int64(f.facility*8+f.severity(s.vals, r.Trace)), 10)
-	dst = append(dst, ">1 "...)
+	dst = append(dst, f.pris[f.severity(s.vals, r.Trace)]...)
 	dst = s.appendTimestamp(dst, r.Sec, r.Nsec)
 	dst = append(dst, ' ')
 	if kept := f.kept(s, tag); kept != nil {
