@@ -114,15 +114,16 @@ func Parse(p *core.Parser) *Config {
 	}
 
 	fac := p.String("facility", "user")
-	if n, ok := facilities[strings.ToLower(fac)]; ok {
-		f.facility = n
-	} else if n, err := strconv.Atoi(fac); err == nil && n >= 0 && n <= 23 {
-		f.facility = n
-	} else {
-		p.Fail("facility", "invalid value %q: want a facility name (user, daemon, local0...) or 0-23", fac)
+	facility, ok := facilities[strings.ToLower(fac)]
+	if !ok {
+		n, err := strconv.Atoi(fac)
+		if err != nil || n < 0 || n > 23 {
+			p.Fail("facility", "invalid value %q: want a facility name (user, daemon, local0...) or 0-23", fac)
+		}
+		facility = n
 	}
 	for sev := range f.pris {
-		f.pris[sev] = "<" + strconv.Itoa(f.facility*8+sev) + ">1 "
+		f.pris[sev] = "<" + strconv.Itoa(facility*8+sev) + ">1 "
 	}
 
 	tmpl := func(key, def string) *accessor.Template { return accessor.Key(p, f.ex, key, def) }

@@ -39,8 +39,7 @@ const (
 // record (BenchmarkGoSyslogBuilder20k beside BenchmarkFormat20k; docs/benchmarks.md). go-syslog's
 // strict parser checks the frames it writes in the tests instead.
 type formatter struct {
-	facility                          int
-	pris                              [8]string // "<PRI>1 " for each severity, the message's start
+	pris                              [8]string // "<PRI>1 " for each severity of the facility: the message's start
 	hostname, appname, procid, msgid  *accessor.Template
 	hdrSlots                          []int  // the values hostname, appname, procid and msgid read
 	hdrInKube                         []bool // for each of hdrSlots: a value of the kubernetes map (see kept)
