@@ -12,6 +12,11 @@
 //
 // With -refuse, a request holding an entry whose payload contains TEXT is refused as a whole
 // (INVALID_ARGUMENT with no per-entry errors), as the service refuses a malformed request.
+//
+// With -sample DIR (the demo), it checks the entries against the container logs there
+// (package testkit/sample), split entries put back together: it prints "complete" once every
+// line has arrived, serves on until SIGTERM, SIGINT or -timeout, then prints "sample: " and
+// the count, and exits 1 unless every line arrived exactly once.
 package main
 
 import (
@@ -24,9 +29,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
@@ -35,6 +42,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trailstack/trailstack/testkit/cloudlogging"
+	"github.com/trailstack/trailstack/testkit/sample"
 	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
@@ -47,7 +55,11 @@ type server struct {
 	reqs    atomic.Int64
 	done    chan struct{}
 	once    sync.Once
-	mu      sync.Mutex // one entry per line on stdout
+	tally   *sample.Tally // with -sample
+
+	mu       sync.Mutex // guards stdout (one entry per line) and splits
+	splits   cloudlogging.Splits
+	complete bool // "complete" printed
 }
 
 func (s *server) WriteLogEntries(_ context.Context, r *loggingpb.WriteLogEntriesRequest) (*loggingpb.WriteLogEntriesResponse, error) {
@@ -70,13 +82,41 @@ func (s *server) WriteLogEntries(_ context.Context, r *loggingpb.WriteLogEntries
 				payload = string(b)
 			}
 			l := e.Resource.GetLabels()
+			// One entry a line: a joined stack trace's line ends are shown as \n.
+			payload = strings.ReplaceAll(payload, "\n", `\n`)
 			fmt.Printf("  %s %-8s %s %s/%s/%s %s: %.100s\n", e.Timestamp.AsTime().Format(time.RFC3339Nano), e.Severity,
 				e.Resource.GetType(), l["namespace_name"], l["pod_name"], l["container_name"], e.LogName, payload)
 		}
 		s.mu.Unlock()
 	}
+	if s.tally != nil {
+		s.tallyEntries(r)
+	}
 	s.count(len(r.Entries))
 	return &loggingpb.WriteLogEntriesResponse{}, nil
+}
+
+// tallyEntries counts a request's entries against the sample: an entry's time stamp says
+// which line it starts with, its text (or JSON) holds the lines joined to it; the parts of a
+// split entry count once, with their whole text, when the last has arrived.
+func (s *server) tallyEntries(r *loggingpb.WriteLogEntriesRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range r.Entries {
+		text, whole := s.splits.Add(e)
+		if !whole {
+			continue
+		}
+		if j := e.GetJsonPayload(); j != nil {
+			b, _ := j.MarshalJSON()
+			text = string(b)
+		}
+		s.tally.Add(e.GetTimestamp().AsTime(), text)
+	}
+	if !s.complete && s.tally.Count().Complete() {
+		s.complete = true
+		fmt.Println("complete")
+	}
 }
 
 func (s *server) count(n int) {
@@ -146,13 +186,25 @@ func main() {
 	refuse := flag.String("refuse", "", "refuse every request holding an entry with this text")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	rest := flag.String("rest", "", "also serve REST and a metadata server, with a certificate in this directory")
+	sampleDir := flag.String("sample", "", "check what arrives against the container logs in this directory")
 	flag.Parse()
+	var tally *sample.Tally
+	if *sampleDir != "" {
+		smp, err := sample.Load(*sampleDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		tally = sample.NewTally(smp)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	s := &server{print: *print, refuse: *refuse, expect: *expect, done: make(chan struct{})}
+	s := &server{print: *print, refuse: *refuse, expect: *expect, done: make(chan struct{}), tally: tally}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
 	loggingpb.RegisterLoggingServiceV2Server(srv, s)
 	go srv.Serve(ln)
@@ -165,10 +217,18 @@ func main() {
 	fmt.Printf("listening %s\n", ln.Addr())
 	select {
 	case <-s.done:
+	case <-stop:
 	case <-time.After(*timeout):
 	}
 	srv.GracefulStop()
 	fmt.Printf("received %d entries in %d requests\n", s.entries.Load(), s.reqs.Load())
+	if tally != nil {
+		c := tally.Count()
+		fmt.Printf("sample: %s\n", c)
+		if !c.Complete() {
+			os.Exit(1)
+		}
+	}
 	if *expect > 0 && s.entries.Load() < *expect {
 		os.Exit(1)
 	}

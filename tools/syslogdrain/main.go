@@ -3,6 +3,11 @@
 // the number it was told to expect. Empty lines are not counted.
 //
 //	syslogdrain -dir DIR -expect N [-print]   prints "listening ADDR" and writes DIR/ca.pem
+//
+// With -sample DIR (the demo), it checks what arrived against the container logs there
+// (package testkit/sample): it prints "complete" once every line has arrived, serves on until
+// SIGTERM, SIGINT or -timeout, then prints "sample: " and the count, and exits 1 unless every
+// line arrived exactly once.
 package main
 
 import (
@@ -12,10 +17,15 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/leodido/go-syslog/v4/rfc5424"
+
+	"github.com/trailstack/trailstack/testkit/sample"
 	"github.com/trailstack/trailstack/testkit/testpki"
 )
 
@@ -26,7 +36,20 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	print := flag.Bool("print", false, "print each message, cut to 200 bytes")
 	addr := flag.String("addr", "127.0.0.1:0", "where to listen")
+	sampleDir := flag.String("sample", "", "check what arrives against the container logs in this directory")
 	flag.Parse()
+
+	var tally *sample.Tally
+	if *sampleDir != "" {
+		s, err := sample.Load(*sampleDir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		tally = sample.NewTally(s)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -46,7 +69,7 @@ func main() {
 	var msgs, bytes atomic.Int64
 	var printMu sync.Mutex // one message per line on stdout
 	done := make(chan struct{})
-	var once sync.Once
+	var once, completeOnce sync.Once
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -79,16 +102,57 @@ func main() {
 					if n := msgs.Add(1); *expect > 0 && n >= *expect {
 						once.Do(func() { close(done) })
 					}
+					if tally != nil {
+						tallyFrame(tally, line[:len(line)-1])
+						if tally.Count().Complete() {
+							completeOnce.Do(func() {
+								printMu.Lock()
+								fmt.Println("complete")
+								printMu.Unlock()
+							})
+						}
+					}
 				}
 			}()
 		}
 	}()
 	select {
 	case <-done:
+	case <-stop:
 	case <-time.After(*timeout):
 	}
+	printMu.Lock()
 	fmt.Printf("received %d messages, %d bytes\n", msgs.Load(), bytes.Load())
+	if tally != nil {
+		c := tally.Count()
+		fmt.Printf("sample: %s\n", c)
+		if !c.Complete() {
+			os.Exit(1)
+		}
+	}
 	if *expect > 0 && msgs.Load() < *expect {
 		os.Exit(1)
 	}
+}
+
+// tallyFrame counts one LF-framed RFC 5424 message: its time stamp says which sample line it
+// starts with, its MSG holds the lines joined to it. A frame that does not parse counts as
+// a message no sample line has.
+func tallyFrame(t *sample.Tally, frame []byte) {
+	m, err := rfc5424.NewParser(rfc5424.WithBestEffort()).Parse(frame)
+	var at time.Time
+	var msg string
+	if m != nil {
+		sm := m.(*rfc5424.SyslogMessage)
+		if sm.Timestamp != nil {
+			at = *sm.Timestamp
+		}
+		if sm.Message != nil {
+			msg = *sm.Message
+		}
+	}
+	if err != nil && at.IsZero() {
+		fmt.Fprintf(os.Stderr, "not RFC 5424: %v: %.200q\n", err, frame)
+	}
+	t.Add(at, msg)
 }
