@@ -219,6 +219,44 @@ func TestNodeRotationWhileNoAgentRuns(t *testing.T) {
 	}
 }
 
+// A pod that starts while no agent runs (an upgrade's gap, a crash loop, a node's boot) and
+// whose logs the kubelet rotates before an agent returns: no row of tail's names it, and
+// tail's path names only its current file. trailstack-launch hands tail the rotated files,
+// the first compressed by the second rotation, whole; every line of both containers (a
+// second container rotates once) arrives once, and the launcher says what it handed each.
+func TestNodePodStartedWhileNoAgentRuns(t *testing.T) {
+	n, api, old := newRunningNode(t)
+	n.write(api, 100)
+	n.waitDelivered(60*time.Second, old)
+	old.stopCleanly()
+	web := n.newPod("shop", "web-6c8d9f7b5-qwert", 0)
+	worker := n.newPod("shop", "worker-7d9e8f6c4-zxcvb", 0)
+	for i := 0; i < 2; i++ {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond) // rotated files are named by the second
+		}
+		n.write(web, 3000)
+		n.rotate(web)
+	}
+	n.write(worker, 2000)
+	n.rotate(worker)
+	n.write(web, 500)
+	n.write(worker, 500)
+	n.write(api, 100)
+	next := n.startAgent()
+	next.waitReady()
+	ds := n.waitDelivered(90*time.Second, next)
+	next.stopCleanly()
+	onceEach(t, ds)
+	out := next.output()
+	for _, p := range []*appPod{web, worker} {
+		if !regexp.MustCompile(p.name + `_shop_app-[0-9a-f]+\.log: \d+ rotated files, \d+ bytes handed to tail: its logs rotated while no agent ran`).MatchString(out) {
+			t.Errorf("the launcher did not say what it handed %s:\n%s", p.name, out)
+		}
+	}
+	report(t, n, "a pod started and rotated twice while no agent ran", ds, ", "+handedLine(out))
+}
+
 // Rotations under a running agent that cannot deliver (Papertrail stops reading): tail
 // reads on into the disk buffer whatever the destinations do, so a rotated file is read to
 // its end long before tail lets it go (Rotate_Wait), and each is read once.

@@ -16,6 +16,11 @@ package main
 //     after the offset, decompressed into a plain file;
 //   - files rotated after it, which no agent saw (rotated again while none ran): whole, linked
 //     or decompressed. With no row, tail reads them from their head (Read_from_Head On).
+//
+// A container that started while no agent ran has no row at all: tail reads its current
+// file from the head, but the files the kubelet rotated before an agent came back are under
+// no path tail reads. Each one rotated after the last agent stopped is handed whole (see
+// resumeUnseen).
 // What tail has read to the end is cleared at the next start, and a file the kubelet deleted
 // goes with its link.
 
@@ -49,6 +54,15 @@ type resumer struct {
 	next      int     // the next free dir/<n>
 	handed    int     // files handed to tail this start
 	inflated  int64
+	perLink   map[string]*handedTo // what each container was handed, for its log line
+	links     []string             // perLink's keys, in the order first handed
+}
+
+// handedTo is what one container was handed this start.
+type handedTo struct {
+	files  int
+	bytes  int64 // that tail will read: past the row's offset
+	unseen bool  // the container no agent had seen
 }
 
 // run reads tail's DB and hands tail what it would lose.
@@ -67,16 +81,40 @@ func (r *resumer) run(db string) error {
 	}
 	kept, cleared := r.clear()
 	r.resume(kept)
+	r.resumeUnseen()
 	if len(r.reused) > 0 {
 		if err := forgetRows(db, r.reused); err != nil {
 			return err
 		}
 		r.log("info", "forgot %d offsets whose inode a newer file has taken", len(r.reused))
 	}
+	for _, link := range r.links {
+		h := r.perLink[link]
+		why := "the rest of its logs rotated while no agent ran"
+		if h.unseen {
+			why = "its logs rotated while no agent ran, which no agent had seen"
+		}
+		r.log("info", "%s: %d rotated files, %d bytes handed to tail: %s", link, h.files, h.bytes, why)
+	}
 	if r.handed > 0 || cleared > 0 {
 		r.log("info", "rotated logs: %d files handed to tail (%d bytes decompressed), %d read ones cleared", r.handed, r.inflated, cleared)
 	}
 	return nil
+}
+
+// counted adds a file of n bytes handed for link to its log line.
+func (r *resumer) counted(link string, n int64) {
+	if r.perLink == nil {
+		r.perLink = map[string]*handedTo{}
+	}
+	h := r.perLink[link]
+	if h == nil {
+		h = &handedTo{}
+		r.perLink[link] = h
+		r.links = append(r.links, link)
+	}
+	h.files++
+	h.bytes += n
 }
 
 // clear removes what tail has read to its end, or what the kubelet deleted, from dir. It
@@ -250,7 +288,8 @@ func (r *resumer) hand(f rotatedFile, link string, offset int64) {
 		r.handGz(f.path, link, offset)
 		return
 	}
-	if fi, err := os.Stat(f.path); err != nil || fi.Size() <= offset {
+	fi, err := os.Stat(f.path)
+	if err != nil || fi.Size() <= offset {
 		return // read to its end already
 	}
 	p, err := r.newPath(link)
@@ -262,6 +301,7 @@ func (r *resumer) hand(f rotatedFile, link string, offset int64) {
 		return
 	}
 	r.handed++
+	r.counted(link, fi.Size()-offset)
 }
 
 // handGz writes what follows offset in a compressed rotated file as a plain file for tail,
@@ -293,6 +333,74 @@ func (r *resumer) handGz(path, link string, offset int64) {
 	}
 	r.handed++
 	r.inflated += int64(len(rest))
+	r.counted(link, int64(len(rest)))
+}
+
+// resumeUnseen hands tail, whole, the rotated files of each container that neither a row nor
+// a handed file names, when the kubelet rotated them after the last agent stopped (when tail
+// last wrote its DB): no agent has read them. A file rotated before then was within that
+// agent's reach, so a container whose rows tail deleted once it had read its rotated files is
+// never sent again; and on a node where no agent ran before (no DB), the logs already there
+// are history, not a gap. Only the files of the link's own run (N.log.<time> of its N.log)
+// are its: a restarted container's earlier runs have links of their own.
+func (r *resumer) resumeUnseen() {
+	if r.lastWrite.IsZero() {
+		return
+	}
+	known := r.knownLinks()
+	since := r.lastWrite.Truncate(time.Second) // rotated files are named to the second
+	entries, _ := os.ReadDir(r.containers)
+	for _, e := range entries {
+		link := e.Name()
+		if known[link] || !strings.HasSuffix(link, ".log") {
+			continue
+		}
+		target, err := os.Readlink(filepath.Join(r.containers, link))
+		if err != nil {
+			continue
+		}
+		own := filepath.Base(target) + "."
+		for _, f := range rotatedFiles(filepath.Dir(target)) {
+			if strings.HasPrefix(filepath.Base(f.path), own) && !f.at.Before(since) {
+				r.hand(f, link, 0)
+			}
+		}
+		if h := r.perLink[link]; h != nil {
+			h.unseen = true
+		}
+	}
+}
+
+// knownLinks is the links some agent has seen: named by a row (the link itself, a rotated
+// file in the container's directory, or a file handed under the link's name), or handed
+// to tail at an earlier start and not yet read.
+func (r *resumer) knownLinks() map[string]bool {
+	byTarget := map[string]string{}
+	entries, _ := os.ReadDir(r.containers)
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(r.containers, e.Name())); err == nil {
+			byTarget[target] = e.Name()
+		}
+	}
+	known := map[string]bool{}
+	for _, rw := range r.rows {
+		switch {
+		case strings.HasPrefix(rw.name, r.dir+"/"):
+			known[filepath.Base(rw.name)] = true
+		case rw.rotated: // dir/N.log.<time>: the link to dir/N.log
+			if base := filepath.Base(rw.name); rotatedName.MatchString(base) {
+				n, _, _ := strings.Cut(base, ".")
+				known[byTarget[filepath.Join(filepath.Dir(rw.name), n+".log")]] = true
+			}
+		default:
+			known[filepath.Base(rw.name)] = true
+		}
+	}
+	handed, _ := filepath.Glob(filepath.Join(r.dir, "*", "*.log"))
+	for _, h := range handed {
+		known[filepath.Base(h)] = true
+	}
+	return known
 }
 
 // newPath is dir/<n>/<link> in a new directory n.

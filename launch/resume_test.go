@@ -364,3 +364,141 @@ func TestUninstallRunsUntilStopped(t *testing.T) {
 		t.Fatalf("stopped with %v", err)
 	}
 }
+
+// agentStopped is an agent that read count lines of log and stopped now, as the DB's time
+// says (agentRead's second is before the log was created, which reads as a reused inode).
+func (n *node) agentStopped(log, link string, count int) time.Time {
+	n.agentRead(log, link, count)
+	now := time.Now()
+	os.Chtimes(n.db, now, now)
+	return now
+}
+
+// container makes the log directory of a pod's container and the link of its run-th run
+// (N.log), as the kubelet does for each container of a pod, init containers included.
+func (n *node) container(pod, name string, run int) (log, link string) {
+	dir := filepath.Join(n.root, "pods", "blog_"+pod+"_uid", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	log = filepath.Join(dir, fmt.Sprintf("%d.log", run))
+	n.write(log, "")
+	link = filepath.Join(n.containers, fmt.Sprintf("%s_blog_%s-%s%d.log", pod, name, strings.Repeat("cd", 31), run))
+	if err := os.Symlink(log, link); err != nil {
+		n.t.Fatal(err)
+	}
+	return log, link
+}
+
+// handedTo is what tail will read of the files handed under link's name.
+func (n *node) handedTo(link string) string {
+	var got strings.Builder
+	files, _ := filepath.Glob(filepath.Join(n.resume, "*", filepath.Base(link)))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		got.Write(data)
+	}
+	return got.String()
+}
+
+// A pod that started while no agent ran: each file the kubelet rotated before an agent came
+// back is handed whole, compressed or not, for each of its containers (an init container
+// too), and the launcher says per container what it handed. Its current files tail reads
+// itself, from their heads.
+func TestContainersNoAgentSawAreHandedTheirRotatedFiles(t *testing.T) {
+	n, log, link := newPodNode(t)
+	stopped := n.agentStopped(log, link, 10)
+
+	app, appLink := n.container("web-1", "app", 0)
+	side, sideLink := n.container("web-1", "proxy", 0)
+	initLog, initLink := n.container("web-1", "migrate", 0)
+	n.write(initLog, lines(0, 30))
+	n.rotate(initLog, stopped.Add(time.Second))
+	n.write(initLog, lines(30, 5))
+	for r := 0; r < 3; r++ { // three rotations: two compressed, one plain
+		n.write(app, lines(100*r, 100))
+		n.rotate(app, stopped.Add(time.Duration(2+r)*time.Second))
+	}
+	n.write(app, lines(300, 7))
+	n.write(side, lines(0, 40))
+	n.rotate(side, stopped.Add(2*time.Second))
+
+	_, logged := n.launch()
+	for _, c := range []struct {
+		link, want string
+		files      int
+	}{{appLink, lines(0, 300), 3}, {sideLink, lines(0, 40), 1}, {initLink, lines(0, 30), 1}} {
+		if got := n.handedTo(c.link); got != c.want {
+			t.Errorf("%s: handed %d bytes, want %d", filepath.Base(c.link), len(got), len(c.want))
+		}
+		say := fmt.Sprintf("info: %s: %d rotated files, %d bytes handed to tail: its logs rotated while no agent ran, which no agent had seen", filepath.Base(c.link), c.files, len(c.want))
+		if !strings.Contains(strings.Join(logged, "\n"), say) {
+			t.Errorf("did not say %q:\n%s", say, strings.Join(logged, "\n"))
+		}
+	}
+	if got := n.handedTo(link); got != "" {
+		t.Errorf("the seen container was handed %q", got)
+	}
+
+	// Fluent Bit did not get to read them (a crash loop): the next start hands nothing more.
+	if _, logged := n.launch(); len(logged) != 0 {
+		t.Errorf("the next start: %v", logged)
+	}
+	if got := n.handedTo(appLink); got != lines(0, 300) {
+		t.Errorf("handed %d bytes after the second start, want %d", len(got), len(lines(0, 300)))
+	}
+}
+
+// A container restarted while no agent ran: each run's link is handed its own run's rotated
+// files (N.log.<time>), so no line is handed twice.
+func TestEachRunOfAContainerIsHandedItsOwnFiles(t *testing.T) {
+	n, log, link := newPodNode(t)
+	stopped := n.agentStopped(log, link, 10)
+	run0, link0 := n.container("job-1", "app", 0)
+	n.write(run0, lines(0, 20))
+	n.rotate(run0, stopped.Add(time.Second))
+	run1, link1 := n.container("job-1", "app", 1)
+	n.write(run1, lines(20, 20))
+	n.rotate(run1, stopped.Add(2*time.Second))
+	n.launch()
+	if got := n.handedTo(link0); got != lines(0, 20) {
+		t.Errorf("run 0 handed %q", got)
+	}
+	if got := n.handedTo(link1); got != lines(20, 20) {
+		t.Errorf("run 1 handed %q", got)
+	}
+}
+
+// What an agent could have read is never handed: a container with no row whose files were
+// rotated before the last agent stopped (tail deletes a rotated file's row once it has read
+// it), and nothing on a node where no agent ran before (no DB). A pod deleted while no agent
+// ran takes its files and its link with it: nothing to hand, nothing said.
+func TestNoRowButReadOrNeverOurs(t *testing.T) {
+	n, log, link := newPodNode(t)
+	old, oldLink := n.container("old-1", "app", 0)
+	n.write(old, lines(0, 50))
+	n.rotate(old, time.Now().Add(-time.Hour))
+	stopped := n.agentStopped(log, link, 10)
+	gone, goneLink := n.container("gone-1", "app", 0)
+	n.write(gone, lines(0, 50))
+	n.rotate(gone, stopped.Add(time.Second))
+	os.RemoveAll(filepath.Dir(gone))
+	os.Remove(goneLink)
+	if got, logged := n.launch(); got != "" || len(logged) != 0 {
+		t.Fatalf("handed %q, logged %v", got, logged)
+	}
+	if got := n.handedTo(oldLink); got != "" {
+		t.Fatalf("handed %q", got)
+	}
+
+	fresh := newNode(t)
+	l, _ := fresh.container("new-1", "app", 0)
+	fresh.write(l, lines(0, 50))
+	fresh.rotate(l, time.Now())
+	if got, logged := fresh.launch(); got != "" || len(logged) != 0 {
+		t.Fatalf("with no DB: handed %q, logged %v", got, logged)
+	}
+}
