@@ -24,7 +24,7 @@ override FIXTURES := $(abspath $(FIXTURES))
 export FIXTURES
 FLUENT_BIT_BIN ?= ../shared/engine/fluent-bit
 
-.PHONY: version check-conf all test test-unit test-host test-engine test-node bench bench-distance bench-memory demo vet lint clean image fuzz
+.PHONY: version check-conf all test test-unit test-host test-engine test-node test-cluster bench bench-distance bench-memory demo vet lint clean image fuzz
 
 all: $(SO) $(HOST) $(LAUNCH)
 
@@ -103,12 +103,14 @@ TEST_ENV := TRAILSTACK_TEST_SO=$(abspath $(TEST_SO)) FLBHOST=$(abspath $(HOST)) 
 	TRAILSTACK_SO=$(abspath $(SO)) TRAILSTACK_LAUNCH=$(abspath $(LAUNCH)) $(ARM64_ENV)
 test: all $(TEST_SO) $(ARM64_TEST) vet
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 60m ./...
-	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m ./...
+	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 75m ./...
 
 # The same tests a tier at a time. A test's name says its tier: TestHost* load the .so in
 # the C host, TestEngine* run the real Fluent Bit, TestNode* run the node harness (conf/, as
-# root); every other test is a unit test, and needs neither an engine nor root.
-TIERS := ^Test(Host|Engine|Node)
+# root), TestCluster* the install on a real one-node Kubernetes (conf/, as root; its first
+# run builds Kubernetes, about 10 minutes); every other test is a unit test, and needs
+# neither an engine nor root.
+TIERS := ^Test(Host|Engine|Node|Cluster)
 test-unit: all $(TEST_SO) $(ARM64_TEST) vet
 	$(TEST_ENV) $(GO) test -race -count=1 -skip '$(TIERS)' ./...
 	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -skip '$(TIERS)' ./...
@@ -118,6 +120,8 @@ test-engine: all $(TEST_SO)
 	$(TEST_ENV) $(GO) test -race -count=1 -timeout 30m -run '^TestEngine' ./...
 test-node: all
 	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 30m -run '^TestNode' ./...
+test-cluster: all
+	cd conf && $(TEST_ENV) $(GO) test -race -count=1 -timeout 45m -run '^TestCluster' ./...
 
 # Checks a Fluent Bit configuration's trailstack outputs offline with the plugin's own
 # parser, as Init would (make check-conf CONF=path/to/fluent-bit.yaml), the Secret's values

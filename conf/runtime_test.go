@@ -93,18 +93,25 @@ func podmanOK(t *testing.T, args ...string) string {
 // skips the stage, and every instruction of the final stage runs as written. The builder's
 // CA bundle is the stand-in Papertrail's CA.
 func (n *node) buildImage(so, launch, caFile string) {
-	t := n.t
+	n.image = buildImage(n.t, n.dir, "localhost/trailstack-harness", so, launch, caFile)
+}
+
+// buildImage builds the image as buildImage above says, named repo:<pid>-<n>, in a build
+// context under dir; the image is removed when the test ends.
+func buildImage(t *testing.T, dir, repo, so, launch, caFile string) string {
+	t.Helper()
 	needRuntime(t)
-	ctx := filepath.Join(n.dir, "build-stage")
+	ctx := filepath.Join(dir, "build-stage")
 	for src, dst := range map[string]string{so: "out/out_trailstack.so", launch: "out/trailstack-launch", caFile: "etc/ssl/certs/ca-certificates.crt"} {
 		writeFile(t, filepath.Join(ctx, dst), readFile(t, src))
 	}
 	if err := os.Chmod(filepath.Join(ctx, "out/trailstack-launch"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	n.image = fmt.Sprintf("localhost/trailstack-harness:%d-%d", os.Getpid(), podSeq.Add(1))
-	podmanOK(t, "build", "--pull=never", "--build-context", "build="+ctx, "-f", "../Dockerfile", "-t", n.image, "..")
-	t.Cleanup(func() { _ = podman("rmi", "-f", n.image).Run() })
+	image := fmt.Sprintf("%s:%d-%d", repo, os.Getpid(), podSeq.Add(1))
+	podmanOK(t, "build", "--pull=never", "--build-context", "build="+ctx, "-f", "../Dockerfile", "-t", image, "..")
+	t.Cleanup(func() { _ = podman("rmi", "-f", image).Run() })
+	return image
 }
 
 // podArgs is `podman run`'s command line for a container of the pod spec, taken from the

@@ -158,6 +158,7 @@ type syslogReceiver struct {
 	*tally
 	addr string
 	ln   net.Listener
+	node string // the HOSTNAME every message must carry: the node's name
 
 	mu       sync.Mutex    // guards resume, conns and tokens
 	resume   chan struct{} // non-nil while the receiver has stopped reading
@@ -200,7 +201,7 @@ func startSyslog(t *testing.T, pki *testpki.PKI, listen listenFunc, smallWindow 
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &syslogReceiver{tally: newTally(), addr: ln.Addr().String(), ln: tls.NewListener(ln, pki.Server), conns: map[net.Conn]bool{}, tokens: map[string]int{}}
+	r := &syslogReceiver{tally: newTally(), addr: ln.Addr().String(), ln: tls.NewListener(ln, pki.Server), node: nodeName, conns: map[net.Conn]bool{}, tokens: map[string]int{}}
 	go r.serve()
 	t.Cleanup(func() { r.ln.Close(); r.setReading(true); r.closeAll() })
 	return r
@@ -254,7 +255,7 @@ func (r *syslogReceiver) read(c net.Conn) {
 		if m[3] != "-" && strings.Contains(m[2], "/") {
 			ident = m[3]
 		}
-		if m[1] != nodeName || m[4] != "stdout" && m[4] != "stderr" {
+		if m[1] != r.node || m[4] != "stdout" && m[4] != "stderr" {
 			ident = "host " + m[1] + ", msgid " + m[4]
 		}
 		if t := tokenElement.FindStringSubmatch(m[5]); t != nil {
@@ -650,14 +651,17 @@ func (k *kubeAPI) watch(w http.ResponseWriter, r *http.Request) {
 }
 
 // startMetadata answers as GKE's metadata server does for the Cloud Logging output.
-func startMetadata(t *testing.T) string {
+func startMetadata(t *testing.T) string { return startMetadataAt(t, "127.0.0.1:0") }
+
+// startMetadataAt is startMetadata listening at addr.
+func startMetadataAt(t *testing.T, addr string) string {
 	t.Helper()
 	attrs := map[string]string{
 		"project/project-id":                   "node-harness",
 		"instance/attributes/cluster-name":     "harness",
 		"instance/attributes/cluster-location": "europe-west1",
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,552 @@
+package conf
+
+// The cluster tier: the install as the README gives it, on a real one-node Kubernetes built
+// from the upstream sources (kube-apiserver, etcd, kube-controller-manager, kube-scheduler
+// and the kubelet, v1.35) and run with Debian's containerd and runc by the k8snode scripts
+// beside the repository. What the node harness plays here is real: the kubelet runs the
+// rendered pod spec (env, volumes, the projected service-account token, probes, the memory
+// limit), containerd writes the pods' logs and the kubelet rotates and compresses them, the
+// DaemonSet controller rolls an update, and the plugin watches the real API server with the
+// shipped RBAC. What this machine lacks is named in the overlay the test writes, and nothing
+// else: the image's local name and pull policy (no registry), the API server's address (no
+// kube-proxy), the metadata server's (not GKE), the Papertrail stand-in's address in the
+// Secret, and the Cloud Logging stand-in's endpoint in the configuration.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trailstack/trailstack/testkit/fixture"
+	"github.com/trailstack/trailstack/testkit/testpki"
+)
+
+const (
+	// k8sVersion is the Kubernetes the k8snode scripts build; their binaries are kept under
+	// a directory named by it, for later runs.
+	k8sVersion = "v1.35.4"
+	// bridgeIP is the node's address, the pod bridge's gateway (k8snode's up.sh): how pods
+	// reach the API server and the stand-ins.
+	bridgeIP = "10.244.0.1"
+	apiPort  = "16443"
+	// agentNS is the namespace the install creates.
+	agentNS = "trailstack"
+)
+
+// cluster is the one-node Kubernetes the tier runs on.
+type cluster struct {
+	t          *testing.T
+	scripts    string // the k8snode scripts
+	dir        string // K8SNODE_DIR: binaries, images, the running cluster's state
+	kubeconfig string
+	env        []string
+}
+
+// k8snodeDir is where the cluster's binaries are built and kept: K8SNODE_DIR, else a
+// directory of the machine's own named by the version, which a later run reuses.
+func k8snodeDir() string {
+	if d := os.Getenv("K8SNODE_DIR"); d != "" {
+		return d
+	}
+	return "/var/tmp/trailstack-k8snode-" + k8sVersion
+}
+
+// startCluster brings the cluster up, or reuses one already up (stopping only what it
+// started), building its binaries first where they are not there yet (about 10 minutes on 2
+// cores, once).
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		fixture.Need(t, "the cluster needs root (the kubelet, containerd)")
+	}
+	scripts := os.Getenv("K8SNODE_SCRIPTS")
+	if scripts == "" {
+		scripts = filepath.Join(fixture.Root(), "..", "shared", "k8snode")
+	}
+	if _, err := os.Stat(filepath.Join(scripts, "up.sh")); err != nil {
+		fixture.Need(t, "no k8snode scripts at %s (set K8SNODE_SCRIPTS)", scripts)
+	}
+	for _, c := range []string{"containerd", "ctr", "runc", "podman", "/usr/lib/cni/bridge", "/bin/busybox"} {
+		if _, err := exec.LookPath(c); err != nil {
+			fixture.Need(t, "%s not found (.ci/run installs containerd, containernetworking-plugins, busybox-static)", c)
+		}
+	}
+	c := &cluster{t: t, scripts: scripts, dir: k8snodeDir()}
+	c.kubeconfig = filepath.Join(c.dir, "run", "pki", "admin.kubeconfig")
+	c.env = append(os.Environ(), "K8SNODE_DIR="+c.dir, "KUBECONFIG="+c.kubeconfig,
+		"PATH="+filepath.Join(c.dir, "bin")+":"+os.Getenv("PATH"), "NICE=", "JOBS="+strconv.Itoa(max(2, numCPU())))
+	for _, b := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl", "etcd"} {
+		if _, err := os.Stat(filepath.Join(c.dir, "bin", b)); err != nil {
+			start := time.Now()
+			c.script("build.sh")
+			t.Logf("cluster: built Kubernetes %s into %s in %v", k8sVersion, c.dir, time.Since(start).Round(time.Second))
+			break
+		}
+	}
+	if c.up() {
+		t.Logf("cluster: reusing the one up at %s", c.dir)
+	} else {
+		start := time.Now()
+		// API_BIND: pods on the bridge reach the API server at the node's address.
+		c.script("up.sh", "API_BIND=0.0.0.0")
+		t.Cleanup(func() { c.script("down.sh", "--purge") })
+		t.Logf("cluster: up in %v", time.Since(start).Round(100*time.Millisecond))
+	}
+	// The agent, on the bridge, reaches the API server at the node's address.
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(bridgeIP, apiPort), 5*time.Second)
+	if err != nil {
+		t.Fatalf("the API server does not answer at %s:%s (a cluster started without API_BIND=0.0.0.0?): %v", bridgeIP, apiPort, err)
+	}
+	conn.Close()
+	return c
+}
+
+func numCPU() int {
+	out, _ := exec.Command("nproc").Output()
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// script runs one of the k8snode scripts; its output goes to the test log on failure.
+func (c *cluster) script(name string, args ...string) {
+	c.t.Helper()
+	var env []string
+	var rest []string
+	for _, a := range args {
+		if strings.Contains(a, "=") && !strings.HasPrefix(a, "-") {
+			env = append(env, a)
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	cmd := exec.Command("bash", append([]string{filepath.Join(c.scripts, name)}, rest...)...)
+	cmd.Env = append(append([]string{}, c.env...), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("%s: %v\n%s", name, err, tailOf(string(out), 40))
+	}
+}
+
+func tailOf(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
+}
+
+// up tells whether a cluster answers with the kubeconfig.
+func (c *cluster) up() bool {
+	if _, err := os.Stat(c.kubeconfig); err != nil {
+		return false
+	}
+	cmd := exec.Command(filepath.Join(c.dir, "bin", "kubectl"), "get", "--raw", "/readyz", "--request-timeout=3s")
+	cmd.Env = c.env
+	return cmd.Run() == nil
+}
+
+// kubectl runs kubectl with stdin (may be empty) and fails the test on an error.
+func (c *cluster) kubectl(stdin string, args ...string) string {
+	c.t.Helper()
+	out, err := c.kubectlErr(stdin, args...)
+	if err != nil {
+		c.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *cluster) kubectlErr(stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(c.dir, "bin", "kubectl"), args...)
+	cmd.Env = c.env
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// dumpState logs what a failed scenario leaves to read: the pods and the agent's log.
+func (c *cluster) dumpState() {
+	out, _ := c.kubectlErr("", "get", "pods", "-A", "-o", "wide")
+	c.t.Logf("pods:\n%s", out)
+	out, _ = c.kubectlErr("", "-n", agentNS, "describe", "pods")
+	c.t.Logf("agent pods:\n%s", tailOf(out, 60))
+	out, _ = c.kubectlErr("", "-n", agentNS, "logs", "ds/trailstack", "--tail=60")
+	c.t.Logf("agent log:\n%s", out)
+}
+
+// importImage puts a podman image into the node's containerd, as a registry pull would.
+func (c *cluster) importImage(image, dir string) {
+	c.t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	tar := filepath.Join(dir, "image.tar")
+	podmanOK(c.t, "save", "--format", "docker-archive", "-o", tar, image)
+	cmd := exec.Command("ctr", "--address", filepath.Join(c.dir, "run", "containerd", "containerd.sock"), "-n", "k8s.io", "images", "import", tar)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("ctr import: %v\n%s", err, out)
+	}
+	os.Remove(tar)
+}
+
+// install is trailstack installed on the cluster, with both destinations' stand-ins on the
+// node's bridge.
+type install struct {
+	*node // the stand-ins, and the lines written, as the node harness counts them
+	c     *cluster
+	dir   string // the overlay
+	image string // the built image, without its tag
+	tag   int
+	conf  string // the configuration the overlay's ConfigMap holds
+}
+
+// installKustomize writes the overlay over conf/ and applies it as the README does
+// (kubectl apply -k), then waits for the rollout.
+func installKustomize(t *testing.T, c *cluster) *install {
+	t.Helper()
+	n := &node{t: t, dir: t.TempDir(), traces: map[string][]string{}}
+	listen := func(lc *net.ListenConfig) (net.Listener, error) {
+		return lc.Listen(context.Background(), "tcp", bridgeIP+":0")
+	}
+	papertrailPKI := testpki.New(t, bridgeIP)
+	n.papert = startSyslog(t, papertrailPKI, listen, true)
+	n.papert.node = strings.TrimSpace(c.kubectl("", "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"))
+	n.cloud = startCloudLogging(t, listen)
+	n.metadata = startMetadataAt(t, bridgeIP+":0")
+
+	in := &install{node: n, c: c, dir: filepath.Join(n.dir, "overlay")}
+	built := buildImage(t, n.dir, "localhost/trailstack-cluster", pluginSO(t), launcher(t), papertrailPKI.CAFile)
+	in.image = strings.Split(built, ":")[0]
+	in.retag(built)
+
+	cfg, err := os.ReadFile("fluent-bit.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.conf = withCloudEndpoint(t, string(cfg), n.cloud.addr)
+	in.apply()
+	return in
+}
+
+// retag gives the built image the next tag and imports it into the node's containerd.
+func (in *install) retag(built string) {
+	in.tag++
+	tagged := fmt.Sprintf("%s:%d", in.image, in.tag)
+	podmanOK(in.t, "tag", built, tagged)
+	in.t.Cleanup(func() { _ = podman("rmi", tagged).Run() })
+	in.c.importImage(tagged, in.dir+"-image")
+}
+
+// withCloudEndpoint adds the Cloud Logging stand-in's endpoint to the stackdriver output,
+// the one line the node harness adds too.
+func withCloudEndpoint(t *testing.T, cfg, addr string) string {
+	sd := regexp.MustCompile(`(?m)^(\s+)sink: stackdriver\n`)
+	if !sd.MatchString(cfg) {
+		t.Fatal("no stackdriver output in fluent-bit.yaml")
+	}
+	return sd.ReplaceAllString(cfg, "${0}${1}endpoint: "+addr+"\n${1}endpoint_plaintext: on\n")
+}
+
+// overlay is the kustomization over conf/ that names what this machine lacks; every other
+// line of the manifests is conf/'s.
+func (in *install) overlay() string {
+	conf, err := filepath.Abs(".")
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	rel, err := filepath.Rel(in.dir, conf)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	papertrail := in.papert.addr
+	return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+# No registry: the image is imported into the node's containerd.
+images:
+  - name: REGION-docker.pkg.dev/PROJECT_ID/trailstack/trailstack
+    newName: %s
+    newTag: "%d"
+# The user's values: the Papertrail destination (the stand-in on the node's bridge) and the
+# configuration with the Cloud Logging stand-in's endpoint.
+secretGenerator:
+  - name: papertrail
+    namespace: %[4]s
+    behavior: replace
+    literals:
+      - PAPERTRAIL_ADDRESS=%[5]s
+      - PAPERTRAIL_TOKEN=
+configMapGenerator:
+  - name: trailstack-config
+    namespace: %[4]s
+    behavior: replace
+    files:
+      - fluent-bit.yaml
+patches:
+  # No kube-proxy: the API server at the node's address; no GKE: the metadata stand-in's;
+  # no registry: never pulled.
+  - patch: |
+      apiVersion: apps/v1
+      kind: DaemonSet
+      metadata:
+        name: trailstack
+        namespace: %[4]s
+      spec:
+        template:
+          spec:
+            containers:
+              - name: fluent-bit
+                imagePullPolicy: Never
+                env:
+                  - name: KUBERNETES_SERVICE_HOST
+                    value: "%[6]s"
+                  - name: KUBERNETES_SERVICE_PORT
+                    value: "%[7]s"
+                  - name: GCE_METADATA_HOST
+                    value: "%[8]s"
+`, rel, in.image, in.tag, agentNS, papertrail, bridgeIP, apiPort, in.metadata)
+}
+
+// apply writes the overlay and applies it, then waits until the DaemonSet has rolled out.
+func (in *install) apply() {
+	in.t.Helper()
+	writeFile(in.t, filepath.Join(in.dir, "kustomization.yaml"), []byte(in.overlay()))
+	writeFile(in.t, filepath.Join(in.dir, "fluent-bit.yaml"), []byte(in.conf))
+	in.c.kubectl("", "apply", "-k", in.dir)
+	in.rolledOut()
+}
+
+// rolledOut waits for the DaemonSet's rollout and its pod's readiness, as the kubelet's
+// probe reports it.
+func (in *install) rolledOut() {
+	in.t.Helper()
+	in.c.kubectl("", "-n", agentNS, "rollout", "status", "ds/trailstack", "--timeout=180s")
+}
+
+// writer is a pod whose own process writes count lines (pod=NAME seq=N), rate a second,
+// then sleeps; the kubelet and containerd write its log.
+func (in *install) writer(ns, name string, count, rate int) { in.writerPhases(ns, name, rate, 0, count) }
+
+// writerPhases is a writer that writes each phase's count of lines, pausing pause seconds
+// between phases (for the kubelet's rotation, checked every 10 s, to see each phase apart).
+func (in *install) writerPhases(ns, name string, rate, pause int, counts ...int) {
+	in.t.Helper()
+	batch := max(1, rate/10)
+	pad := strings.Repeat("a", 60)
+	var script strings.Builder
+	script.WriteString("i=0; ")
+	total := 0
+	for k, n := range counts {
+		if k > 0 {
+			fmt.Fprintf(&script, "sleep %d; ", pause)
+		}
+		total += n
+		fmt.Fprintf(&script, `while [ $i -lt %d ]; do echo "pod=$POD seq=$i GET /api/v1/items?page=$i 200 %s"; i=$((i+1)); if [ $((i %% %d)) -eq 0 ]; then usleep 100000; fi; done; `, total, pad, batch)
+	}
+	script.WriteString("exec sleep 2147483647")
+	in.c.kubectl(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: %s
+  labels: {app: %s, team: shop}
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+    - name: app
+      image: k8snode.local/busybox:1
+      imagePullPolicy: Never
+      env:
+        - name: POD
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+      command: ["/bin/sh", "-c", %q]
+`, name, ns, name, script.String()), "apply", "-f", "-")
+	in.podMu.Lock()
+	for i := 0; i < total; i++ {
+		in.want = append(in.want, name+"#"+strconv.Itoa(i))
+	}
+	in.podMu.Unlock()
+}
+
+// written waits until each writer's log holds its last line: the pod has written them all.
+func (in *install) written(ns string, names ...string) {
+	in.t.Helper()
+	for _, name := range names {
+		deadline := time.Now().Add(3 * time.Minute)
+		for {
+			out, _ := in.c.kubectlErr("", "-n", ns, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+			if out == "Running" {
+				logs, _ := in.c.kubectlErr("", "-n", ns, "logs", name, "--tail=1")
+				if last := in.lastSeq(name); last != "" && strings.Contains(logs, "seq="+last+" ") {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				in.t.Fatalf("%s/%s did not write its lines: phase %q", ns, name, out)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+}
+
+func (in *install) lastSeq(name string) string {
+	in.podMu.Lock()
+	defer in.podMu.Unlock()
+	last := ""
+	for _, id := range in.want {
+		if p, seq, _ := strings.Cut(id, "#"); p == name {
+			last = seq
+		}
+	}
+	return last
+}
+
+// podLogDir is a pod's container's log directory on the node, as the kubelet names it.
+func (in *install) podLogDir(ns, name string) string {
+	uid := in.c.kubectl("", "-n", ns, "get", "pod", name, "-o", "jsonpath={.metadata.uid}")
+	return filepath.Join("/var/log/pods", ns+"_"+name+"_"+uid, "app")
+}
+
+// rotations counts a container's rotated logs: plain and compressed.
+func rotations(dir string) (plain, gz int) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		switch {
+		case strings.HasSuffix(e.Name(), ".gz"):
+			gz++
+		case strings.Contains(e.Name(), ".log."):
+			plain++
+		}
+	}
+	return plain, gz
+}
+
+// rotatedAtLeast waits up to a minute for a container's log directory to hold at least
+// plain and gz rotated files, and returns what it holds.
+func rotatedAtLeast(dir string, plain, gz int) (int, int) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, g := rotations(dir)
+		if p+g >= plain+gz && g >= gz || time.Now().After(deadline) {
+			return p, g
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// agentLog is the log of the agent's current pod, the launcher's lines first.
+func (in *install) agentLog() string {
+	out, _ := in.c.kubectlErr("", "-n", agentNS, "logs", "ds/trailstack", "--tail=-1")
+	return out
+}
+
+// agentGone waits until no pod of the DaemonSet runs.
+func (in *install) agentGone() {
+	in.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, _ := in.c.kubectlErr("", "-n", agentNS, "get", "pods", "-o", "name")
+		if strings.TrimSpace(out) == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("the agent's pod is still there: %s", out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	c := startCluster(t)
+	in := installKustomize(t, c)
+	c.kubectl("", "create", "namespace", "shop")
+	t.Cleanup(func() { _, _ = c.kubectlErr("", "delete", "namespace", "shop", "--wait=false") })
+	t.Cleanup(func() { _, _ = c.kubectlErr("", "delete", "-k", in.dir, "--wait=false") })
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.dumpState()
+		}
+	})
+
+	// Pods log; every line arrives at both destinations under its pod, with the labels the
+	// plugin's watch of the real API server gave it.
+	t.Run("steady", func(t *testing.T) {
+		in.t = t
+		in.writer("shop", "steady-1", 2000, 500)
+		in.writer("shop", "steady-2", 1000, 200)
+		in.written("shop", "steady-1", "steady-2")
+		ds := in.waitDelivered(90*time.Second, nil)
+		onceEach(t, ds)
+		for _, p := range []string{"steady-1", "steady-2"} {
+			if l := in.cloud.labelsOf(p); l["k8s-pod/app"] != p || l["k8s-pod/team"] != "shop" {
+				t.Errorf("%s's entries carry labels %v, want its pod's app and team", p, l)
+			}
+		}
+		report(t, in.node, "pods logging on a real node", ds, "")
+	})
+
+	// A rolling update through the DaemonSet controller, to a new image tag and a changed
+	// ConfigMap, while a pod logs.
+	t.Run("rolling update", func(t *testing.T) {
+		in.t = t
+		in.writer("shop", "during-update", 1500, 100)
+		time.Sleep(3 * time.Second)
+		in.retag(fmt.Sprintf("%s:%d", in.image, in.tag))
+		in.conf = strings.Replace(in.conf, "scheduler.cap: 60", "scheduler.cap: 30", 1)
+		in.apply()
+		in.written("shop", "during-update")
+		ds := in.waitDelivered(120*time.Second, nil)
+		onceEach(t, ds)
+		report(t, in.node, "a rolling update to a new tag and configuration while a pod logs", ds, "")
+	})
+
+	// The kubelet's rotation (containerLogMaxSize 200Ki, checked every 10 s) under a running
+	// agent, and while none runs: a pod that logged before keeps logging, and a pod created
+	// in the gap logs through two rotations (the first compressed by the second) before an
+	// agent returns.
+	t.Run("rotation while no agent runs", func(t *testing.T) {
+		in.t = t
+		in.writer("shop", "busy", 6000, 1500)
+		in.written("shop", "busy")
+		if p, gz := rotatedAtLeast(in.podLogDir("shop", "busy"), 1, 0); p+gz == 0 {
+			t.Errorf("the kubelet did not rotate busy's log")
+		}
+		in.waitDelivered(120*time.Second, nil)
+
+		// About 540 KB each: at most two rotations of 200Ki, within the three files the
+		// kubelet keeps. in-gap writes two halves 25 s apart, so that each is rotated.
+		in.writer("shop", "across-gap", 4000, 200)
+		time.Sleep(3 * time.Second)
+		in.c.kubectl("", "-n", agentNS, "patch", "ds/trailstack", "--type=merge",
+			"-p", `{"spec":{"template":{"spec":{"nodeSelector":{"trailstack.test/no-such-node":"true"}}}}}`)
+		in.agentGone()
+		in.writerPhases("shop", "in-gap", 400, 25, 2000, 2000)
+		in.written("shop", "across-gap", "in-gap")
+		p, gz := rotatedAtLeast(in.podLogDir("shop", "in-gap"), 1, 1)
+		if p+gz < 2 || gz < 1 {
+			t.Errorf("in-gap's log rotated into %d plain and %d compressed files, want two rotations, one compressed", p, gz)
+		}
+		// The DaemonSet as shipped again: the agent returns.
+		in.c.kubectl("", "-n", agentNS, "patch", "ds/trailstack", "--type=json",
+			"-p", `[{"op":"remove","path":"/spec/template/spec/nodeSelector/trailstack.test~1no-such-node"}]`)
+		in.rolledOut()
+		ds := in.waitDelivered(120*time.Second, nil)
+		onceEach(t, ds)
+		log := in.agentLog()
+		if !regexp.MustCompile(`in-gap_shop_app-[0-9a-f]+\.log: \d+ rotated files, \d+ bytes handed to tail: its logs rotated while no agent ran`).MatchString(log) {
+			t.Errorf("the launcher did not say what it handed in-gap:\n%s", tailOf(log, 30))
+		}
+		report(t, in.node, fmt.Sprintf("rotations under the agent and while none ran (in-gap: %d plain, %d compressed)", p, gz), ds, ", "+handedLine(log))
+	})
+}
