@@ -335,7 +335,9 @@ func (in *install) rolledOut() {
 
 // writer is a pod whose own process writes count lines (pod=NAME seq=N), rate a second,
 // then sleeps; the kubelet and containerd write its log.
-func (in *install) writer(ns, name string, count, rate int) { in.writerPhases(ns, name, rate, 0, count) }
+func (in *install) writer(ns, name string, count, rate int) {
+	in.writerPhases(ns, name, rate, 0, count)
+}
 
 // writerPhases is a writer that writes each phase's count of lines, pausing pause seconds
 // between phases (for the kubelet's rotation, checked every 10 s, to see each phase apart).
