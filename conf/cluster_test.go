@@ -26,6 +26,12 @@ import (
 	"testing"
 	"time"
 
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/cli/values"
+	"helm.sh/helm/v3/pkg/getter"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
 	"github.com/trailstack/trailstack/testkit/fixture"
 	"github.com/trailstack/trailstack/testkit/testpki"
 )
@@ -99,6 +105,11 @@ func startCluster(t *testing.T) *cluster {
 		// API_BIND: pods on the bridge reach the API server at the node's address.
 		c.script("up.sh", "API_BIND=0.0.0.0")
 		t.Cleanup(func() { c.script("down.sh", "--purge") })
+		// A node of its own: no agent state left from an earlier run (the uninstall scenario
+		// empties it again at the end).
+		if err := os.RemoveAll("/var/lib/trailstack"); err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("cluster: up in %v", time.Since(start).Round(100*time.Millisecond))
 	}
 	// The agent, on the bridge, reaches the API server at the node's address.
@@ -363,8 +374,18 @@ metadata:
   namespace: %s
   labels: {app: %s, team: shop}
 spec:
-  terminationGracePeriodSeconds: 1
-  restartPolicy: Never
+%s`, name, ns, name, writerSpec(script.String(), "Never")), "apply", "-f", "-")
+	in.podMu.Lock()
+	for i := 0; i < total; i++ {
+		in.want = append(in.want, name+"#"+strconv.Itoa(i))
+	}
+	in.podMu.Unlock()
+}
+
+// writerSpec is a writer pod's spec (indented for a Pod), running script in busybox.
+func writerSpec(script, restart string) string {
+	return fmt.Sprintf(`  terminationGracePeriodSeconds: 1
+  restartPolicy: %s
   containers:
     - name: app
       image: k8snode.local/busybox:1
@@ -373,12 +394,37 @@ spec:
         - name: POD
           valueFrom: {fieldRef: {fieldPath: metadata.name}}
       command: ["/bin/sh", "-c", %q]
-`, name, ns, name, script.String()), "apply", "-f", "-")
+`, restart, script)
+}
+
+// deployment is a Deployment of one writer pod (count lines, then sleep); it returns the
+// pod's name, which its ReplicaSet made.
+func (in *install) deployment(ns, name string, count int) string {
+	in.t.Helper()
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "pod=$POD seq=$i GET /api/v1/items 200 %s"; i=$((i+1)); done; exec sleep 2147483647`, count, strings.Repeat("b", 60))
+	spec := strings.ReplaceAll(writerSpec(script, "Always"), "\n  ", "\n      ")
+	in.c.kubectl(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s
+  namespace: %[2]s
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: %[1]s}
+  template:
+    metadata:
+      labels: {app: %[1]s, team: shop}
+    spec:
+    %[3]s`, name, ns, spec), "apply", "-f", "-")
+	in.c.kubectl("", "-n", ns, "rollout", "status", "deployment/"+name, "--timeout=120s")
+	pod := strings.TrimPrefix(strings.TrimSpace(in.c.kubectl("", "-n", ns, "get", "pods", "-l", "app="+name, "-o", "name")), "pod/")
 	in.podMu.Lock()
-	for i := 0; i < total; i++ {
-		in.want = append(in.want, name+"#"+strconv.Itoa(i))
+	for i := 0; i < count; i++ {
+		in.want = append(in.want, pod+"#"+strconv.Itoa(i))
 	}
 	in.podMu.Unlock()
+	return pod
 }
 
 // written waits until each writer's log holds its last line: the pod has written them all.
@@ -453,6 +499,39 @@ func (in *install) agentLog() string {
 	return out
 }
 
+// agentMemoryLimit is the memory limit of the agent container's cgroup, as runc set it.
+func (in *install) agentMemoryLimit() int64 {
+	in.t.Helper()
+	id := in.c.kubectl("", "-n", agentNS, "get", "pods", "-o", "jsonpath={.items[0].status.containerStatuses[0].containerID}")
+	id = strings.TrimPrefix(strings.TrimSpace(id), "containerd://")
+	out, err := exec.Command("ctr", "--address", filepath.Join(in.c.dir, "run", "containerd", "containerd.sock"), "-n", "k8s.io", "task", "ls").CombinedOutput()
+	if err != nil {
+		in.t.Fatalf("ctr task ls: %v\n%s", err, out)
+	}
+	var pid string
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == id {
+			pid = f[1]
+		}
+	}
+	cg, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	if pid == "" || err != nil {
+		in.t.Fatalf("the agent's container %q: no process (%v)", id, err)
+	}
+	for _, l := range strings.Split(string(cg), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && strings.Contains(","+f[1]+",", ",memory,") {
+			b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", f[2], "memory.limit_in_bytes"))
+			if err != nil {
+				in.t.Fatal(err)
+			}
+			n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			return n
+		}
+	}
+	in.t.Fatalf("the agent's process %s has no memory cgroup: %s", pid, cg)
+	return 0
+}
+
 // agentGone waits until no pod of the DaemonSet runs.
 func (in *install) agentGone() {
 	in.t.Helper()
@@ -487,7 +566,8 @@ func TestCluster(t *testing.T) {
 		in.t = t
 		in.writer("shop", "steady-1", 2000, 500)
 		in.writer("shop", "steady-2", 1000, 200)
-		in.written("shop", "steady-1", "steady-2")
+		web := in.deployment("shop", "web", 500)
+		in.written("shop", "steady-1", "steady-2", web)
 		ds := in.waitDelivered(90*time.Second, nil)
 		onceEach(t, ds)
 		for _, p := range []string{"steady-1", "steady-2"} {
@@ -495,7 +575,30 @@ func TestCluster(t *testing.T) {
 				t.Errorf("%s's entries carry labels %v, want its pod's app and team", p, l)
 			}
 		}
+		// The owner references from the API server: the Deployment above the ReplicaSet, as
+		// GKE's agent labels it.
+		if l := in.cloud.labelsOf(web); l["logging.gke.io/top_level_controller_type"] != "Deployment" || l["logging.gke.io/top_level_controller_name"] != "web" {
+			t.Errorf("%s's entries carry labels %v, want its Deployment as the top-level controller", web, l)
+		}
 		report(t, in.node, "pods logging on a real node", ds, "")
+	})
+
+	// A pod that writes and is deleted before its lines reach Papertrail (which stops
+	// reading meanwhile): they arrive under its identity, from the plugin's cache, which
+	// keeps a deleted pod for a while.
+	t.Run("pod deleted before its lines are sent", func(t *testing.T) {
+		in.t = t
+		in.papert.setReading(false)
+		in.writer("shop", "short-lived", 1000, 2000)
+		in.written("shop", "short-lived")
+		c.kubectl("", "-n", "shop", "delete", "pod", "short-lived", "--wait=true", "--timeout=60s")
+		in.papert.setReading(true)
+		ds := in.waitDelivered(120*time.Second, nil)
+		onceEach(t, ds)
+		if l := in.cloud.labelsOf("short-lived"); l["k8s-pod/app"] != "short-lived" {
+			t.Errorf("short-lived's entries carry labels %v", l)
+		}
+		report(t, in.node, "a pod deleted before its lines were sent", ds, "")
 	})
 
 	// A rolling update through the DaemonSet controller, to a new image tag and a changed
@@ -519,7 +622,10 @@ func TestCluster(t *testing.T) {
 	// agent returns.
 	t.Run("rotation while no agent runs", func(t *testing.T) {
 		in.t = t
-		in.writer("shop", "busy", 6000, 1500)
+		// busy's first lines give tail's scan (every 5 s) time to find its log before the
+		// burst that the kubelet rotates: a log rotated before any scan found it is read by
+		// no one (see README, what can still be lost).
+		in.writerPhases("shop", "busy", 1500, 8, 20, 5980)
 		in.written("shop", "busy")
 		if p, gz := rotatedAtLeast(in.podLogDir("shop", "busy"), 1, 0); p+gz == 0 {
 			t.Errorf("the kubelet did not rotate busy's log")
@@ -551,4 +657,171 @@ func TestCluster(t *testing.T) {
 		}
 		report(t, in.node, fmt.Sprintf("rotations under the agent and while none ran (in-gap: %d plain, %d compressed)", p, gz), ds, ", "+handedLine(log))
 	})
+
+	// The kubelet ran the agent's probes all along: no restart (liveness), and the pod is
+	// ready (readiness, which rollout status waited on).
+	t.Run("probes", func(t *testing.T) {
+		in.t = t
+		out := c.kubectl("", "-n", agentNS, "get", "pods", "-o",
+			`jsonpath={range .items[*]}{.metadata.name} restarts={.status.containerStatuses[0].restartCount} ready={.status.containerStatuses[0].ready}{"\n"}{end}`)
+		if !regexp.MustCompile(`(?m)^trailstack-\S+ restarts=0 ready=true$`).MatchString(out) {
+			t.Errorf("the agent's pod: %s", out)
+		}
+		// The runtime holds the container to the manifest's memory limit (cgroup v1).
+		if got, want := in.agentMemoryLimit(), int64(512<<20); got != want {
+			t.Errorf("the agent's container has a memory limit of %d bytes, want %d (512Mi)", got, want)
+		}
+	})
+
+	// The README's uninstall: kubectl delete -k, then the cleanup DaemonSet empties the
+	// node's state.
+	t.Run("uninstall", func(t *testing.T) {
+		in.t = t
+		in.uninstall()
+	})
+
+	// The Helm install of the official chart, on the same node: pods log, every line
+	// arrives, then helm uninstall.
+	t.Run("helm", func(t *testing.T) {
+		in.t = t
+		uninstall := in.helmInstall()
+		defer uninstall()
+		// A new install on a node whose state the uninstall emptied reads every container
+		// log from its start (the cleanup's documented effect): the earlier pods' lines
+		// arrive again, and this install is counted by its own pod's lines.
+		in.podMu.Lock()
+		in.want = nil
+		in.podMu.Unlock()
+		in.writer("shop", "under-helm", 2000, 400)
+		in.written("shop", "under-helm")
+		ds := in.waitDelivered(120*time.Second, nil)
+		onceEach(t, ds)
+		if l := in.cloud.labelsOf("under-helm"); l["k8s-pod/app"] != "under-helm" {
+			t.Errorf("under-helm's entries carry labels %v", l)
+		}
+		report(t, in.node, "the Helm chart's install", ds, "")
+	})
+}
+
+// uninstall removes the kustomize install as the README does (kubectl delete -k), then runs
+// the cleanup DaemonSet (conf/uninstall, through an overlay naming the local image) until it
+// has emptied the node's state directory, and deletes it.
+func (in *install) uninstall() {
+	in.t.Helper()
+	in.c.kubectl("", "delete", "-k", in.dir, "--wait=true", "--timeout=120s")
+	if left, _ := os.ReadDir("/var/lib/trailstack"); len(left) == 0 {
+		in.t.Fatal("the agent left no state to clean up")
+	}
+	dir := in.dir + "-uninstall"
+	rel := func(to string) string {
+		abs, _ := filepath.Abs(to)
+		r, err := filepath.Rel(dir, abs)
+		if err != nil {
+			in.t.Fatal(err)
+		}
+		return r
+	}
+	writeFile(in.t, filepath.Join(dir, "kustomization.yaml"), []byte(fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+images:
+  - name: REGION-docker.pkg.dev/PROJECT_ID/trailstack/trailstack
+    newName: %s
+    newTag: "%d"
+patches:
+  - patch: |
+      apiVersion: apps/v1
+      kind: DaemonSet
+      metadata:
+        name: trailstack-cleanup
+        namespace: default
+      spec:
+        template:
+          spec:
+            containers:
+              - name: cleanup
+                imagePullPolicy: Never
+`, rel("uninstall"), in.image, in.tag)))
+	in.c.kubectl("", "apply", "-k", dir)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, _ := in.c.kubectlErr("", "-n", "default", "logs", "ds/trailstack-cleanup")
+		if strings.Contains(out, "uninstall: removed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("the cleanup DaemonSet did not say it removed the state: %s", out)
+		}
+		time.Sleep(time.Second)
+	}
+	if left, _ := os.ReadDir("/var/lib/trailstack"); len(left) != 0 {
+		in.t.Errorf("the node's state directory still holds %d entries after the uninstall", len(left))
+	}
+	// Deleted, the cleanup pod exits on SIGTERM: the kubelet need not kill it at the grace
+	// period (30 s).
+	start := time.Now()
+	in.c.kubectl("", "delete", "-k", dir, "--wait=true", "--timeout=120s")
+	if d := time.Since(start); d > 20*time.Second {
+		in.t.Errorf("deleting the cleanup DaemonSet took %v: its pod did not exit on SIGTERM", d)
+	}
+}
+
+// helmInstall installs the official chart as the README does: the namespace, the
+// ResourceQuota and the Secret beside the chart, then helm install (Helm's own library, as
+// the helm command runs it) with conf/helm/values.yaml and the configuration by --set-file,
+// and --set for what this machine lacks: the image's local name, tag and pull policy, and
+// the addresses of the API server and the metadata server from a ConfigMap (envFrom; the
+// values' env list stays as it is). It returns the release's uninstall.
+func (in *install) helmInstall() (uninstall func()) {
+	t := in.t
+	t.Helper()
+	in.c.kubectl("", "create", "namespace", helmNamespace)
+	in.c.kubectl("", "-n", helmNamespace, "apply", "-f", "kubernetes/resourcequota.yaml")
+	in.c.kubectl("", "-n", helmNamespace, "create", "secret", "generic", "papertrail",
+		"--from-literal=PAPERTRAIL_ADDRESS="+in.papert.addr, "--from-literal=PAPERTRAIL_TOKEN=")
+	in.c.kubectl("", "-n", helmNamespace, "create", "configmap", "cluster-addresses",
+		"--from-literal=KUBERNETES_SERVICE_HOST="+bridgeIP, "--from-literal=KUBERNETES_SERVICE_PORT="+apiPort,
+		"--from-literal=GCE_METADATA_HOST="+in.metadata)
+
+	ch, err := loader.Load(helmChart(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(in.dir, "fluent-bit.yaml")
+	writeFile(t, conf, []byte(in.conf))
+	opts := values.Options{
+		ValueFiles: helmValues.ValueFiles,
+		FileValues: []string{`config.extraFiles.fluent-bit\.yaml=` + conf},
+		Values: []string{"image.repository=" + in.image, "image.pullPolicy=Never",
+			"envFrom[0].configMapRef.name=cluster-addresses"},
+		StringValues: []string{"image.tag=" + strconv.Itoa(in.tag)},
+	}
+	vals, err := opts.MergeValues(getter.Providers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig = &in.c.kubeconfig
+	ns := helmNamespace
+	flags.Namespace = &ns
+	cfg := &action.Configuration{}
+	if err := cfg.Init(flags, helmNamespace, "secret", func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	inst := action.NewInstall(cfg)
+	inst.ReleaseName, inst.Namespace = helmRelease, helmNamespace
+	inst.Wait, inst.Timeout = true, 3*time.Minute
+	if _, err := inst.Run(ch, vals); err != nil {
+		t.Fatalf("helm install: %v", err)
+	}
+	in.rolledOut()
+	return func() {
+		un := action.NewUninstall(cfg)
+		un.Wait, un.Timeout = true, 2*time.Minute
+		if _, err := un.Run(helmRelease); err != nil {
+			t.Errorf("helm uninstall: %v", err)
+		}
+		in.c.kubectl("", "delete", "namespace", helmNamespace, "--wait=true", "--timeout=120s")
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -478,78 +477,6 @@ func TestNodeTokenDestination(t *testing.T) {
 		t.Error("the token is in the agent's log")
 	}
 	report(t, n, "token destination", ds, fmt.Sprintf(", %d messages with the token element", tokens[token]))
-}
-
-// An uninstall: once the agents are gone, the cleanup DaemonSet's container, with the
-// install's image, empties the state directory the agents leave (tail's offsets, buffered
-// chunks) and then waits, as a DaemonSet's pod must, until it is deleted.
-func TestNodeUninstallEmptiesTheState(t *testing.T) {
-	n, api, a := newRunningNode(t)
-	n.write(api, 100)
-	n.waitDelivered(60*time.Second, a)
-	a.stopCleanly()
-	ds := renderUninstall(t)
-	spec := ds.Spec.Template.Spec
-	var state string
-	for _, v := range spec.Volumes {
-		if v.HostPath != nil {
-			state = n.hostPath(v.HostPath.Path)
-		}
-	}
-	if left, _ := os.ReadDir(state); len(left) == 0 {
-		t.Fatal("the agent left no state to clean up")
-	}
-	cleanup := n.startPod(spec, spec.Containers[0])
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(cleanup.output(), "uninstall: removed") {
-		select {
-		case <-cleanup.exited:
-			t.Fatalf("the cleanup container exited:\n%s", cleanup.tail())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no uninstall after 30s:\n%s", cleanup.tail())
-		}
-	}
-	if left, _ := os.ReadDir(state); len(left) != 0 {
-		t.Errorf("%d entries left in the state directory", len(left))
-	}
-	select {
-	case <-cleanup.exited:
-		t.Fatalf("the cleanup container exited before it was deleted:\n%s", cleanup.tail())
-	case <-time.After(2 * time.Second):
-	}
-	if _, killed := cleanup.stop(); killed {
-		t.Error("the cleanup container was killed at the grace period")
-	}
-	t.Logf("uninstall: %s", strings.TrimSpace(cleanup.output()))
-}
-
-// The Helm install: the official chart's pod, rendered with conf/helm/values.yaml, runs the
-// image's launcher with the chart's args and its ConfigMap, and delivers every line to both
-// destinations; across a rotation while no pod runs (an upgrade's gap) nothing is lost, which
-// only the launcher makes so.
-func TestNodeHelmInstall(t *testing.T) {
-	n := newNodeWith(t, nodeOptions{helm: true})
-	if c := n.c; len(c.Command) != 0 || !slices.Equal(c.Args, []string{"-c", "/fluent-bit/etc/conf/fluent-bit.yaml"}) {
-		t.Fatalf("the chart's container: command %q args %q", c.Command, c.Args)
-	}
-	api := n.newPod("blog", "api-5d9b8c7f6-abcde", 0)
-	n.write(api, 500)
-	old := n.startAgent()
-	old.waitReady()
-	n.write(api, 500)
-	n.waitDelivered(60*time.Second, old)
-	old.stopCleanly()
-	n.write(api, 100)
-	n.rotate(api)
-	n.write(api, 100)
-	next := n.startAgent()
-	next.waitReady()
-	ds := n.waitDelivered(60*time.Second, next)
-	next.stopCleanly()
-	onceEach(t, ds)
-	report(t, n, "helm install, a rotation while no pod ran", ds, ", "+handedLine(next.output()))
 }
 
 // Cloud Logging refusing part of a node's load (a quota of 20 requests a second against
