@@ -23,9 +23,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/cli/values"
@@ -435,8 +437,8 @@ func (in *install) written(ns string, names ...string) {
 		for {
 			out, _ := in.c.kubectlErr("", "-n", ns, "get", "pod", name, "-o", "jsonpath={.status.phase}")
 			if out == "Running" {
-				logs, _ := in.c.kubectlErr("", "-n", ns, "logs", name, "--tail=1")
-				if last := in.lastSeq(name); last != "" && strings.Contains(logs, "seq="+last+" ") {
+				logs, _ := in.c.kubectlErr("", "-n", ns, "logs", name, "--tail=3")
+				if last := in.lastSeq(name); last != "" && regexp.MustCompile(`(?m)seq=`+last+`( |$)`).MatchString(logs) {
 					break
 				}
 			}
@@ -499,8 +501,9 @@ func (in *install) agentLog() string {
 	return out
 }
 
-// agentMemoryLimit is the memory limit of the agent container's cgroup, as runc set it.
-func (in *install) agentMemoryLimit() int64 {
+// agentPID is the host's PID of the agent container's process (Fluent Bit, which the
+// launcher became).
+func (in *install) agentPID() int {
 	in.t.Helper()
 	id := in.c.kubectl("", "-n", agentNS, "get", "pods", "-o", "jsonpath={.items[0].status.containerStatuses[0].containerID}")
 	id = strings.TrimPrefix(strings.TrimSpace(id), "containerd://")
@@ -508,15 +511,24 @@ func (in *install) agentMemoryLimit() int64 {
 	if err != nil {
 		in.t.Fatalf("ctr task ls: %v\n%s", err, out)
 	}
-	var pid string
 	for _, l := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(l); len(f) >= 2 && f[0] == id {
-			pid = f[1]
+			if pid, err := strconv.Atoi(f[1]); err == nil && pid > 0 {
+				return pid
+			}
 		}
 	}
+	in.t.Fatalf("the agent's container %q has no process:\n%s", id, out)
+	return 0
+}
+
+// agentMemoryLimit is the memory limit of the agent container's cgroup, as runc set it.
+func (in *install) agentMemoryLimit() int64 {
+	in.t.Helper()
+	pid := strconv.Itoa(in.agentPID())
 	cg, err := os.ReadFile("/proc/" + pid + "/cgroup")
-	if pid == "" || err != nil {
-		in.t.Fatalf("the agent's container %q: no process (%v)", id, err)
+	if err != nil {
+		in.t.Fatalf("the agent's process %s: %v", pid, err)
 	}
 	for _, l := range strings.Split(string(cg), "\n") {
 		if f := strings.SplitN(l, ":", 3); len(f) == 3 && strings.Contains(","+f[1]+",", ",memory,") {
@@ -671,6 +683,96 @@ func TestCluster(t *testing.T) {
 		if got, want := in.agentMemoryLimit(), int64(512<<20); got != want {
 			t.Errorf("the agent's container has a memory limit of %d bytes, want %d (512Mi)", got, want)
 		}
+	})
+
+	// One destination down: Cloud Logging refuses every request (UNAVAILABLE) while a pod
+	// logs; Papertrail gets every line meanwhile, Cloud Logging every line once it is back.
+	t.Run("Cloud Logging down", func(t *testing.T) {
+		in.t = t
+		in.cloud.setDown(codes.Unavailable)
+		in.writer("shop", "while-down", 2000, 400)
+		in.written("shop", "while-down")
+		in.waitDelivered(90*time.Second, nil, "papertrail")
+		var mine []string
+		for i := 0; i < 2000; i++ {
+			mine = append(mine, "while-down#"+strconv.Itoa(i))
+		}
+		if arrived, _, _ := in.cloud.count(mine); arrived != 0 {
+			t.Fatalf("Cloud Logging was down, yet %d lines arrived there", arrived)
+		}
+		in.cloud.setDown(codes.OK)
+		ds := in.waitDelivered(180*time.Second, nil)
+		// A destination's errors are not the probes' business: no restart, still ready.
+		out := c.kubectl("", "-n", agentNS, "get", "pods", "-o",
+			`jsonpath={.items[0].status.containerStatuses[0].restartCount} {.items[0].status.containerStatuses[0].ready}`)
+		if out != "0 true" {
+			t.Errorf("after the outage the agent's restarts and readiness are %q, want 0 and true", out)
+		}
+		report(t, in.node, "Cloud Logging down, then back", ds, "")
+	})
+
+	// What containerd and the kubelet make of an application's output: a line of 40 KiB,
+	// which containerd writes as 16 KiB parts (P) and tail's cri parser joins, and Java
+	// stack traces, which the plugin joins into one message each.
+	t.Run("long lines and stack traces", func(t *testing.T) {
+		in.t = t
+		in.papert.keepTexts()
+		in.cloud.keepTexts()
+		const traces = 20
+		script := fmt.Sprintf(`echo "pod=$POD seq=0 $(head -c 40000 /dev/zero | tr '\0' x) end"; i=1; while [ $i -le %d ]; do echo "java.lang.IllegalStateException: order failed pod=$POD seq=$i"; printf '\tat com.example.shop.Orders.step(Orders.java:41)\n\tat com.example.shop.Main.main(Main.java:7)\n'; i=$((i+1)); done; exec sleep 2147483647`, traces)
+		c.kubectl(fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata:\n  name: shapes\n  namespace: shop\n  labels: {app: shapes}\nspec:\n%s", writerSpec(script, "Never")), "apply", "-f", "-")
+		in.podMu.Lock()
+		for i := 0; i <= traces; i++ {
+			id := "shapes#" + strconv.Itoa(i)
+			in.want = append(in.want, id)
+			if i > 0 {
+				in.traces[id] = []string{"java.lang.IllegalStateException: order failed pod=shapes seq=" + strconv.Itoa(i),
+					"\tat com.example.shop.Orders.step(Orders.java:41)", "\tat com.example.shop.Main.main(Main.java:7)"}
+			}
+		}
+		in.podMu.Unlock()
+		in.written("shop", "shapes")
+		ds := in.waitDelivered(90*time.Second, nil)
+		onceEach(t, ds)
+		want := "pod=shapes seq=0 " + strings.Repeat("x", 40000) + " end"
+		for _, d := range []struct {
+			name string
+			t    *tally
+		}{{"Papertrail", in.papert.tally}, {"Cloud Logging", in.cloud.tally}} {
+			d.t.mu.Lock()
+			long := d.t.texts["shapes#0"]
+			d.t.mu.Unlock()
+			if len(long) != 1 || !strings.Contains(long[0], want) {
+				t.Errorf("%s: the 40 KiB line arrived as %d messages, want it whole once", d.name, len(long))
+			}
+			in.podMu.Lock()
+			whole, merged := d.t.whole(in.traces)
+			in.podMu.Unlock()
+			if whole != traces || len(merged) > 0 {
+				t.Errorf("%s: %d of %d stack traces whole; lines joined to another: %q", d.name, whole, traces, merged)
+			}
+		}
+		report(t, in.node, "a 40 KiB line in containerd's parts and 20 stack traces", ds, "")
+	})
+
+	// The agent's process killed outright (SIGKILL, as an OOM kill or a node's crash leaves
+	// it) while a pod logs: the kubelet restarts the container, and every line arrives.
+	t.Run("agent killed", func(t *testing.T) {
+		in.t = t
+		in.writer("shop", "through-kill", 5000, 500)
+		time.Sleep(3 * time.Second)
+		pid := in.agentPID()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		in.written("shop", "through-kill")
+		in.rolledOut()
+		ds := in.waitDelivered(180*time.Second, nil)
+		out := c.kubectl("", "-n", agentNS, "get", "pods", "-o", "jsonpath={.items[0].status.containerStatuses[0].restartCount}")
+		if out != "1" {
+			t.Errorf("the agent's container restarted %s times, want once", out)
+		}
+		report(t, in.node, "the agent killed while a pod logs", ds, "")
 	})
 
 	// The README's uninstall: kubectl delete -k, then the cleanup DaemonSet empties the

@@ -114,26 +114,6 @@ func TestNodeRollingUpgrade(t *testing.T) {
 	report(t, n, "rolling upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v, new pod %v", took.Round(time.Millisecond), took2.Round(time.Millisecond)))
 }
 
-// A node reboot: the agent is killed mid-stream with no SIGTERM, pods go on logging, and
-// the agent that starts after it on the same disk sends what was not confirmed.
-func TestNodeReboot(t *testing.T) {
-	n := newNode(t)
-	api, big := n.newPod("blog", "api-5d9b8c7f6-abcde", 0), n.newPod("mesh", "big-7f9c8d6b5-qwert", bigPod)
-	first := n.startAgent()
-	first.waitReady()
-	stopWriter := n.writer(2000, api, big)
-	time.Sleep(4 * time.Second)
-	first.kill()
-	time.Sleep(2 * time.Second)
-	second := n.startAgent()
-	second.waitReady()
-	time.Sleep(2 * time.Second)
-	stopWriter()
-	ds := n.waitDelivered(120*time.Second, second)
-	second.stopCleanly()
-	report(t, n, "reboot", ds, "")
-}
-
 // Papertrail stops reading (accepts, never acknowledges) for longer than the grace period,
 // across an upgrade: the old pod exits before the kubelet's SIGKILL, Cloud Logging keeps
 // delivering meanwhile, and once Papertrail reads again every line arrives there too.
@@ -160,27 +140,6 @@ func TestNodeDestinationHungAcrossUpgrade(t *testing.T) {
 	took2, _ := next.stop()
 	pending := regexp.MustCompile(`pending chunk count: memory=\d+, filesystem=\d+`).FindString(old.output())
 	report(t, n, "Papertrail hung across an upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v with %s (grace %v), new pod %v", took.Round(time.Millisecond), pending, grace, took2.Round(time.Millisecond)))
-}
-
-// Cloud Logging refuses every request (UNAVAILABLE) for a while: Papertrail gets every line
-// meanwhile, no probe fails, and Cloud Logging gets them all once it is back.
-func TestNodeOneDestinationDown(t *testing.T) {
-	n := newNode(t)
-	api, big := n.newPod("blog", "api-5d9b8c7f6-abcde", 0), n.newPod("mesh", "big-7f9c8d6b5-qwert", bigPod)
-	n.cloud.setDown(codes.Unavailable)
-	a := n.startAgent()
-	a.waitReady()
-	stopWriter := n.writer(500, api, big)
-	time.Sleep(5 * time.Second)
-	stopWriter()
-	n.waitDelivered(60*time.Second, a, "papertrail")
-	if d := n.deliveries(n.expected())[1]; d.arrived != 0 {
-		t.Fatalf("the stand-in was down, yet %v", d)
-	}
-	n.cloud.setDown(codes.OK)
-	ds := n.waitDelivered(120*time.Second, a)
-	a.stopCleanly()
-	report(t, n, "Cloud Logging down", ds, "")
 }
 
 // The kubelet rotates a container's log while no agent runs (an upgrade's gap): the lines
