@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -91,11 +92,11 @@ func startCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, scripts: scripts, dir: k8snodeDir()}
 	c.kubeconfig = filepath.Join(c.dir, "run", "pki", "admin.kubeconfig")
 	c.env = append(os.Environ(), "K8SNODE_DIR="+c.dir, "KUBECONFIG="+c.kubeconfig,
-		"PATH="+filepath.Join(c.dir, "bin")+":"+os.Getenv("PATH"), "NICE=", "JOBS="+strconv.Itoa(max(2, numCPU())))
+		"PATH="+filepath.Join(c.dir, "bin")+":"+os.Getenv("PATH"), "NICE=", "JOBS="+strconv.Itoa(max(2, runtime.NumCPU())))
 	for _, b := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl", "etcd"} {
 		if _, err := os.Stat(filepath.Join(c.dir, "bin", b)); err != nil {
 			start := time.Now()
-			c.script("build.sh")
+			c.script("build.sh", nil)
 			t.Logf("cluster: built Kubernetes %s into %s in %v", k8sVersion, c.dir, time.Since(start).Round(time.Second))
 			break
 		}
@@ -105,8 +106,8 @@ func startCluster(t *testing.T) *cluster {
 	} else {
 		start := time.Now()
 		// API_BIND: pods on the bridge reach the API server at the node's address.
-		c.script("up.sh", "API_BIND=0.0.0.0")
-		t.Cleanup(func() { c.script("down.sh", "--purge") })
+		c.script("up.sh", nil, "API_BIND=0.0.0.0")
+		t.Cleanup(func() { c.script("down.sh", []string{"--purge"}) })
 		// A node of its own: no agent state left from an earlier run (the uninstall scenario
 		// empties it again at the end).
 		if err := os.RemoveAll("/var/lib/trailstack"); err != nil {
@@ -123,25 +124,11 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
-func numCPU() int {
-	out, _ := exec.Command("nproc").Output()
-	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-	return n
-}
-
-// script runs one of the k8snode scripts; its output goes to the test log on failure.
-func (c *cluster) script(name string, args ...string) {
+// script runs one of the k8snode scripts with args and, beside the cluster's, the
+// environment env; its output goes to the test log on failure.
+func (c *cluster) script(name string, args []string, env ...string) {
 	c.t.Helper()
-	var env []string
-	var rest []string
-	for _, a := range args {
-		if strings.Contains(a, "=") && !strings.HasPrefix(a, "-") {
-			env = append(env, a)
-		} else {
-			rest = append(rest, a)
-		}
-	}
-	cmd := exec.Command("bash", append([]string{filepath.Join(c.scripts, name)}, rest...)...)
+	cmd := exec.Command("bash", append([]string{filepath.Join(c.scripts, name)}, args...)...)
 	cmd.Env = append(append([]string{}, c.env...), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -126,27 +126,11 @@ func checkDemo(t *testing.T, out string, engine bool) {
 		}
 		if m := syslogPrinted.FindStringSubmatch(line); m != nil {
 			pri, _ := strconv.Atoi(m[1])
-			ts, err := time.Parse(time.RFC3339Nano, m[2])
-			if err != nil {
-				t.Fatalf("syslog time stamp: %v", err)
-			}
-			k := ts.UnixMicro()
-			if _, twice := syslogSev[k]; twice {
-				t.Errorf("Papertrail got the message of %s twice", m[2])
-			}
-			syslogSev[k] = syslogSeverity[pri%8]
+			seen(t, "Papertrail", syslogSev, m[2], syslogSeverity[pri%8])
 			continue
 		}
 		if m := loggingPrinted.FindStringSubmatch(line); m != nil {
-			ts, err := time.Parse(time.RFC3339Nano, m[1])
-			if err != nil {
-				t.Fatalf("Cloud Logging time stamp: %v", err)
-			}
-			k := ts.UnixMicro()
-			if _, twice := loggingSev[k]; twice {
-				t.Errorf("Cloud Logging got the entry of %s twice", m[1])
-			}
-			loggingSev[k] = m[2]
+			seen(t, "Cloud Logging", loggingSev, m[1], m[2])
 			continue
 		}
 		if summaryRow.MatchString(line) {
@@ -201,6 +185,21 @@ func checkDemo(t *testing.T, out string, engine bool) {
 		}
 	}
 	checkREADMEDemo(t, out)
+}
+
+// seen records that dest printed a message of the time stamp at with severity sev, by its
+// microsecond (which both destinations carry); a second one of the same fails the test.
+func seen(t *testing.T, dest string, sev map[int64]string, at, severity string) {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		t.Fatalf("%s time stamp: %v", dest, err)
+	}
+	k := ts.UnixMicro()
+	if _, twice := sev[k]; twice {
+		t.Errorf("%s got the message of %s twice", dest, at)
+	}
+	sev[k] = severity
 }
 
 // checkREADMEDemo holds the README to what the demo prints: each line of the example

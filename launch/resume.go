@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -347,16 +348,12 @@ func (r *resumer) resumeUnseen() {
 	if r.lastWrite.IsZero() {
 		return
 	}
-	known := r.knownLinks()
+	targets := r.linkTargets()
+	known := r.knownLinks(targets)
 	since := r.lastWrite.Truncate(time.Second) // rotated files are named to the second
-	entries, _ := os.ReadDir(r.containers)
-	for _, e := range entries {
-		link := e.Name()
+	for _, target := range slices.Sorted(maps.Keys(targets)) {
+		link := targets[target]
 		if known[link] || !strings.HasSuffix(link, ".log") {
-			continue
-		}
-		target, err := os.Readlink(filepath.Join(r.containers, link))
-		if err != nil {
 			continue
 		}
 		own := filepath.Base(target) + "."
@@ -373,15 +370,8 @@ func (r *resumer) resumeUnseen() {
 
 // knownLinks is the links some agent has seen: named by a row (the link itself, a rotated
 // file in the container's directory, or a file handed under the link's name), or handed
-// to tail at an earlier start and not yet read.
-func (r *resumer) knownLinks() map[string]bool {
-	byTarget := map[string]string{}
-	entries, _ := os.ReadDir(r.containers)
-	for _, e := range entries {
-		if target, err := os.Readlink(filepath.Join(r.containers, e.Name())); err == nil {
-			byTarget[target] = e.Name()
-		}
-	}
+// to tail at an earlier start and not yet read. targets are the links by their files.
+func (r *resumer) knownLinks(targets map[string]string) map[string]bool {
 	known := map[string]bool{}
 	for _, rw := range r.rows {
 		switch {
@@ -390,7 +380,7 @@ func (r *resumer) knownLinks() map[string]bool {
 		case rw.rotated: // dir/N.log.<time>: the link to dir/N.log
 			if base := filepath.Base(rw.name); rotatedName.MatchString(base) {
 				n, _, _ := strings.Cut(base, ".")
-				known[byTarget[filepath.Join(filepath.Dir(rw.name), n+".log")]] = true
+				known[targets[filepath.Join(filepath.Dir(rw.name), n+".log")]] = true
 			}
 		default:
 			known[filepath.Base(rw.name)] = true
@@ -413,14 +403,23 @@ func (r *resumer) newPath(link string) (string, error) {
 	return filepath.Join(d, link), nil
 }
 
-// linksByDir maps each container's log directory to its link's name in containers.
-func (r *resumer) linksByDir() map[string]string {
+// linkTargets maps the file each link in containers names (<dir>/N.log) to the link's name.
+func (r *resumer) linkTargets() map[string]string {
 	m := map[string]string{}
 	entries, _ := os.ReadDir(r.containers)
 	for _, e := range entries {
 		if target, err := os.Readlink(filepath.Join(r.containers, e.Name())); err == nil {
-			m[filepath.Dir(target)] = e.Name()
+			m[target] = e.Name()
 		}
+	}
+	return m
+}
+
+// linksByDir maps each container's log directory to its link's name in containers.
+func (r *resumer) linksByDir() map[string]string {
+	m := map[string]string{}
+	for target, link := range r.linkTargets() {
+		m[filepath.Dir(target)] = link
 	}
 	return m
 }

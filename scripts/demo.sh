@@ -14,7 +14,7 @@ build=${BUILD:-build}
 sample=testdata/containers
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-chunks=(testdata/fluent-bit-5.1.1/kube-merged/chunk-001.msgpack testdata/fluent-bit-5.1.1/kube-merged/chunk-002.msgpack testdata/fluent-bit-5.1.1/kube-merged/chunk-003.msgpack)
+chunks=(testdata/fluent-bit-5.1.1/kube-merged/*.msgpack)
 
 "$build/syslogdrain" -dir "$work" -sample "$sample" -print -timeout 10m >"$work/syslog.out" &
 papertrail=$!

@@ -31,11 +31,10 @@ type Line struct {
 
 // Sample is the lines of every *.log file of a directory.
 type Sample struct {
-	Files      int
-	Lines      []Line
-	Physical   int // lines in the files, split parts counted each
-	byMicro    map[int64]int
-	multiParts int // lines the runtime wrote in more than one part
+	Files    int
+	Lines    []Line
+	Physical int // lines in the files, split parts counted each
+	byMicro  map[int64]int
 }
 
 // Load reads dir's *.log files (CRI: "<RFC 3339 time> <stream> <P|F> <text>"). Two lines with
@@ -91,9 +90,6 @@ func (s *Sample) readFile(path string) error {
 		}
 		l := open[stream]
 		delete(open, stream)
-		if l.Parts > 1 {
-			s.multiParts++
-		}
 		key := l.Time.UnixMicro()
 		if i, dup := s.byMicro[key]; dup {
 			return fmt.Errorf("%s:%d: the same time stamp as a line of %s", name, n, s.Lines[i].File)
@@ -122,7 +118,15 @@ func containerOf(file string) string {
 }
 
 // MultiPart is how many lines the runtime wrote in more than one part.
-func (s *Sample) MultiPart() int { return s.multiParts }
+func (s *Sample) MultiPart() int {
+	n := 0
+	for _, l := range s.Lines {
+		if l.Parts > 1 {
+			n++
+		}
+	}
+	return n
+}
 
 // Tally counts what one destination received against the sample. Safe for concurrent use.
 type Tally struct {
@@ -132,6 +136,15 @@ type Tally struct {
 	direct   [][]string // the texts of the messages that start with each line
 	messages int
 	unknown  int
+}
+
+// Open loads dir's sample (Load) and starts its count: a stand-in's -sample flag.
+func Open(dir string) (*Tally, error) {
+	s, err := Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	return NewTally(s), nil
 }
 
 // NewTally starts an empty count of s.

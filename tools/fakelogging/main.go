@@ -190,12 +190,11 @@ func main() {
 	flag.Parse()
 	var tally *sample.Tally
 	if *sampleDir != "" {
-		smp, err := sample.Load(*sampleDir)
-		if err != nil {
+		var err error
+		if tally, err = sample.Open(*sampleDir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		tally = sample.NewTally(smp)
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)

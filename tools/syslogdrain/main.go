@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leodido/go-syslog/v4"
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
 	"github.com/trailstack/trailstack/testkit/sample"
@@ -41,12 +42,11 @@ func main() {
 
 	var tally *sample.Tally
 	if *sampleDir != "" {
-		s, err := sample.Load(*sampleDir)
-		if err != nil {
+		var err error
+		if tally, err = sample.Open(*sampleDir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		tally = sample.NewTally(s)
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
@@ -79,6 +79,7 @@ func main() {
 			go func() {
 				defer c.Close()
 				r := bufio.NewReaderSize(c, 1<<20)
+				p := rfc5424.NewParser(rfc5424.WithBestEffort()) // one a connection: not safe to share
 				for {
 					line, err := r.ReadSlice('\n')
 					if err == bufio.ErrBufferFull {
@@ -103,7 +104,7 @@ func main() {
 						once.Do(func() { close(done) })
 					}
 					if tally != nil {
-						tallyFrame(tally, line[:len(line)-1])
+						tallyFrame(tally, p, line[:len(line)-1])
 						if tally.Count().Complete() {
 							completeOnce.Do(func() {
 								printMu.Lock()
@@ -138,8 +139,8 @@ func main() {
 // tallyFrame counts one LF-framed RFC 5424 message: its time stamp says which sample line it
 // starts with, its MSG holds the lines joined to it. A frame that does not parse counts as
 // a message no sample line has.
-func tallyFrame(t *sample.Tally, frame []byte) {
-	m, err := rfc5424.NewParser(rfc5424.WithBestEffort()).Parse(frame)
+func tallyFrame(t *sample.Tally, p syslog.Machine, frame []byte) {
+	m, err := p.Parse(frame)
 	var at time.Time
 	var msg string
 	if m != nil {
