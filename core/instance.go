@@ -46,7 +46,13 @@ type Instance struct {
 	metrics *metrics.Instance
 	health  health // what the log has said of failures, to say each cause once a minute
 
-	flushes, delivered, retries, failures, refused atomic.Int64
+	// ledger is what the destination confirmed, by chunk (nil: no ledger_dir, or none could
+	// be opened): a chunk the engine replays after a restart is not sent again.
+	ledger      *Ledger
+	skipLog     Every        // the replay line, once a minute at most
+	skippedRecs atomic.Int64 // records skipped since the replay line was last logged
+
+	flushes, delivered, retries, failures, refused, skipped atomic.Int64
 }
 
 // NewInstance reads the instance's keys through get and builds its sink, of one of kinds.
@@ -103,21 +109,48 @@ func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance,
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	in.batches.New = func() any { return &batch{recs: make([]record.Record, 0, 1024)} }
 	in.joiner = newJoiner(c.exceptions)
+	in.skipLog = Every{Interval: time.Minute}
+	if c.ledgerDir != "" {
+		in.ledger = openInstanceLedger(c, log, m)
+	}
 	log.Infof("initialised: %s", p.Effective())
 	return in, nil
 }
 
+// openInstanceLedger opens the output's ledger, named by its sink and destination. One that
+// cannot be opened leaves the output without: it runs, and a replayed chunk is sent again.
+func openInstanceLedger(c instanceConfig, log *Logger, m *metrics.Instance) *Ledger {
+	dest := c.sink
+	if d, ok := c.cfg.(interface{ Destination() string }); ok {
+		dest += " " + d.Destination()
+	}
+	l, err := OpenLedger(LedgerPath(c.ledgerDir, c.sink, dest), c.ledgerMaxAge, c.ledgerMaxEntries, log)
+	if err != nil {
+		log.Warnf("ledger_dir: no ledger (%v): a chunk the engine replays after a restart is sent again", err)
+		return nil
+	}
+	l.onCommit = func(entries int, size int64) {
+		m.LedgerEntries.Set(float64(entries))
+		m.LedgerBytes.Set(float64(size))
+	}
+	log.Infof("ledger %s: %d chunks confirmed", l.path, l.Entries())
+	return l
+}
+
 // instanceConfig is an instance's keys, parsed: the sink's and those of every instance.
 type instanceConfig struct {
-	sink            string
-	cfg             Config
-	shutdownTimeout time.Duration
-	metricsListen   string
-	inflightLimit   int64
-	kubeListen      string // the pod lookups' endpoint, where the filter's Kube_URL points
-	kubeNode        string
-	exceptions      exceptions.Language // whose stack traces are joined
-	stateDir        string              // whose filesystem's free space is exported
+	sink             string
+	cfg              Config
+	shutdownTimeout  time.Duration
+	metricsListen    string
+	inflightLimit    int64
+	kubeListen       string // the pod lookups' endpoint, where the filter's Kube_URL points
+	kubeNode         string
+	exceptions       exceptions.Language // whose stack traces are joined
+	stateDir         string              // whose filesystem's free space is exported
+	ledgerDir        string              // where the output's ledger is kept; "" for none
+	ledgerMaxAge     time.Duration
+	ledgerMaxEntries int
 }
 
 // batch is a flush's records and what joining their traces needs.
@@ -139,6 +172,9 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 	c.inflightLimit = p.Size("inflight_limit", 16<<20, 64<<10, 1<<30)
 	c.kubeListen = p.String("kube_metadata_listen", "")
 	c.stateDir = p.String("state_dir", "")
+	c.ledgerDir = p.String("ledger_dir", "")
+	c.ledgerMaxAge = p.Duration("ledger_max_age", 72*time.Hour, time.Minute, 365*24*time.Hour)
+	c.ledgerMaxEntries = p.Int("ledger_max_entries", 1000000, 1000, 100000000)
 	langs := p.String("exceptions", "all")
 	var err error
 	if c.exceptions, err = exceptions.ParseLanguages(langs); err != nil {
@@ -241,6 +277,15 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		return Delivered
 	}
 
+	// One pass over the chunk names it for the ledger and for the sink (Cloud Logging's
+	// insertIds).
+	sum := ChunkSum(tag, chunk)
+	id := chunkID(sum, len(chunk))
+	if in.ledger != nil && corrupt == nil && in.ledger.Confirmed(id) {
+		in.skip(len(recs), tag)
+		return Delivered
+	}
+
 	// A chunk larger than the limit goes alone.
 	weight := min(int64(len(chunk)), in.chunkBytesMax)
 	if err := in.chunkBytes.Acquire(in.ctx, weight); err != nil {
@@ -253,7 +298,7 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	if in.joiner != nil {
 		recs, traces = in.joiner.join(recs, tag, &bp.join)
 	}
-	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs, Data: chunk})
+	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs, Data: chunk, Sum: sum})
 	m := in.metrics
 	m.FlushDuration.Observe(time.Since(start).Seconds())
 	m.FlushRecords.Observe(float64(lines))
@@ -276,6 +321,9 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		m.DeliveryLag.Observe(now.Sub(time.Unix(oldest.sec, oldest.nsec)).Seconds())
 		m.LastSuccess.Set(float64(now.UnixNano()) / 1e9)
 		in.health.recovered(in.log)
+		if in.ledger != nil && corrupt == nil {
+			in.ledger.Confirm(id)
+		}
 		if corrupt != nil {
 			// What could be read is delivered; what follows the corruption cannot be.
 			in.log.Errorf("delivered the %d records before the corruption, dropping the rest of the chunk (tag %s): %v", len(recs), tag, corrupt)
@@ -290,6 +338,18 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	default:
 		in.health.failed(in.log, len(recs), tag, res.Err)
 		return Retry
+	}
+}
+
+// skip counts a chunk's records that the ledger says the destination confirmed, and says so
+// once a minute at most.
+func (in *Instance) skip(n int, tag string) {
+	in.skipped.Add(int64(n))
+	in.metrics.Skipped.Add(float64(n))
+	total := in.skippedRecs.Add(int64(n))
+	if ok, chunks := in.skipLog.Allow(); ok {
+		in.skippedRecs.Add(-total)
+		in.log.Infof("skipped %d records of %d chunks (last tag %s) that this destination already confirmed: the engine replayed them after a restart", total, chunks+1, tag)
 	}
 }
 
@@ -341,7 +401,10 @@ func (in *Instance) Close() {
 	if err := in.sink.Close(); err != nil {
 		in.log.Warnf("closing sink: %v", err)
 	}
+	if in.ledger != nil {
+		in.ledger.Close()
+	}
 	in.metrics.Remove() // an exited instance leaves no series behind
-	in.log.Infof("exited after %d flushes: %d records delivered, %d retries, %d chunks dropped, %d records refused by the destination",
-		in.flushes.Load(), in.delivered.Load(), in.retries.Load(), in.failures.Load(), in.refused.Load())
+	in.log.Infof("exited after %d flushes: %d records delivered, %d retries, %d chunks dropped, %d records refused by the destination, %d records skipped as already confirmed",
+		in.flushes.Load(), in.delivered.Load(), in.retries.Load(), in.failures.Load(), in.refused.Load(), in.skipped.Load())
 }

@@ -39,6 +39,8 @@ type Batch struct {
 	// Data is the chunk the records came from: the same bytes on every retry, also after a
 	// restart, so a sink can name the chunk by them in one pass (Cloud Logging's insertIds).
 	Data []byte
+	// Sum is ChunkSum(Tag, Data), taken once for the ledger and the sink.
+	Sum uint64
 }
 
 // Result is a sink's answer for one batch, with the reason when it is not Delivered.

@@ -68,6 +68,16 @@ var (
 		Name: "trailstack_last_success_timestamp_seconds", Help: "When a flush last answered OK (Unix time); 0 until one has.",
 	}, labels)
 
+	skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_records_skipped_total", Help: "Records not sent because the output's ledger says the destination already confirmed their chunk: a chunk the engine replayed after a restart while another output still held it.",
+	}, labels)
+	ledgerEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trailstack_ledger_entries", Help: "Chunks the output's ledger holds as confirmed by the destination (ledger_dir).",
+	}, labels)
+	ledgerBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "trailstack_ledger_bytes", Help: "Size of the output's ledger file on the node.",
+	}, labels)
+
 	syslogConnects = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trailstack_syslog_connects_total", Help: "Connections opened to the syslog destination, by result (ok, refused, timeout, tls, error).",
 	}, append(labels, "result"))
@@ -110,13 +120,13 @@ var (
 	// perInstance are the vectors whose series an exiting instance takes with it.
 	perInstance = []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{delivered, dropped, truncated, tracesJoined, ready, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
+	}{delivered, dropped, truncated, tracesJoined, ready, skipped, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
 
 	registry = prometheus.NewRegistry()
 )
 
 func init() {
-	registry.MustRegister(delivered, dropped, truncated, tracesJoined, ready, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
+	registry.MustRegister(delivered, dropped, truncated, tracesJoined, ready, skipped, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
 		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo,
 		// The plugin's Go heap beside its limit (GOMEMLIMIT: go_gc_gomemlimit_bytes), which
 		// the pod's memory shares with the engine's chunks.
@@ -176,6 +186,8 @@ type Instance struct {
 	FlushOK, FlushRetry, FlushError             prometheus.Counter
 	FlushDuration, FlushRecords, DeliveryLag    prometheus.Observer
 	LastSuccess, Ready                          prometheus.Gauge
+	Skipped                                     prometheus.Counter
+	LedgerEntries, LedgerBytes                  prometheus.Gauge
 	SyslogConnects                              func(result string) prometheus.Counter
 	AckWait, RequestDuration                    prometheus.Observer
 	Requests                                    func(code string) prometheus.Counter
@@ -197,6 +209,9 @@ func NewInstance(name, sink string) *Instance {
 		DeliveryLag:   deliveryLag.WithLabelValues(l...),
 		LastSuccess:   lastSuccess.WithLabelValues(l...),
 		Ready:         ready.WithLabelValues(l...),
+		Skipped:       skipped.WithLabelValues(l...),
+		LedgerEntries: ledgerEntries.WithLabelValues(l...),
+		LedgerBytes:   ledgerBytes.WithLabelValues(l...),
 	}
 	// A sink's own series exist only on its instances: another sink's go to unregistered
 	// collectors, which nobody reads.

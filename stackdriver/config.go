@@ -136,3 +136,7 @@ func projectFromKeyFile(path string) string {
 	_ = json.Unmarshal(b, &k)
 	return k.ProjectID
 }
+
+// Destination names where the output sends, for its ledger: the same across restarts (the
+// project from the metadata server when the key leaves it out, one per node).
+func (c *Config) Destination() string { return c.project + "@" + c.endpoint }

@@ -6,7 +6,6 @@ import (
 	"unsafe"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
-	"github.com/cespare/xxhash/v2"
 	"google.golang.org/genproto/googleapis/api/monitoredres"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -171,19 +170,18 @@ func (s *scratch) keeps(t time.Time) bool { return !t.After(s.newest) && !t.Befo
 func (s *scratch) startChunk(b *core.Batch, now time.Time, retention time.Duration) {
 	// An hour's margin under the retention: the entry must still be kept when it arrives.
 	s.oldest, s.newest = now.Add(-retention+time.Hour), now.Add(maxFuture)
-	var h xxhash.Digest
-	h.Reset()
-	_, _ = h.WriteString(b.Tag)
-	// The chunk's bytes hold every record's time and body: one pass over them, not one
-	// per record.
-	_, _ = h.Write(b.Data)
 	for i := range b.Records {
 		if t := b.Records[i].Time(); s.firstSane.IsZero() && s.keeps(t) {
 			s.firstSane = t
 		}
 	}
 	s.conv.budget = maxFlushValues
-	sum := h.Sum64()
+	// The chunk's bytes hold every record's time and body: one pass over them (core's,
+	// for the ledger too), not one per record.
+	sum := b.Sum
+	if sum == 0 {
+		sum = core.ChunkSum(b.Tag, b.Data)
+	}
 	const hexdigits = "0123456789abcdef"
 	for i := 15; i >= 0; i-- {
 		s.chunk[i] = hexdigits[sum&15]

@@ -231,3 +231,6 @@ func sdNameChars(s string) bool {
 	}
 	return true
 }
+
+// Destination names where the output sends, for its ledger: the same across restarts.
+func (c *Config) Destination() string { return c.network + "://" + c.addr }

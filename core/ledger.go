@@ -1,0 +1,357 @@
+package core
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A ledger is what one destination confirmed, kept on the node across restarts: the chunks
+// it delivered, each named by its bytes. Fluent Bit keeps a chunk with two routes until both
+// outputs are done with it, and a new engine routes a stored chunk to every matching output
+// again, so a restart while one destination is behind replays to the other what it already
+// confirmed. The chunk's bytes are the same on every replay (the engine locks a chunk when
+// it first hands it to an output, and loads it unchanged from the storage folder), so they
+// name it exactly: a replayed chunk is skipped as a whole, and a chunk never confirmed is
+// never skipped. Forgetting (an old entry, a ledger lost or corrupt) only sends again.
+//
+// The store is bbolt, one file per output, committed in the background every
+// ledgerCommitEvery with an fsync per commit rather than per flush: a confirmation not yet
+// committed when the process dies is forgotten, which costs a duplicate, never a line.
+// Entries live in one bucket per window of time; the oldest window is dropped whole once it
+// is older than the ledger's age or the ledger holds too many entries.
+type Ledger struct {
+	path string
+	log  *Logger
+	now  func() time.Time // injected where tests control time
+
+	maxAge     time.Duration
+	maxEntries int
+	window     time.Duration // one bucket's span: maxAge/ledgerWindows
+
+	mu         sync.Mutex // guards db, pending, committing, entries, aged and closed
+	db         *bolt.DB   // nil while broken: every chunk is sent
+	pending    map[ChunkID]struct{}
+	committing map[ChunkID]struct{} // being written; still confirmed for lookups
+	entries    int                  // committed entries, over every window
+	aged       time.Time            // when windows were last dropped by age
+	closed     bool
+
+	// onCommit, when set, is told the entries and the file's size after each commit (the
+	// instance's series).
+	onCommit func(entries int, size int64)
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// ChunkID names a chunk by its tag and bytes: their 64-bit xxhash and the bytes' length.
+type ChunkID [16]byte
+
+// ChunkSum is the xxhash of a chunk's tag and bytes, which ChunkID and Cloud Logging's
+// insertIds are made of: one pass over the chunk for both.
+func ChunkSum(tag string, data []byte) uint64 {
+	var h xxhash.Digest
+	h.Reset()
+	_, _ = h.WriteString(tag)
+	_, _ = h.Write(data)
+	return h.Sum64()
+}
+
+func chunkID(sum uint64, size int) ChunkID {
+	var id ChunkID
+	binary.BigEndian.PutUint64(id[:8], sum)
+	binary.BigEndian.PutUint64(id[8:], uint64(size))
+	return id
+}
+
+const (
+	ledgerCommitEvery = 2 * time.Second
+	// ledgerWindows is how many buckets the ledger's age is cut into: a lookup reads each.
+	ledgerWindows = 24
+	// ledgerOpenTimeout bounds the wait for the file's lock, which another process (an
+	// old pod not yet gone) may hold.
+	ledgerOpenTimeout = 2 * time.Second
+)
+
+// LedgerPath is the file of an output's ledger in dir, named by its sink and destination:
+// what stays the same across restarts and upgrades, whatever the output's place in the file.
+func LedgerPath(dir, sink, destination string) string {
+	return filepath.Join(dir, fmt.Sprintf("%s-%016x.ledger", sink, xxhash.Sum64String(destination)))
+}
+
+// openLedgers are the ledger files this process has open: two outputs never share one.
+var openLedgers sync.Map
+
+// OpenLedger opens (or creates) the ledger at path. A file that cannot be read as a ledger is
+// set aside, logged, and a new one started: its entries are never trusted.
+func OpenLedger(path string, maxAge time.Duration, maxEntries int, log *Logger) (*Ledger, error) {
+	if _, taken := openLedgers.LoadOrStore(path, true); taken {
+		return nil, fmt.Errorf("%s is another output's ledger: two outputs to the same destination need their own ledger_dir", path)
+	}
+	l := &Ledger{path: path, log: log, now: time.Now, maxAge: maxAge, maxEntries: maxEntries,
+		window: max(time.Second, maxAge/ledgerWindows), pending: map[ChunkID]struct{}{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		openLedgers.Delete(path)
+		return nil, err
+	}
+	if err := l.open(); err != nil {
+		openLedgers.Delete(path)
+		return nil, err
+	}
+	go l.run()
+	return l, nil
+}
+
+// open opens the file, setting aside one that is not a sound ledger.
+func (l *Ledger) open() error {
+	db, n, err := openBolt(l.path)
+	if err != nil && !errors.Is(err, bolt.ErrTimeout) {
+		aside := l.path + ".corrupt-" + strconv.FormatInt(l.now().Unix(), 10)
+		l.log.Errorf("ledger %s cannot be trusted (%v): set aside as %s; a new one starts, and chunks it confirmed may be sent again", l.path, err, filepath.Base(aside))
+		if rerr := os.Rename(l.path, aside); rerr != nil && !os.IsNotExist(rerr) {
+			return fmt.Errorf("ledger %s: %v; setting it aside: %v", l.path, err, rerr)
+		}
+		db, n, err = openBolt(l.path)
+	}
+	if err != nil {
+		return err
+	}
+	l.db, l.entries = db, n
+	return nil
+}
+
+// openBolt opens a bbolt file and checks it whole (a few milliseconds for a million entries),
+// returning the entries it holds.
+func openBolt(path string) (db *bolt.DB, n int, err error) {
+	defer func() {
+		// bbolt panics on some corruptions it meets while reading.
+		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+			}
+			db, err = nil, fmt.Errorf("reading it: %v", r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: ledgerOpenTimeout})
+	if err != nil {
+		return nil, 0, err
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		for e := range tx.Check() {
+			return e
+		}
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if len(name) != 8 {
+				return fmt.Errorf("a bucket named %q is not a window", name)
+			}
+			return b.ForEach(func(k, v []byte) error {
+				if len(k) != len(ChunkID{}) || len(v) != 0 {
+					return fmt.Errorf("an entry of %d and %d bytes is not a chunk's", len(k), len(v))
+				}
+				n++
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, 0, err
+	}
+	return db, n, nil
+}
+
+// Confirmed tells whether the destination confirmed the chunk. A ledger that cannot be
+// read says no: the chunk is sent again.
+func (l *Ledger) Confirmed(id ChunkID) (yes bool) {
+	l.mu.Lock()
+	_, pending := l.pending[id]
+	_, committing := l.committing[id]
+	db := l.db
+	l.mu.Unlock()
+	if pending || committing {
+		return true
+	}
+	if db == nil {
+		return false
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			l.broken(db, fmt.Errorf("reading it: %v", r))
+			yes = false
+		}
+	}()
+	// bbolt lets a read run beside the commit's write: a lookup never waits for an fsync.
+	_ = db.View(func(tx *bolt.Tx) error {
+		c := tx.Cursor()
+		for name, _ := c.First(); name != nil; name, _ = c.Next() {
+			if b := tx.Bucket(name); b != nil && b.Get(id[:]) != nil {
+				yes = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return yes
+}
+
+// Confirm records that the destination confirmed the chunk; the next commit writes it.
+func (l *Ledger) Confirm(id ChunkID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.pending[id] = struct{}{}
+	}
+}
+
+// Entries is how many chunks the ledger holds, committed or not.
+func (l *Ledger) Entries() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.entries + len(l.pending)
+}
+
+// Size is the ledger file's size in bytes.
+func (l *Ledger) Size() int64 {
+	fi, err := os.Stat(l.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+func (l *Ledger) run() {
+	defer close(l.done)
+	t := time.NewTicker(ledgerCommitEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.commit()
+		case <-l.stop:
+			l.commit()
+			return
+		}
+	}
+}
+
+// commit writes the pending confirmations into the current window and drops the windows past
+// the ledger's age or count.
+func (l *Ledger) commit() {
+	l.mu.Lock()
+	if l.db == nil && !l.closed {
+		// A broken ledger starts again, empty.
+		if err := l.open(); err != nil {
+			l.log.Warnf("ledger %s: %v", l.path, err)
+		}
+	}
+	now := l.now()
+	db := l.db
+	if db == nil || len(l.pending) == 0 && l.entries <= l.maxEntries && now.Sub(l.aged) < time.Minute {
+		l.mu.Unlock()
+		return
+	}
+	l.committing, l.pending = l.pending, map[ChunkID]struct{}{}
+	batch, entries := l.committing, l.entries
+	l.mu.Unlock()
+
+	added, dropped, err := writeWindow(db, batch, now, l.window, l.maxAge, l.maxEntries-entries)
+
+	if err != nil {
+		// What was being written is forgotten: sent again, never skipped unconfirmed.
+		l.broken(db, fmt.Errorf("writing it: %w", err))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.committing = nil
+	if err == nil && l.db == db {
+		l.aged = now
+		l.entries += added - dropped
+		if l.onCommit != nil {
+			l.onCommit(l.entries, l.Size())
+		}
+	}
+}
+
+// writeWindow puts ids into the window of now, then drops whole windows, oldest first and
+// never the one just written, while they are older than maxAge or the entries exceed room.
+func writeWindow(db *bolt.DB, ids map[ChunkID]struct{}, now time.Time, window, maxAge time.Duration, room int) (added, dropped int, err error) {
+	defer func() {
+		// bbolt panics on some corruptions it meets while writing.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	var name [8]byte
+	binary.BigEndian.PutUint64(name[:], uint64(now.UnixNano()/int64(window)))
+	oldest := uint64(now.Add(-maxAge).UnixNano() / int64(window))
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(name[:])
+		if err != nil {
+			return err
+		}
+		for id := range ids {
+			if b.Get(id[:]) == nil {
+				if err := b.Put(id[:], nil); err != nil {
+					return err
+				}
+				added++
+			}
+		}
+		c := tx.Cursor()
+		for k, _ := c.First(); k != nil && string(k) != string(name[:]); k, _ = c.First() {
+			if binary.BigEndian.Uint64(k) >= oldest && added-dropped <= room {
+				break
+			}
+			n := tx.Bucket(k).Stats().KeyN
+			if err := tx.DeleteBucket(k); err != nil {
+				return err
+			}
+			dropped += n
+		}
+		return nil
+	})
+	return added, dropped, err
+}
+
+// broken closes a ledger that failed, if it is still the open one: until the next commit
+// reopens it (setting aside a file that cannot be read), every chunk is sent.
+func (l *Ledger) broken(db *bolt.DB, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.db != db || db == nil {
+		return
+	}
+	l.log.Errorf("ledger %s: %v; chunks it confirmed may be sent again", l.path, err)
+	_ = db.Close()
+	l.db, l.entries = nil, 0
+}
+
+// Close commits what is pending and closes the file.
+func (l *Ledger) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	l.mu.Lock()
+	l.closed = true
+	if l.db != nil {
+		_ = l.db.Close()
+		l.db = nil
+	}
+	l.mu.Unlock()
+	openLedgers.Delete(l.path)
+}
