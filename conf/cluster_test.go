@@ -205,6 +205,7 @@ type install struct {
 	c     *cluster
 	dir   string // the overlay
 	image string // the built image, without its tag
+	built string // the built image, tagged as the builder tagged it
 	tag   int
 	conf  string // the configuration the overlay's ConfigMap holds
 }
@@ -225,8 +226,8 @@ func installKustomize(t *testing.T, c *cluster) *install {
 
 	in := &install{node: n, c: c, dir: filepath.Join(n.dir, "overlay")}
 	built := buildImage(t, n.dir, "localhost/trailstack-cluster", pluginSO(t), launcher(t), papertrailPKI.CAFile)
-	in.image = strings.Split(built, ":")[0]
-	in.retag(built)
+	in.image, in.built = strings.Split(built, ":")[0], built
+	in.retag()
 
 	cfg, err := os.ReadFile("fluent-bit.yaml")
 	if err != nil {
@@ -238,10 +239,10 @@ func installKustomize(t *testing.T, c *cluster) *install {
 }
 
 // retag gives the built image the next tag and imports it into the node's containerd.
-func (in *install) retag(built string) {
+func (in *install) retag() {
 	in.tag++
 	tagged := fmt.Sprintf("%s:%d", in.image, in.tag)
-	podmanOK(in.t, "tag", built, tagged)
+	podmanOK(in.t, "tag", in.built, tagged)
 	in.t.Cleanup(func() { _ = podman("rmi", tagged).Run() })
 	in.c.importImage(tagged, in.dir+"-image")
 }
@@ -517,6 +518,42 @@ func (in *install) agentMemoryLimit() int64 {
 	return 0
 }
 
+// restarts is how many times the kubelet restarted the agent's container.
+func (in *install) restarts() int {
+	in.t.Helper()
+	out := in.c.kubectl("", "-n", agentNS, "get", "pods", "-o", "jsonpath={.items[0].status.containerStatuses[0].restartCount}")
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		in.t.Fatalf("restart count %q: %v", out, err)
+	}
+	return n
+}
+
+// grace is the agent pod's termination grace period, as the API server has it.
+func (in *install) grace() time.Duration {
+	in.t.Helper()
+	out := in.c.kubectl("", "-n", agentNS, "get", "ds/trailstack", "-o", "jsonpath={.spec.template.spec.terminationGracePeriodSeconds}")
+	s, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		in.t.Fatalf("grace period %q: %v", out, err)
+	}
+	return time.Duration(s) * time.Second
+}
+
+// pid is the PID of one of the cluster's processes, from the k8snode scripts' PID files.
+func (c *cluster) pid(name string) int {
+	c.t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.dir, "run", "pids", name+".pid"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || syscall.Kill(pid, 0) != nil {
+		c.t.Fatalf("%s: no process %q", name, b)
+	}
+	return pid
+}
+
 // agentGone waits until no pod of the DaemonSet runs.
 func (in *install) agentGone() {
 	in.t.Helper()
@@ -592,13 +629,39 @@ func TestCluster(t *testing.T) {
 		in.t = t
 		in.writer("shop", "during-update", 1500, 100)
 		time.Sleep(3 * time.Second)
-		in.retag(fmt.Sprintf("%s:%d", in.image, in.tag))
+		in.retag()
 		in.conf = strings.Replace(in.conf, "scheduler.cap: 60", "scheduler.cap: 30", 1)
 		in.apply()
 		in.written("shop", "during-update")
 		ds := in.waitDelivered(120*time.Second, nil)
 		onceEach(t, ds)
 		report(t, in.node, "a rolling update to a new tag and configuration while a pod logs", ds, "")
+	})
+
+	// Papertrail stops reading (accepts, never acknowledges) across a rolling update: the
+	// old pod exits within its grace period (the rollout does not wait for the kubelet's
+	// SIGKILL), Cloud Logging keeps delivering meanwhile, and once Papertrail reads again
+	// every line arrives there too, once.
+	t.Run("Papertrail hung across a rolling update", func(t *testing.T) {
+		in.t = t
+		in.papert.setReading(false)
+		defer in.papert.setReading(true) // the next scenarios need it, whatever happens here
+		in.writer("shop", "hung-update", 2000, 100)
+		time.Sleep(8 * time.Second)
+		in.retag()
+		start := time.Now()
+		in.apply()
+		took := time.Since(start)
+		grace := in.grace()
+		if took >= grace {
+			t.Errorf("with Papertrail hung the rollout took %v; the old pod was killed at its grace period (%v)", took, grace)
+		}
+		in.written("shop", "hung-update")
+		in.waitDelivered(90*time.Second, nil, "cloud-logging")
+		in.papert.setReading(true)
+		ds := in.waitDelivered(180*time.Second, nil)
+		onceEach(t, ds)
+		report(t, in.node, "Papertrail hung across a rolling update", ds, fmt.Sprintf(", rollout %v (grace %v)", took.Round(100*time.Millisecond), grace))
 	})
 
 	// The kubelet's rotation (containerLogMaxSize 200Ki, checked every 10 s) under a running
@@ -732,6 +795,7 @@ func TestCluster(t *testing.T) {
 	// it) while a pod logs: the kubelet restarts the container, and every line arrives.
 	t.Run("agent killed", func(t *testing.T) {
 		in.t = t
+		restarts := in.restarts()
 		in.writer("shop", "through-kill", 5000, 500)
 		time.Sleep(3 * time.Second)
 		pid := in.agentPID()
@@ -741,11 +805,64 @@ func TestCluster(t *testing.T) {
 		in.written("shop", "through-kill")
 		in.rolledOut()
 		ds := in.waitDelivered(180*time.Second, nil)
-		out := c.kubectl("", "-n", agentNS, "get", "pods", "-o", "jsonpath={.items[0].status.containerStatuses[0].restartCount}")
-		if out != "1" {
-			t.Errorf("the agent's container restarted %s times, want once", out)
+		if got := in.restarts(); got != restarts+1 {
+			t.Errorf("the agent's container restarted %d times in all, want %d", got, restarts+1)
 		}
 		report(t, in.node, "the agent killed while a pod logs", ds, "")
+	})
+
+	// The control plane hangs: the real API server is stopped (SIGSTOP), so it accepts
+	// connections and never answers, and its watches go silent. A pod known before goes on
+	// logging through the hang, and every line reaches both destinations with its pod's
+	// labels while the API server still hangs: the kubernetes filter asks the plugin's cache,
+	// never the API server. Once the API server is back, a pod created after it gets its
+	// labels without a restart. (The kubelet itself did not restart a stopped agent while
+	// its API server hung, in 3 minutes: the agent is left running here.)
+	t.Run("API server hangs", func(t *testing.T) {
+		in.t = t
+		restarts := in.restarts()
+		in.writer("shop", "through-hang", 3000, 100)
+		time.Sleep(3 * time.Second)
+		api := c.pid("kube-apiserver")
+		if err := syscall.Kill(api, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		hung := time.Now()
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				_ = syscall.Kill(api, syscall.SIGCONT)
+			}
+		}
+		defer resume()
+		// The writer's 30 s, while the API server hangs: every line arrives meanwhile.
+		ds := in.waitDelivered(90*time.Second, nil)
+		onceEach(t, ds)
+		if l := in.cloud.labelsOf("through-hang"); l["k8s-pod/app"] != "through-hang" {
+			t.Errorf("the last entry of a pod known before the hang carries labels %v, want its own", l)
+		}
+		took := time.Since(hung)
+		resume()
+		deadline := time.Now().Add(time.Minute)
+		for !c.up() {
+			if time.Now().After(deadline) {
+				t.Fatal("the API server did not answer again after SIGCONT")
+			}
+			time.Sleep(time.Second)
+		}
+		in.rolledOut()
+		if got := in.restarts(); got != restarts {
+			t.Errorf("the agent's container restarted during the hang (%d times in all, %d before)", got, restarts)
+		}
+		in.writer("shop", "after-hang", 500, 250)
+		in.written("shop", "after-hang")
+		ds = in.waitDelivered(90*time.Second, nil)
+		onceEach(t, ds)
+		if l := in.cloud.labelsOf("after-hang"); l["k8s-pod/app"] != "after-hang" {
+			t.Errorf("a pod created after the API server came back has labels %v, want its own", l)
+		}
+		report(t, in.node, "a pod logging while the API server hung", ds, fmt.Sprintf(", the API server stopped for %v", took.Round(time.Second)))
 	})
 
 	// The README's uninstall: kubectl delete -k, then the cleanup DaemonSet empties the
