@@ -80,68 +80,6 @@ func TestNodeSteadyState(t *testing.T) {
 	report(t, n, "steady state", ds, ", SIGTERM to exit "+took.Round(time.Millisecond).String())
 }
 
-// A rolling upgrade: the old pod is stopped while pods log; while no agent runs, a new pod
-// starts and writes (one of them larger than 32 KiB as an API object); the new agent starts
-// on the same hostPaths, and containerd rotates a 10 MiB file under it.
-func TestNodeRollingUpgrade(t *testing.T) {
-	n, api, old := newRunningNode(t)
-	stopWriter := n.writer(500, api)
-	time.Sleep(3 * time.Second)
-	took, killed := old.stop()
-	if killed {
-		t.Error("the old pod was killed at the grace period")
-	}
-	old.checkNoRestart()
-	web, big := n.newPod("blog", "web-6c8d9f7b4-zxcvb", 0), n.newPod("mesh", "big-7f9c8d6b5-qwert", bigPod)
-	n.write(web, 500)
-	n.write(big, 500)
-	time.Sleep(2 * time.Second)
-	next := n.startAgent()
-	next.waitReady()
-	for api.logged() < 10<<20 {
-		n.write(api, 5000)
-	}
-	n.rotate(api)
-	n.write(api, 1000)
-	time.Sleep(2 * time.Second)
-	stopWriter()
-	ds := n.waitDelivered(120*time.Second, next)
-	next.checkNoRestart()
-	took2, killed2 := next.stop()
-	if killed2 {
-		t.Error("the new pod was killed at the grace period")
-	}
-	report(t, n, "rolling upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v, new pod %v", took.Round(time.Millisecond), took2.Round(time.Millisecond)))
-}
-
-// Papertrail stops reading (accepts, never acknowledges) for longer than the grace period,
-// across an upgrade: the old pod exits before the kubelet's SIGKILL, Cloud Logging keeps
-// delivering meanwhile, and once Papertrail reads again every line arrives there too.
-func TestNodeDestinationHungAcrossUpgrade(t *testing.T) {
-	n, api, old := newRunningNode(t)
-	stopWriter := n.writer(500, api)
-	time.Sleep(2 * time.Second)
-	n.papert.setReading(false)
-	time.Sleep(15 * time.Second)
-	took, killed := old.stop()
-	grace := time.Duration(*n.spec.TerminationGracePeriodSeconds) * time.Second
-	if killed || took >= grace {
-		t.Errorf("with Papertrail hung the old pod took %v to exit (killed: %v), grace %v:\n%s", took, killed, grace, old.tail())
-	}
-	old.checkNoRestart()
-	next := n.startAgent()
-	next.waitReady()
-	time.Sleep(5 * time.Second)
-	n.waitDelivered(60*time.Second, next, "cloud-logging")
-	n.papert.setReading(true)
-	stopWriter()
-	ds := n.waitDelivered(180*time.Second, next)
-	next.checkNoRestart()
-	took2, _ := next.stop()
-	pending := regexp.MustCompile(`pending chunk count: memory=\d+, filesystem=\d+`).FindString(old.output())
-	report(t, n, "Papertrail hung across an upgrade", ds, fmt.Sprintf(", old pod SIGTERM to exit %v with %s (grace %v), new pod %v", took.Round(time.Millisecond), pending, grace, took2.Round(time.Millisecond)))
-}
-
 // The kubelet rotates a container's log while no agent runs (an upgrade's gap): the lines
 // written to the rotated file after the agent stopped arrive, once, with everything else;
 // trailstack-launch hands the file back to tail, whose first scan would otherwise drop its
@@ -175,44 +113,6 @@ func TestNodeRotationWhileNoAgentRuns(t *testing.T) {
 			report(t, n, fmt.Sprintf("%d rotations while no agent ran", rotations), ds, ", "+handedLine(next.output()))
 		})
 	}
-}
-
-// A pod that starts while no agent runs (an upgrade's gap, a crash loop, a node's boot) and
-// whose logs the kubelet rotates before an agent returns: no row of tail's names it, and
-// tail's path names only its current file. trailstack-launch hands tail the rotated files,
-// the first compressed by the second rotation, whole; every line of both containers (a
-// second container rotates once) arrives once, and the launcher says what it handed each.
-func TestNodePodStartedWhileNoAgentRuns(t *testing.T) {
-	n, api, old := newRunningNode(t)
-	n.write(api, 100)
-	n.waitDelivered(60*time.Second, old)
-	old.stopCleanly()
-	web := n.newPod("shop", "web-6c8d9f7b5-qwert", 0)
-	worker := n.newPod("shop", "worker-7d9e8f6c4-zxcvb", 0)
-	for i := 0; i < 2; i++ {
-		if i > 0 {
-			time.Sleep(1100 * time.Millisecond) // rotated files are named by the second
-		}
-		n.write(web, 3000)
-		n.rotate(web)
-	}
-	n.write(worker, 2000)
-	n.rotate(worker)
-	n.write(web, 500)
-	n.write(worker, 500)
-	n.write(api, 100)
-	next := n.startAgent()
-	next.waitReady()
-	ds := n.waitDelivered(90*time.Second, next)
-	next.stopCleanly()
-	onceEach(t, ds)
-	out := next.output()
-	for _, p := range []*appPod{web, worker} {
-		if !regexp.MustCompile(p.name + `_shop_app-[0-9a-f]+\.log: \d+ rotated files, \d+ bytes handed to tail: its logs rotated while no agent ran`).MatchString(out) {
-			t.Errorf("the launcher did not say what it handed %s:\n%s", p.name, out)
-		}
-	}
-	report(t, n, "a pod started and rotated twice while no agent ran", ds, ", "+handedLine(out))
 }
 
 // Rotations under a running agent that cannot deliver (Papertrail stops reading): tail

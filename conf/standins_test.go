@@ -445,8 +445,7 @@ type kubeAPI struct {
 	pods     map[string][]byte // by path, /api/v1/namespaces/<ns>/pods/<name>
 	events   []kubeEvent       // every pod added, in resource-version order
 	rv       int
-	changed  chan struct{} // closed and replaced on every change (pod, mode)
-	hung     bool
+	changed  chan struct{} // closed and replaced on every change
 	srv      *http.Server   // nil while refusing
 	requests map[string]int // get, list, watch
 }
@@ -478,18 +477,10 @@ func (k *kubeAPI) listen() error {
 	return nil
 }
 
-// notifyLocked wakes the watches and the hung requests.
+// notifyLocked wakes the watches.
 func (k *kubeAPI) notifyLocked() {
 	close(k.changed)
 	k.changed = make(chan struct{})
-}
-
-// setHung makes every request, new or in flight, wait without an answer (true) until false.
-func (k *kubeAPI) setHung(hung bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.hung = hung
-	k.notifyLocked()
 }
 
 // setRefusing closes the listener and every connection (true), or listens again (false).
@@ -569,9 +560,6 @@ func (k *kubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	k.mu.Lock()
 	k.requests[kind]++
 	k.mu.Unlock()
-	if !k.waitAnswering(r.Context()) {
-		return
-	}
 	w.Header().Set("Content-Type", "application/json")
 	switch kind {
 	case "get":
@@ -597,25 +585,7 @@ func (k *kubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// waitAnswering holds a request while the API server hangs; false if the client gave up.
-func (k *kubeAPI) waitAnswering(ctx context.Context) bool {
-	for {
-		k.mu.Lock()
-		hung, changed := k.hung, k.changed
-		k.mu.Unlock()
-		if !hung {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// watch streams ADDED events after the requested resource version until timeoutSeconds;
-// while the API server hangs the stream goes silent.
+// watch streams ADDED events after the requested resource version until timeoutSeconds.
 func (k *kubeAPI) watch(w http.ResponseWriter, r *http.Request) {
 	since, _ := strconv.Atoi(r.URL.Query().Get("resourceVersion"))
 	secs, _ := strconv.Atoi(r.URL.Query().Get("timeoutSeconds"))
@@ -623,9 +593,6 @@ func (k *kubeAPI) watch(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	w.(http.Flusher).Flush()
 	for {
-		if !k.waitAnswering(r.Context()) {
-			return
-		}
 		k.mu.Lock()
 		var out []kubeEvent
 		for _, e := range k.events {

@@ -60,7 +60,12 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
 		resource = "k8s_node"
 	}
 	host, portStr, _ := strings.Cut(addrs["listening"], ":")
-	switch s.output {
+	base, ledger := strings.CutSuffix(s.output, ledgerSuffix)
+	out := trailstackOutput(s.workers)
+	if ledger {
+		out += "    ledger_dir  " + filepath.Join(s.dir, "ledger") + "\n"
+	}
+	switch base {
 	case "null":
 		b.WriteString("\n[OUTPUT]\n    Name  null\n    Match *\n")
 	case "c-syslog":
@@ -95,13 +100,17 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
 `, resource, addrs["rest"], addrs["metadata"], s.workers)
 	case "syslog":
 		fmt.Fprintf(&b, "%s    sink        syslog\n    address     %s\n    ca_file     %s\n",
-			trailstackOutput(s.workers), addrs["listening"], filepath.Join(s.dir, "ca.pem"))
+			out, addrs["listening"], filepath.Join(s.dir, "ca.pem"))
 	case "stackdriver":
 		fmt.Fprintf(&b, "%s    sink        stackdriver\n    endpoint    %s\n    endpoint_plaintext on\n"+
-			"    project_id  bench\n    cluster_name bench\n    cluster_location local\n", trailstackOutput(s.workers), addrs["listening"])
+			"    project_id  bench\n    cluster_name bench\n    cluster_location local\n", out, addrs["listening"])
 	}
 	return b.String()
 }
+
+// ledgerSuffix on a trailstack output's name gives it a ledger_dir, as the shipped
+// configuration does (syslog+ledger, stackdriver+ledger).
+const ledgerSuffix = "+ledger"
 
 // trailstackOutput is an [OUTPUT] of trailstack with the given workers; the sink's keys follow.
 func trailstackOutput(workers int) string {

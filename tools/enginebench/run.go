@@ -53,10 +53,10 @@ func run(s runSpec) (result, error) {
 	// The receiver, in its own process, exits once it has counted every line.
 	var receiver *exec.Cmd
 	addrs := map[string]string{}
-	switch {
-	case strings.HasSuffix(s.output, "syslog"):
+	switch base, _ := strings.CutSuffix(s.output, ledgerSuffix); {
+	case strings.HasSuffix(base, "syslog"):
 		receiver = exec.Command(filepath.Join(s.bin, "syslogdrain"), "-dir", s.dir, "-expect", strconv.Itoa(s.lines))
-	case strings.HasSuffix(s.output, "stackdriver"):
+	case strings.HasSuffix(base, "stackdriver"):
 		receiver = exec.Command(filepath.Join(s.bin, "fakelogging"), "-rest", s.dir, "-expect", strconv.Itoa(s.lines))
 	}
 	if receiver != nil {
