@@ -445,7 +445,7 @@ type kubeAPI struct {
 	pods     map[string][]byte // by path, /api/v1/namespaces/<ns>/pods/<name>
 	events   []kubeEvent       // every pod added, in resource-version order
 	rv       int
-	changed  chan struct{} // closed and replaced on every change
+	changed  chan struct{}  // closed and replaced on every change
 	srv      *http.Server   // nil while refusing
 	requests map[string]int // get, list, watch
 }

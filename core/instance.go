@@ -129,7 +129,7 @@ func openInstanceLedger(c instanceConfig, log *Logger, m *metrics.Instance) *Led
 		log.Warnf("ledger_dir: no ledger (%v): a chunk the engine replays after a restart is sent again", err)
 		return nil
 	}
-	l.onCommit = func(entries int, size int64) {
+	l.onSync = func(entries int, size int64) {
 		m.LedgerEntries.Set(float64(entries))
 		m.LedgerBytes.Set(float64(size))
 	}

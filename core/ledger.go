@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -23,11 +24,15 @@ import (
 // name it exactly: a replayed chunk is skipped as a whole, and a chunk never confirmed is
 // never skipped. Forgetting (an old entry, a ledger lost or corrupt) only sends again.
 //
-// The store is bbolt, one file per output, committed in the background every
-// ledgerCommitEvery with an fsync per commit rather than per flush: a confirmation not yet
-// committed when the process dies is forgotten, which costs a duplicate, never a line.
-// Entries live in one bucket per window of time; the oldest window is dropped whole once it
-// is older than the ledger's age or the ledger holds too many entries.
+// The store is bbolt, one file per output. A confirmation is written into the file (the
+// kernel's page cache) before the flush answers, concurrent flushes in one transaction, so
+// a killed process (an OOM kill, SIGKILL) forgets nothing; the file is fsynced in the
+// background every ledgerSyncEvery rather than once per flush, so a node that crashes may
+// forget the last seconds, which costs duplicates. Every key the file ever held is a chunk
+// the destination confirmed, so even a file a crash left torn cannot make an unconfirmed
+// chunk look confirmed; what bbolt cannot read is set aside. Entries live in one bucket per
+// window of time; the oldest window is dropped whole once it is older than the ledger's age
+// or the ledger holds too many entries.
 type Ledger struct {
 	path string
 	log  *Logger
@@ -37,17 +42,16 @@ type Ledger struct {
 	maxEntries int
 	window     time.Duration // one bucket's span: maxAge/ledgerWindows
 
-	mu         sync.Mutex // guards db, pending, committing, entries, aged and closed
-	db         *bolt.DB   // nil while broken: every chunk is sent
-	pending    map[ChunkID]struct{}
-	committing map[ChunkID]struct{} // being written; still confirmed for lookups
-	entries    int                  // committed entries, over every window
-	aged       time.Time            // when windows were last dropped by age
-	closed     bool
+	mu     sync.Mutex // guards db, aged and closed
+	db     *bolt.DB   // nil while broken: every chunk is sent
+	aged   time.Time  // when windows were last dropped by age
+	closed bool
 
-	// onCommit, when set, is told the entries and the file's size after each commit (the
+	entries atomic.Int64 // over every window
+
+	// onSync, when set, is told the entries and the file's size after each sync (the
 	// instance's series).
-	onCommit func(entries int, size int64)
+	onSync func(entries int, size int64)
 
 	stop chan struct{}
 	done chan struct{}
@@ -74,7 +78,7 @@ func chunkID(sum uint64, size int) ChunkID {
 }
 
 const (
-	ledgerCommitEvery = 2 * time.Second
+	ledgerSyncEvery = 2 * time.Second
 	// ledgerWindows is how many buckets the ledger's age is cut into: a lookup reads each.
 	ledgerWindows = 24
 	// ledgerOpenTimeout bounds the wait for the file's lock, which another process (an
@@ -98,8 +102,8 @@ func OpenLedger(path string, maxAge time.Duration, maxEntries int, log *Logger) 
 		return nil, fmt.Errorf("%s is another output's ledger: two outputs to the same destination need their own ledger_dir", path)
 	}
 	l := &Ledger{path: path, log: log, now: time.Now, maxAge: maxAge, maxEntries: maxEntries,
-		window: max(time.Second, maxAge/ledgerWindows), pending: map[ChunkID]struct{}{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		window: max(time.Second, maxAge/ledgerWindows),
+		stop:   make(chan struct{}), done: make(chan struct{})}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		openLedgers.Delete(path)
 		return nil, err
@@ -126,7 +130,12 @@ func (l *Ledger) open() error {
 	if err != nil {
 		return err
 	}
-	l.db, l.entries = db, n
+	// Flushes' confirmations share transactions; the page cache holds them (a killed
+	// process loses none), the background sync puts them on the disk.
+	db.NoSync = true
+	db.MaxBatchDelay = time.Millisecond
+	l.db = db
+	l.entries.Store(int64(n))
 	return nil
 }
 
@@ -173,14 +182,7 @@ func openBolt(path string) (db *bolt.DB, n int, err error) {
 // Confirmed tells whether the destination confirmed the chunk. A ledger that cannot be
 // read says no: the chunk is sent again.
 func (l *Ledger) Confirmed(id ChunkID) (yes bool) {
-	l.mu.Lock()
-	_, pending := l.pending[id]
-	_, committing := l.committing[id]
-	db := l.db
-	l.mu.Unlock()
-	if pending || committing {
-		return true
-	}
+	db := l.current()
 	if db == nil {
 		return false
 	}
@@ -190,7 +192,6 @@ func (l *Ledger) Confirmed(id ChunkID) (yes bool) {
 			yes = false
 		}
 	}()
-	// bbolt lets a read run beside the commit's write: a lookup never waits for an fsync.
 	_ = db.View(func(tx *bolt.Tx) error {
 		c := tx.Cursor()
 		for name, _ := c.First(); name != nil; name, _ = c.Next() {
@@ -204,21 +205,51 @@ func (l *Ledger) Confirmed(id ChunkID) (yes bool) {
 	return yes
 }
 
-// Confirm records that the destination confirmed the chunk; the next commit writes it.
+// Confirm records that the destination confirmed the chunk, in the file before it returns.
 func (l *Ledger) Confirm(id ChunkID) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.closed {
-		l.pending[id] = struct{}{}
+	db := l.current()
+	if db == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			l.broken(db, fmt.Errorf("writing it: %v", r))
+		}
+	}()
+	name := l.windowName(l.now())
+	var added bool
+	err := db.Batch(func(tx *bolt.Tx) error {
+		added = false // a batch that failed runs each function again alone
+		b, err := tx.CreateBucketIfNotExists(name[:])
+		if err != nil || b.Get(id[:]) != nil {
+			return err
+		}
+		added = true
+		return b.Put(id[:], nil)
+	})
+	if err != nil {
+		// Forgotten: sent again, never skipped unconfirmed.
+		l.broken(db, fmt.Errorf("writing it: %w", err))
+		return
+	}
+	if added {
+		l.entries.Add(1)
 	}
 }
 
-// Entries is how many chunks the ledger holds, committed or not.
-func (l *Ledger) Entries() int {
+func (l *Ledger) current() *bolt.DB {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.entries + len(l.pending)
+	return l.db
 }
+
+func (l *Ledger) windowName(t time.Time) (name [8]byte) {
+	binary.BigEndian.PutUint64(name[:], uint64(t.UnixNano()/int64(l.window)))
+	return name
+}
+
+// Entries is how many chunks the ledger holds.
+func (l *Ledger) Entries() int { return int(l.entries.Load()) }
 
 // Size is the ledger file's size in bytes.
 func (l *Ledger) Size() int64 {
@@ -231,85 +262,71 @@ func (l *Ledger) Size() int64 {
 
 func (l *Ledger) run() {
 	defer close(l.done)
-	t := time.NewTicker(ledgerCommitEvery)
+	t := time.NewTicker(ledgerSyncEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			l.commit()
+			l.sync()
 		case <-l.stop:
-			l.commit()
+			l.sync()
 			return
 		}
 	}
 }
 
-// commit writes the pending confirmations into the current window and drops the windows past
-// the ledger's age or count.
-func (l *Ledger) commit() {
+// sync drops the windows past the ledger's age or count, then puts the file on the disk. A
+// broken ledger starts again here, empty.
+func (l *Ledger) sync() {
 	l.mu.Lock()
 	if l.db == nil && !l.closed {
-		// A broken ledger starts again, empty.
 		if err := l.open(); err != nil {
 			l.log.Warnf("ledger %s: %v", l.path, err)
 		}
 	}
-	now := l.now()
-	db := l.db
-	if db == nil || len(l.pending) == 0 && l.entries <= l.maxEntries && now.Sub(l.aged) < time.Minute {
-		l.mu.Unlock()
+	db, now := l.db, l.now()
+	age := l.entries.Load() > int64(l.maxEntries) || now.Sub(l.aged) >= time.Minute
+	if age {
+		l.aged = now
+	}
+	l.mu.Unlock()
+	if db == nil {
 		return
 	}
-	l.committing, l.pending = l.pending, map[ChunkID]struct{}{}
-	batch, entries := l.committing, l.entries
-	l.mu.Unlock()
-
-	added, dropped, err := writeWindow(db, batch, now, l.window, l.maxAge, l.maxEntries-entries)
-
-	if err != nil {
-		// What was being written is forgotten: sent again, never skipped unconfirmed.
-		l.broken(db, fmt.Errorf("writing it: %w", err))
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.committing = nil
-	if err == nil && l.db == db {
-		l.aged = now
-		l.entries += added - dropped
-		if l.onCommit != nil {
-			l.onCommit(l.entries, l.Size())
+	if age {
+		dropped, err := l.dropWindows(db, now)
+		if err != nil {
+			l.broken(db, fmt.Errorf("writing it: %w", err))
+			return
 		}
+		l.entries.Add(-int64(dropped))
+	}
+	if err := db.Sync(); err != nil {
+		l.broken(db, fmt.Errorf("syncing it: %w", err))
+		return
+	}
+	if l.onSync != nil {
+		l.onSync(l.Entries(), l.Size())
 	}
 }
 
-// writeWindow puts ids into the window of now, then drops whole windows, oldest first and
-// never the one just written, while they are older than maxAge or the entries exceed room.
-func writeWindow(db *bolt.DB, ids map[ChunkID]struct{}, now time.Time, window, maxAge time.Duration, room int) (added, dropped int, err error) {
+// dropWindows drops whole windows, oldest first and never the current one, while they are
+// older than the ledger's age or it holds more entries than its cap.
+func (l *Ledger) dropWindows(db *bolt.DB, now time.Time) (dropped int, err error) {
 	defer func() {
 		// bbolt panics on some corruptions it meets while writing.
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%v", r)
 		}
 	}()
-	var name [8]byte
-	binary.BigEndian.PutUint64(name[:], uint64(now.UnixNano()/int64(window)))
-	oldest := uint64(now.Add(-maxAge).UnixNano() / int64(window))
+	cur := l.windowName(now)
+	oldest := uint64(now.Add(-l.maxAge).UnixNano() / int64(l.window))
+	entries := int(l.entries.Load())
 	err = db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(name[:])
-		if err != nil {
-			return err
-		}
-		for id := range ids {
-			if b.Get(id[:]) == nil {
-				if err := b.Put(id[:], nil); err != nil {
-					return err
-				}
-				added++
-			}
-		}
+		dropped = 0
 		c := tx.Cursor()
-		for k, _ := c.First(); k != nil && string(k) != string(name[:]); k, _ = c.First() {
-			if binary.BigEndian.Uint64(k) >= oldest && added-dropped <= room {
+		for k, _ := c.First(); k != nil && string(k) != string(cur[:]); k, _ = c.First() {
+			if binary.BigEndian.Uint64(k) >= oldest && entries-dropped <= l.maxEntries {
 				break
 			}
 			n := tx.Bucket(k).Stats().KeyN
@@ -320,10 +337,10 @@ func writeWindow(db *bolt.DB, ids map[ChunkID]struct{}, now time.Time, window, m
 		}
 		return nil
 	})
-	return added, dropped, err
+	return dropped, err
 }
 
-// broken closes a ledger that failed, if it is still the open one: until the next commit
+// broken closes a ledger that failed, if it is still the open one: until the next sync
 // reopens it (setting aside a file that cannot be read), every chunk is sent.
 func (l *Ledger) broken(db *bolt.DB, err error) {
 	l.mu.Lock()
@@ -333,10 +350,11 @@ func (l *Ledger) broken(db *bolt.DB, err error) {
 	}
 	l.log.Errorf("ledger %s: %v; chunks it confirmed may be sent again", l.path, err)
 	_ = db.Close()
-	l.db, l.entries = nil, 0
+	l.db = nil
+	l.entries.Store(0)
 }
 
-// Close commits what is pending and closes the file.
+// Close syncs the file and closes it.
 func (l *Ledger) Close() {
 	l.mu.Lock()
 	if l.closed {

@@ -32,8 +32,23 @@ func TestLedgerKeepsWhatWasConfirmed(t *testing.T) {
 	l, _ := openTestLedger(t, path, time.Hour, 1000)
 	l.Confirm(idOf("tag", chunk))
 	if !l.Confirmed(idOf("tag", chunk)) {
-		t.Fatal("not confirmed before the commit")
+		t.Fatal("not confirmed before the sync")
 	}
+	// What Confirm wrote is in the file when it returns: a process killed now (no sync,
+	// no close) keeps it. A copy of the file stands for what the killed process left.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := filepath.Join(filepath.Dir(path), "killed.ledger")
+	if err := os.WriteFile(killed, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := openTestLedger(t, killed, time.Hour, 1000)
+	if !k.Confirmed(idOf("tag", chunk)) {
+		t.Error("a confirmation was not in the file when Confirm returned")
+	}
+	k.Close()
 	l.Close()
 	l, _ = openTestLedger(t, path, time.Hour, 1000)
 	defer l.Close()
@@ -112,7 +127,7 @@ func TestLedgerForgetsByAgeAndCount(t *testing.T) {
 		id := idOf("tag", chunkOf(strings.Repeat("x", h+1)))
 		ids = append(ids, id)
 		l.Confirm(id)
-		l.commit()
+		l.sync()
 		now = now.Add(time.Hour)
 	}
 	for h, id := range ids {
@@ -127,7 +142,7 @@ func TestLedgerForgetsByAgeAndCount(t *testing.T) {
 	for i := 0; i < 1200; i++ {
 		l.Confirm(idOf("tag", chunkOf("y", strings.Repeat("z", i))))
 	}
-	l.commit()
+	l.sync()
 	if n := l.Entries(); n != 1200 { // the window being written stays whole
 		t.Errorf("%d entries after adding 1,200 to a ledger of 1,000 at most", n)
 	}
