@@ -34,15 +34,20 @@ func TestLedgerKeepsWhatWasConfirmed(t *testing.T) {
 	if !l.Confirmed(idOf("tag", chunk)) {
 		t.Fatal("not confirmed before the sync")
 	}
-	// What Confirm wrote is in the file when it returns: a process killed now (no sync,
-	// no close) keeps it. A copy of the file stands for what the killed process left.
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// What Confirm wrote is in the files when it returns: a process killed now (no sync,
+	// no close) keeps it. Copies of the files stand for what the killed process left.
 	killed := filepath.Join(filepath.Dir(path), "killed.ledger")
-	if err := os.WriteFile(killed, b, 0o600); err != nil {
-		t.Fatal(err)
+	for _, suffix := range []string{"", ".journal0", ".journal1"} {
+		b, err := os.ReadFile(path + suffix)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(killed+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	k, _ := openTestLedger(t, killed, time.Hour, 1000)
 	if !k.Confirmed(idOf("tag", chunk)) {
