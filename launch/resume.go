@@ -72,6 +72,23 @@ func (r *resumer) run(db string) error {
 	if err != nil {
 		return err
 	}
+	// The rotated files whose rows tail deleted when it let them go: handed from where it
+	// stopped, like the rotated rows it kept. Only rotated ones: a row deleted otherwise was
+	// of a file that tail no longer found, which a row of its own or a hand-back covers.
+	letGo, err := letGoRows(db)
+	if err != nil {
+		r.log("warn", "the rows tail let go cannot be read: %v", err)
+	}
+	live := map[uint64]bool{}
+	for _, rw := range rows {
+		live[rw.inode] = true
+	}
+	for _, rw := range letGo {
+		if rw.rotated && !live[rw.inode] {
+			rows = append(rows, rw)
+			live[rw.inode] = true
+		}
+	}
 	r.rows, r.lastWrite = rows, lastWrite
 	r.byInode = make(map[uint64]*row, len(rows))
 	for i := range rows {
@@ -88,6 +105,13 @@ func (r *resumer) run(db string) error {
 			return err
 		}
 		r.log("info", "forgot %d offsets whose inode a newer file has taken", len(r.reused))
+	}
+	// From here on tail's deletions are kept, for the next start (they are handled now).
+	if err := keepLetGo(db); err == nil {
+		err = clearLetGo(db)
+	}
+	if err != nil {
+		r.log("warn", "the rows tail lets go will not be kept: %v", err)
 	}
 	for _, link := range r.links {
 		h := r.perLink[link]
@@ -197,7 +221,8 @@ func (r *resumer) resume(kept map[uint64]bool) {
 		if kept[rw.inode] || strings.HasPrefix(rw.name, r.dir+"/") {
 			continue
 		}
-		if fi, err := os.Stat(rw.name); err == nil && inode(fi) == rw.inode {
+		// A rotated file is under no path tail reads, wherever it is.
+		if fi, err := os.Stat(rw.name); err == nil && inode(fi) == rw.inode && !rw.rotated {
 			if !born(rw.name).After(r.lastWrite) {
 				continue // tail finds it where it was
 			}
@@ -262,9 +287,12 @@ func (r *resumer) resumeContainer(dir string, c *container) {
 				}
 			}
 		}
-		if i >= 0 {
+		switch {
+		case i >= 0 && rw.letGo:
+			r.handRest(files[i], c.link, rw.offset)
+		case i >= 0:
 			r.hand(files[i], c.link, rw.offset)
-		} else {
+		default:
 			r.log("warn", "%s: the rotated file tail was reading (inode %d, %d bytes read) is gone: the kubelet keeps only so many", c.link, rw.inode, rw.offset)
 		}
 		if rw == active {
@@ -305,9 +333,20 @@ func (r *resumer) hand(f rotatedFile, link string, offset int64) {
 	r.counted(link, fi.Size()-offset)
 }
 
-// handGz writes what follows offset in a compressed rotated file as a plain file for tail,
-// which has no row for it and reads it from its head. offset must fall at a line's end, as
-// tail's offsets do: anything else means the file is not the one the row was about.
+// handRest gives tail what follows offset in f as a plain file of its own: for a row tail
+// deleted, no row tells tail where to resume a link to f.
+func (r *resumer) handRest(f rotatedFile, link string, offset int64) {
+	if !f.gz {
+		if fi, err := os.Stat(f.path); err != nil || fi.Size() <= offset {
+			return // read to its end (tail let it go once it had), or gone
+		}
+	}
+	r.handGz(f.path, link, offset)
+}
+
+// handGz writes what follows offset in a rotated file, compressed or not, as a plain file for
+// tail, which has no row for it and reads it from its head. offset must fall at a line's end,
+// as tail's offsets do: anything else means the file is not the one the row was about.
 func (r *resumer) handGz(path, link string, offset int64) {
 	data, err := gunzip(path)
 	if err != nil {
@@ -476,9 +515,11 @@ func gunzip(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, err
+	var zr io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		if zr, err = gzip.NewReader(f); err != nil {
+			return nil, err
+		}
 	}
 	var b bytes.Buffer
 	if _, err := io.Copy(&b, io.LimitReader(zr, maxRotated+1)); err != nil {

@@ -502,3 +502,82 @@ func TestNoRowButReadOrNeverOurs(t *testing.T) {
 		t.Fatalf("with no DB: handed %q, logged %v", got, logged)
 	}
 }
+
+// tailLetGo deletes rows as tail does when it lets a file go (at exit, every file it saw
+// rotated), through the launcher's trigger.
+func (n *node) tailLetGo(names ...string) {
+	db, err := sql.Open("sqlite", n.db)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer db.Close()
+	for _, name := range names {
+		if _, err := db.Exec(`DELETE FROM in_tail_files WHERE name = ?`, name); err != nil {
+			n.t.Fatal(err)
+		}
+	}
+}
+
+// The kubelet rotates a log in an agent's last seconds: tail, its inputs already stopped,
+// sees the rotation, adds the new file, and at exit deletes the rotated file's row, read to
+// its end or not. The trigger the launcher put in tail's DB kept the row: the next start
+// hands the unread rest, once, as a file of its own (no row tells tail where to resume).
+func TestRowTailLetGoAtExit(t *testing.T) {
+	n, log, link := newPodNode(t)
+	n.tailRows()
+	if _, logged := n.launch(); len(logged) != 0 { // the first start puts the trigger in
+		t.Fatalf("%v", logged)
+	}
+	n.write(log, lines(0, 100))
+	rotated := n.rotate(log, time.Now())
+	n.write(log, lines(100, 20))
+	n.tailRows(row{name: rotated, offset: int64(len(lines(0, 60))), inode: ino(t, rotated), rotated: true},
+		row{name: link, offset: 0, inode: ino(t, log)})
+	n.tailLetGo(rotated) // at exit
+	os.Chtimes(n.db, time.Now().Add(time.Minute), time.Now().Add(time.Minute))
+	got, logged := n.launch()
+	if got != lines(60, 40) {
+		t.Fatalf("handed %q, want lines 60-99\n%v", got, logged)
+	}
+	// Handled: the next start hands nothing more (what it handed is read by tail then).
+	handed, _ := filepath.Glob(filepath.Join(n.resume, "*", "*.log"))
+	n.tailRows(row{name: handed[0], offset: int64(len(lines(60, 40))), inode: ino(t, handed[0])},
+		row{name: link, offset: int64(len(lines(100, 20))), inode: ino(t, log)})
+	if got, _ := n.launch(); got != "" {
+		t.Fatalf("handed %q again", got)
+	}
+}
+
+// A rotated file tail let go after reading it to its end (Rotate_Wait passed, or at exit) is
+// not handed: its row's offset is its size.
+func TestRowTailLetGoReadToItsEnd(t *testing.T) {
+	n, log, link := newPodNode(t)
+	n.tailRows()
+	n.launch()
+	n.write(log, lines(0, 100))
+	rotated := n.rotate(log, time.Now())
+	n.tailRows(row{name: rotated, offset: int64(len(lines(0, 100))), inode: ino(t, rotated), rotated: true},
+		row{name: link, offset: 0, inode: ino(t, log)})
+	n.tailLetGo(rotated)
+	n.rotate(log, time.Now().Add(time.Second)) // and compressed since
+	if got, logged := n.launch(); got != "" {
+		t.Fatalf("handed %q\n%v", got, logged)
+	}
+}
+
+// A file tail saw rotated and had not finished when the agent was killed (its row kept,
+// named by the rotated name, the file still plain): handed from the row's offset. Tail's
+// path does not reach a rotated name, so tail would otherwise drop the row at start.
+func TestRotatedRowAfterAKill(t *testing.T) {
+	n, log, link := newPodNode(t)
+	n.write(log, lines(0, 100))
+	rotated := n.rotate(log, time.Now())
+	n.write(log, lines(100, 20))
+	n.tailRows(row{name: rotated, offset: int64(len(lines(0, 70))), inode: ino(t, rotated), rotated: true},
+		row{name: link, offset: int64(len(lines(100, 20))), inode: ino(t, log)})
+	os.Chtimes(n.db, time.Now().Add(time.Minute), time.Now().Add(time.Minute))
+	got, logged := n.launch()
+	if got != lines(70, 30) {
+		t.Fatalf("handed %q, want lines 70-99\n%v", got, logged)
+	}
+}
