@@ -646,13 +646,12 @@ func TestCluster(t *testing.T) {
 		in.t = t
 		in.papert.setReading(false)
 		defer in.papert.setReading(true) // the next scenarios need it, whatever happens here
-		// Each pod's 1,000 lines stay under the kubelet's 200 KiB rotation: a log rotated in
-		// an old agent's last seconds is another matter (see the README, what can still be
-		// lost). hung-fill's fill Papertrail's window, so that the old agent has flushes
-		// waiting when it is told to stop.
+		// hung-fill's lines fill Papertrail's window, so that the old agent has flushes
+		// waiting when it is told to stop; hung-update's 2,000 (about 340 KB) make the
+		// kubelet rotate its log at 200 KiB around the time the old agent stops.
 		in.writer("shop", "hung-fill", 1000, 1000)
-		in.writer("shop", "hung-update", 1000, 100)
-		time.Sleep(4 * time.Second)
+		in.writer("shop", "hung-update", 2000, 100)
+		time.Sleep(8 * time.Second)
 		in.retag()
 		start := time.Now()
 		in.apply()
@@ -668,8 +667,17 @@ func TestCluster(t *testing.T) {
 		in.waitDelivered(90*time.Second, nil, "cloud-logging")
 		in.papert.setReading(true)
 		ds := in.waitDelivered(180*time.Second, nil)
-		onceEach(t, ds)
+		// Cloud Logging, the destination that kept up, gets every line once. Papertrail's
+		// flushes that were waiting on the stalled connection when it timed out are retried
+		// whole, and what of them its kernel had taken arrives twice (at least once, see
+		// the README): reported, then settled for the next scenarios.
+		for _, d := range ds {
+			if d.name == "cloud-logging" && d.dups != 0 {
+				t.Errorf("%v: want every line once", d)
+			}
+		}
 		report(t, in.node, "Papertrail hung across a rolling update", ds, fmt.Sprintf(", rollout %v (grace %v)", took.Round(100*time.Millisecond), grace))
+		in.papert.tally.settle()
 	})
 
 	// The kubelet's rotation (containerLogMaxSize 200Ki, checked every 10 s) under a running
@@ -737,12 +745,12 @@ func TestCluster(t *testing.T) {
 	t.Run("Cloud Logging down", func(t *testing.T) {
 		in.t = t
 		in.cloud.setDown(codes.Unavailable)
-		// Under the kubelet's 200 KiB rotation, as above.
-		in.writer("shop", "while-down", 1100, 100)
-		time.Sleep(4 * time.Second)
+		// About 510 KB: the kubelet rotates the log twice meanwhile.
+		in.writer("shop", "while-down", 3000, 100)
+		time.Sleep(8 * time.Second)
 		in.retag()
 		in.apply()
-		time.Sleep(3 * time.Second)
+		time.Sleep(5 * time.Second)
 		if err := syscall.Kill(in.agentPID(), syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -750,7 +758,7 @@ func TestCluster(t *testing.T) {
 		in.rolledOut()
 		in.waitDelivered(120*time.Second, nil, "papertrail")
 		var mine []string
-		for i := 0; i < 1100; i++ {
+		for i := 0; i < 3000; i++ {
 			mine = append(mine, "while-down#"+strconv.Itoa(i))
 		}
 		if arrived, _, _ := in.cloud.count(mine); arrived != 0 {
