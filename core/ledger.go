@@ -116,7 +116,7 @@ func OpenLedger(path string, maxAge time.Duration, maxEntries int, log *Logger) 
 		openLedgers.Delete(path)
 		return nil, err
 	}
-	if err := l.open(); err != nil {
+	if err := l.open(""); err != nil {
 		openLedgers.Delete(path)
 		return nil, err
 	}
@@ -135,8 +135,9 @@ func OpenLedger(path string, maxAge time.Duration, maxEntries int, log *Logger) 
 // keys of the other go into bbolt.
 func (l *Ledger) journalPath(n int) string { return l.path + ".journal" + strconv.Itoa(n) }
 
-// open opens the file, setting aside one that is not a sound ledger.
-func (l *Ledger) open() error {
+// open opens the file, setting aside one that is not a sound ledger, and puts into it the
+// keys of every journal but current (the one Confirm appends to, "" at the start).
+func (l *Ledger) open(current string) error {
 	db, n, err := openBolt(l.path)
 	if err != nil && !errors.Is(err, bolt.ErrTimeout) {
 		aside := l.path + ".corrupt-" + strconv.FormatInt(l.now().Unix(), 10)
@@ -153,6 +154,9 @@ func (l *Ledger) open() error {
 	// last commit failed) are in its journals: into bbolt with them.
 	var keys []ChunkID
 	for i := 0; i < 2; i++ {
+		if l.journalPath(i) == current {
+			continue
+		}
 		b, err := os.ReadFile(l.journalPath(i))
 		if err != nil {
 			continue
@@ -180,7 +184,9 @@ func (l *Ledger) open() error {
 		n += added
 	}
 	for i := 0; i < 2; i++ {
-		_ = os.Remove(l.journalPath(i))
+		if l.journalPath(i) != current {
+			_ = os.Remove(l.journalPath(i))
+		}
 	}
 	// Commits are fsynced by sync(), after the keys they hold are in a journal.
 	db.NoSync = true
@@ -350,7 +356,7 @@ func (l *Ledger) run() {
 func (l *Ledger) sync() {
 	l.mu.Lock()
 	if l.db == nil && !l.closed {
-		if err := l.open(); err != nil {
+		if err := l.open(l.journal.Name()); err != nil {
 			l.log.Warnf("ledger %s: %v", l.path, err)
 		}
 	}
