@@ -22,9 +22,6 @@ import (
 	"github.com/trailstack/trailstack/testkit/fixture"
 )
 
-// baseImage is the image the Dockerfile's final stage is built FROM.
-const baseImage = "docker.io/fluent/fluent-bit:5.1.1"
-
 var (
 	runtimeOnce sync.Once
 	runtimeErr  error

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // A ledger is what one destination confirmed, kept on the node across restarts: the chunks
@@ -139,7 +140,7 @@ func (l *Ledger) journalPath(n int) string { return l.path + ".journal" + strcon
 // keys of every journal but current (the one Confirm appends to, "" at the start).
 func (l *Ledger) open(current string) error {
 	db, n, err := openBolt(l.path)
-	if err != nil && !errors.Is(err, bolt.ErrTimeout) {
+	if err != nil && !errors.Is(err, berrors.ErrTimeout) {
 		aside := l.path + ".corrupt-" + strconv.FormatInt(l.now().Unix(), 10)
 		l.log.Errorf("ledger %s cannot be trusted (%v): set aside as %s; a new one starts, and chunks it confirmed may be sent again", l.path, err, filepath.Base(aside))
 		if rerr := os.Rename(l.path, aside); rerr != nil && !os.IsNotExist(rerr) {

@@ -107,7 +107,8 @@ func (r *resumer) run(db string) error {
 		r.log("info", "forgot %d offsets whose inode a newer file has taken", len(r.reused))
 	}
 	// From here on tail's deletions are kept, for the next start (they are handled now).
-	if err := keepLetGo(db); err == nil {
+	err = keepLetGo(db)
+	if err == nil {
 		err = clearLetGo(db)
 	}
 	if err != nil {
