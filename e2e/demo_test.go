@@ -124,6 +124,11 @@ func checkDemo(t *testing.T, out string, engine bool) {
 		if pluginWarning.MatchString(line) {
 			t.Errorf("the plugin logged a warning or an error: %s", line)
 		}
+		// Everything the demo writes is in its temporary directory: a user's machine has
+		// no /var/lib/trailstack, or one of its own.
+		if strings.Contains(line, "/var/lib/trailstack") {
+			t.Errorf("the demo uses the node's state directory: %s", line)
+		}
 		if m := syslogPrinted.FindStringSubmatch(line); m != nil {
 			pri, _ := strconv.Atoi(m[1])
 			seen(t, "Papertrail", syslogSev, m[2], syslogSeverity[pri%8])

@@ -68,6 +68,7 @@ if [ -n "$fluent_bit" ]; then
 		/^ *http_server:/ { print "  http_server: off"; next }
 		/^ *metrics_listen:/ { print "      metrics_listen: 127.0.0.1:0"; next }
 		/^ *state_dir:/ { print "      state_dir: " work "/state"; next }
+		/^ *ledger_dir:/ { print "      ledger_dir: " work "/state/ledger"; next }
 		/^ *kube_metadata_listen:/ { next }
 		/^ *token:/ { next }
 		/^ *ca_file:/ { print "      ca_file: " work "/ca.pem"; next }
