@@ -277,13 +277,17 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		return Delivered
 	}
 
-	// One pass over the chunk names it for the ledger and for the sink (Cloud Logging's
-	// insertIds).
-	sum := ChunkSum(tag, chunk)
-	id := chunkID(sum, len(chunk))
-	if in.ledger != nil && corrupt == nil && in.ledger.Confirmed(id) {
-		in.skip(len(recs), tag)
-		return Delivered
+	// With a ledger, one pass over the chunk names it for the ledger and for the sink
+	// (Cloud Logging's insertIds, which it takes itself otherwise).
+	var sum uint64
+	var id ChunkID
+	if in.ledger != nil && corrupt == nil {
+		sum = ChunkSum(tag, chunk)
+		id = chunkID(sum, len(chunk))
+		if in.ledger.Confirmed(id) {
+			in.skip(len(recs), tag)
+			return Delivered
+		}
 	}
 
 	// A chunk larger than the limit goes alone.

@@ -39,7 +39,7 @@ type Batch struct {
 	// Data is the chunk the records came from: the same bytes on every retry, also after a
 	// restart, so a sink can name the chunk by them in one pass (Cloud Logging's insertIds).
 	Data []byte
-	// Sum is ChunkSum(Tag, Data), taken once for the ledger and the sink.
+	// Sum is ChunkSum(Tag, Data) when the ledger took it, 0 when not taken.
 	Sum uint64
 }
 

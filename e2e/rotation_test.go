@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,30 +40,8 @@ func TestEngineLogRotatedAsTheAgentStops(t *testing.T) {
 	}
 
 	// Papertrail: accepts, reads nothing until released.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := &counted{got: map[int]int{}}
 	release := make(chan struct{})
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				<-release
-				sc := bufio.NewScanner(conn)
-				sc.Buffer(make([]byte, 1<<20), 1<<20)
-				for sc.Scan() {
-					got.add(sc.Text())
-				}
-			}()
-		}
-	}()
+	got, addr := syslogCounter(t, release)
 
 	conf := filepath.Join(dir, "fluent-bit.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[SERVICE]
@@ -97,7 +73,7 @@ func TestEngineLogRotatedAsTheAgentStops(t *testing.T) {
     write_timeout 2s
     ack_timeout 2s
     flush_timeout 4s
-`, state, containers, ln.Addr())), 0o644); err != nil {
+`, state, containers, addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	agent := func(n int) (*exec.Cmd, string) {
@@ -143,7 +119,7 @@ func TestEngineLogRotatedAsTheAgentStops(t *testing.T) {
 	stopped := time.Now()
 	_ = first.Process.Signal(syscall.SIGTERM)
 	// Fluent Bit has stopped reading and waits on Papertrail: the kubelet rotates now.
-	time.Sleep(1500 * time.Millisecond)
+	waitFor(t, firstOut, "service will shutdown", 1)
 	if err := os.Rename(log, log+"."+time.Now().UTC().Format("20060102-150405")); err != nil {
 		t.Fatal(err)
 	}

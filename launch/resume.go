@@ -165,7 +165,7 @@ func (r *resumer) clear() (kept map[uint64]bool, cleared int) {
 			if err != nil { // a link whose file is gone
 				if target, err := os.Readlink(p); err == nil {
 					if rw := r.rowNamed(p); rw != nil {
-						r.handGz(target+".gz", f.Name(), rw.offset)
+						r.handCopy(target+".gz", f.Name(), rw.offset)
 					}
 				}
 				os.Remove(p)
@@ -315,7 +315,7 @@ func (r *resumer) resumeContainer(dir string, c *container) {
 // compressed one.
 func (r *resumer) hand(f rotatedFile, link string, offset int64) {
 	if f.gz {
-		r.handGz(f.path, link, offset)
+		r.handCopy(f.path, link, offset)
 		return
 	}
 	fi, err := os.Stat(f.path)
@@ -342,14 +342,14 @@ func (r *resumer) handRest(f rotatedFile, link string, offset int64) {
 			return // read to its end (tail let it go once it had), or gone
 		}
 	}
-	r.handGz(f.path, link, offset)
+	r.handCopy(f.path, link, offset)
 }
 
-// handGz writes what follows offset in a rotated file, compressed or not, as a plain file for
+// handCopy writes what follows offset in a rotated file, compressed or not, as a plain file for
 // tail, which has no row for it and reads it from its head. offset must fall at a line's end,
 // as tail's offsets do: anything else means the file is not the one the row was about.
-func (r *resumer) handGz(path, link string, offset int64) {
-	data, err := gunzip(path)
+func (r *resumer) handCopy(path, link string, offset int64) {
+	data, err := readRotated(path)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			r.log("error", "%s: cannot read %s: %v", link, path, err)
@@ -510,7 +510,8 @@ func inode(fi os.FileInfo) uint64 {
 // (10 MiB on GKE), so anything much larger is not one.
 const maxRotated = 256 << 20
 
-func gunzip(path string) ([]byte, error) {
+// readRotated reads a rotated log whole, decompressing one the kubelet compressed (.gz).
+func readRotated(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -176,8 +176,8 @@ func (s *scratch) startChunk(b *core.Batch, now time.Time, retention time.Durati
 		}
 	}
 	s.conv.budget = maxFlushValues
-	// The chunk's bytes hold every record's time and body: one pass over them (core's,
-	// for the ledger too), not one per record.
+	// The chunk's bytes hold every record's time and body: one pass over them, not one per
+	// record (the ledger's, when the output has one).
 	sum := b.Sum
 	if sum == 0 {
 		sum = core.ChunkSum(b.Tag, b.Data)
