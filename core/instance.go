@@ -49,6 +49,7 @@ type Instance struct {
 	// ledger is what the destination confirmed, by chunk (nil: no ledger_dir, or none could
 	// be opened): a chunk the engine replays after a restart is not sent again.
 	ledger      *Ledger
+	account     *Accountant  // nil without account_logs
 	skipLog     Every        // the replay line, once a minute at most
 	skippedRecs atomic.Int64 // records skipped since the replay line was last logged
 
@@ -113,6 +114,9 @@ func newInstance(name string, get Getter, kinds []Kind, log *Logger) (*Instance,
 	if c.ledgerDir != "" {
 		in.ledger = openInstanceLedger(c, log, m)
 	}
+	if c.account.Links != "" {
+		in.account = NewAccountant(c.account, nil, log, m)
+	}
 	log.Infof("initialised: %s", p.Effective())
 	return in, nil
 }
@@ -151,12 +155,15 @@ type instanceConfig struct {
 	ledgerDir        string              // where the output's ledger is kept; "" for none
 	ledgerMaxAge     time.Duration
 	ledgerMaxEntries int
+	account          AccountConfig // Links "" for none
 }
 
 // batch is a flush's records and what joining their traces needs.
 type batch struct {
-	recs []record.Record
-	join joinScratch
+	recs  []record.Record
+	join  joinScratch
+	offs  []int64 // the records' offsets in their files, for the accountant
+	times []int64
 }
 
 // parseInstance reads the sink key, the keys every instance has, then the sink's own.
@@ -175,6 +182,18 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 	c.ledgerDir = p.String("ledger_dir", "")
 	c.ledgerMaxAge = p.Duration("ledger_max_age", 72*time.Hour, time.Minute, 365*24*time.Hour)
 	c.ledgerMaxEntries = p.Int("ledger_max_entries", 1000000, 1000, 100000000)
+	c.account = AccountConfig{
+		Links:      p.String("account_logs", ""),
+		Storage:    p.String("storage_path", ""),
+		TagPrefix:  p.String("account_tag_prefix", "kube.var.log.containers."),
+		MaxLine:    p.Size("account_max_line", 512<<10, 1<<10, 1<<30),
+		RotateWait: p.Duration("account_rotate_wait", 30*time.Second, time.Second, time.Hour),
+		Interval:   p.Duration("account_interval", 10*time.Second, 100*time.Millisecond, 10*time.Minute),
+		Grace:      p.Duration("account_grace", 30*time.Second, 0, time.Hour),
+	}
+	if c.account.Links != "" && c.account.Storage == "" {
+		p.Fail("storage_path", "account_logs needs the engine's storage.path here, to tell a line still buffered from one lost")
+	}
 	langs := p.String("exceptions", "all")
 	var err error
 	if c.exceptions, err = exceptions.ParseLanguages(langs); err != nil {
@@ -286,6 +305,7 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		id = chunkID(sum, len(chunk))
 		if in.ledger.Confirmed(id) {
 			in.skip(len(recs), tag)
+			in.accountFor(bp, tag)
 			return Delivered
 		}
 	}
@@ -328,6 +348,7 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		if in.ledger != nil && corrupt == nil {
 			in.ledger.Confirm(id)
 		}
+		in.accountFor(bp, tag)
 		if corrupt != nil {
 			// What could be read is delivered; what follows the corruption cannot be.
 			in.log.Errorf("delivered the %d records before the corruption, dropping the rest of the chunk (tag %s): %v", len(recs), tag, corrupt)
@@ -343,6 +364,22 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		in.health.failed(in.log, len(recs), tag, res.Err)
 		return Retry
 	}
+}
+
+// accountFor hands the accountant the offsets of a delivered chunk's records, read from the
+// records as decoded (before traces were joined).
+func (in *Instance) accountFor(bp *batch, tag string) {
+	if in.account == nil {
+		return
+	}
+	bp.offs, bp.times = bp.offs[:0], bp.times[:0]
+	for i := range bp.recs {
+		if off, ok := bp.recs[i].FileOffset(); ok {
+			bp.offs = append(bp.offs, off)
+			bp.times = append(bp.times, bp.recs[i].Sec*1e9+bp.recs[i].Nsec)
+		}
+	}
+	in.account.Confirmed(tag, bp.offs, bp.times)
 }
 
 // skip counts a chunk's records that the ledger says the destination confirmed, and says so
@@ -407,6 +444,9 @@ func (in *Instance) Close() {
 	}
 	if in.ledger != nil {
 		in.ledger.Close()
+	}
+	if in.account != nil {
+		in.account.Close()
 	}
 	in.metrics.Remove() // an exited instance leaves no series behind
 	in.log.Infof("exited after %d flushes: %d records delivered, %d retries, %d chunks dropped, %d records refused by the destination, %d records skipped as already confirmed",

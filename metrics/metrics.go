@@ -71,6 +71,9 @@ var (
 	skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trailstack_records_skipped_total", Help: "Records not sent because the output's ledger says the destination already confirmed their chunk: a chunk the engine replayed after a restart while another output still held it.",
 	}, labels)
+	lost = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_records_lost_total", Help: "Lines of container logs that the engine read or let go and that will never reach this output through it, by cause: buffer_cap (a stored chunk left the buffer unsent here: storage.total_limit_size), not_buffered (read but never stored: a full disk), rotated_unread (a rotated file let go before its end), too_long (over tail's buffer_max_size). Found by comparing the log files with what the output confirmed (account_logs).",
+	}, []string{"instance", "sink", "cause"})
 	ledgerEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trailstack_ledger_entries", Help: "Chunks the output's ledger holds as confirmed by the destination (ledger_dir).",
 	}, labels)
@@ -120,13 +123,13 @@ var (
 	// perInstance are the vectors whose series an exiting instance takes with it.
 	perInstance = []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{delivered, dropped, truncated, tracesJoined, ready, skipped, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
+	}{delivered, dropped, truncated, tracesJoined, ready, skipped, lost, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
 
 	registry = prometheus.NewRegistry()
 )
 
 func init() {
-	registry.MustRegister(delivered, dropped, truncated, tracesJoined, ready, skipped, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
+	registry.MustRegister(delivered, dropped, truncated, tracesJoined, ready, skipped, lost, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
 		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo,
 		// The plugin's Go heap beside its limit (GOMEMLIMIT: go_gc_gomemlimit_bytes), which
 		// the pod's memory shares with the engine's chunks.
@@ -183,6 +186,7 @@ type Instance struct {
 	Delivered, Truncated, SyslogBytes, Rejected prometheus.Counter
 	TracesJoined                                prometheus.Counter
 	Dropped                                     func(reason string) prometheus.Counter
+	Lost                                        func(cause string) prometheus.Counter
 	FlushOK, FlushRetry, FlushError             prometheus.Counter
 	FlushDuration, FlushRecords, DeliveryLag    prometheus.Observer
 	LastSuccess, Ready                          prometheus.Gauge
@@ -224,6 +228,7 @@ func NewInstance(name, sink string) *Instance {
 		m.Rejected, m.RequestDuration = sdRejected.WithLabelValues(l...), sdDuration.WithLabelValues(l...)
 	}
 	m.Dropped = func(reason string) prometheus.Counter { return dropped.WithLabelValues(name, sink, reason) }
+	m.Lost = func(cause string) prometheus.Counter { return lost.WithLabelValues(name, sink, cause) }
 	m.SyslogConnects = func(result string) prometheus.Counter { return syslogConnects.WithLabelValues(name, sink, result) }
 	m.Requests = func(code string) prometheus.Counter { return sdRequests.WithLabelValues(name, sink, code) }
 	// Series that an alert reads exist from the start, at zero.

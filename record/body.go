@@ -3,8 +3,8 @@ package record
 import "github.com/tinylib/msgp/msgp"
 
 // EngineKeys tells, key by key through one body, the keys that describe the record rather
-// than the application's log: the kubernetes filter's map, and the first time, stream, _p
-// and logtag (tail's parsers write them first; the same keys later are the application's
+// than the application's log: the kubernetes filter's map, tail's OffsetKey, and the first
+// time, stream, _p and logtag (tail's parsers write them first; the same keys later are the application's
 // own, merged by Merge_Log). What is left is what the application logged: Cloud Logging's
 // jsonPayload and Papertrail's MSG.
 type EngineKeys struct{ seen uint8 }
@@ -13,7 +13,7 @@ type EngineKeys struct{ seen uint8 }
 func (e *EngineKeys) Is(k []byte) bool {
 	var bit uint8
 	switch string(k) {
-	case "kubernetes":
+	case "kubernetes", OffsetKey:
 		return true
 	case "time":
 		bit = 1

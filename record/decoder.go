@@ -212,3 +212,7 @@ func readTime(b []byte, r *Record) ([]byte, error) {
 	}
 	return b, errTimeType
 }
+
+// Consumed is how many bytes of the chunk the events decoded so far (and skipped) take: where
+// a reader of a chunk still being written takes up again.
+func (d *Decoder) Consumed() int { return len(d.chunk) - len(d.rest) }

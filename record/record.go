@@ -33,6 +33,29 @@ type Record struct {
 // Time is the event's timestamp.
 func (r *Record) Time() time.Time { return time.Unix(r.Sec, r.Nsec) }
 
+// OffsetKey is the key the tail input's offset_key is set to where the plugin accounts for
+// every line: the byte offset in the container's log at which the record's last line
+// starts. It describes the record, so no destination is sent it (EngineKeys).
+const OffsetKey = "trailstack_offset"
+
+// FileOffset is the record's OffsetKey. Tail appends it before any filter adds keys, so the
+// walk stops early, before the kubernetes filter's map.
+func (r *Record) FileOffset() (int64, bool) {
+	v, ok := Value(r.Body).Lookup(OffsetKey)
+	if !ok {
+		return 0, false
+	}
+	switch msgp.NextType(v) {
+	case msgp.IntType:
+		n, _, err := msgp.ReadInt64Bytes(v)
+		return n, err == nil && n >= 0
+	case msgp.UintType:
+		n, _, err := msgp.ReadUint64Bytes(v)
+		return int64(n), err == nil && n < 1<<62
+	}
+	return 0, false
+}
+
 // Lookup finds the value at a path of keys in the body, such as ("kubernetes", "pod_name").
 func (r *Record) Lookup(path ...string) (Value, bool) {
 	return Value(r.Body).Lookup(path...)

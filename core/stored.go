@@ -1,0 +1,182 @@
+package core
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/trailstack/trailstack/record"
+)
+
+// Fluent Bit's chunk files (chunkio, lib/chunkio/include/chunkio/cio_file_st.h in 5.1.1):
+// 0xC1 0x00, a CRC32 of the content, the content's length at byte 10 (big endian), padding,
+// the metadata's length at byte 22, then the metadata and the records. The engine's metadata
+// (flb_input_chunk.h) starts with 0xF1 0x77, a type and a flags byte, then the tag, which
+// ends at a NUL or at the metadata's end; older chunks hold the bare tag.
+const (
+	chunkHeader     = 24
+	chunkMetaMagic0 = 0xF1
+	chunkMetaMagic1 = 0x77
+)
+
+// bufferIndex is what Fluent Bit's buffer holds, by chunk file: the runs of records of each,
+// read once as the engine writes them (a chunk grows until it is full, then only leaves).
+type bufferIndex struct {
+	dir    string
+	chunks map[string]*storedChunk // by path
+}
+
+type storedChunk struct {
+	tag    string
+	start  int64 // where its records start in the file
+	parsed int   // bytes of its records read
+	runs   []*storedRun
+	seen   bool
+}
+
+// storedRun is a run of one file's records in a chunk: its first record's time, the first
+// and last offsets and how many there are.
+type storedRun struct {
+	first     int64
+	lo, hi    int64
+	n         int
+	ino       uint64
+	resolved  bool
+	explained int // of its records, those counted lost (an evicted chunk)
+}
+
+// update reads new and grown chunks and returns the runs of those that left the buffer.
+func (b *bufferIndex) update() (gone map[string][]*storedRun, err error) {
+	for _, c := range b.chunks {
+		c.seen = false
+	}
+	err = filepath.WalkDir(b.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while the walk went
+			}
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".flb") {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		c := b.chunks[path]
+		if c == nil {
+			head := make([]byte, chunkHeader+1<<16)
+			n, _ := readAt(path, head, 0)
+			tag, start, ok := chunkHead(head[:n])
+			if !ok {
+				return nil // not whole yet: the next pass
+			}
+			c = &storedChunk{tag: tag, start: start}
+			b.chunks[path] = c
+		}
+		c.seen = true
+		// Only what was written since: records are appended, and a full chunk has only its
+		// zeroed allocation left.
+		if rest := fi.Size() - c.start - int64(c.parsed); rest > 0 {
+			buf := make([]byte, rest)
+			n, _ := readAt(path, buf, c.start+int64(c.parsed))
+			c.parsed += c.read(trimZeros(buf[:n]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	gone = map[string][]*storedRun{}
+	for path, c := range b.chunks {
+		if !c.seen {
+			gone[c.tag] = append(gone[c.tag], c.runs...)
+			delete(b.chunks, path)
+		}
+	}
+	return gone, nil
+}
+
+// read adds the runs of the whole records at the start of content, and returns their size.
+func (c *storedChunk) read(content []byte) int {
+	var dec record.Decoder
+	dec.Reset(content)
+	used := 0
+	for dec.Next() {
+		used = dec.Consumed()
+		r := dec.Record()
+		off, ok := r.FileOffset()
+		if !ok {
+			continue
+		}
+		var cur *storedRun
+		if n := len(c.runs); n > 0 {
+			cur = c.runs[n-1]
+		}
+		if cur == nil || off <= cur.hi {
+			cur = &storedRun{first: r.Sec*1e9 + r.Nsec, lo: off}
+			c.runs = append(c.runs, cur)
+		}
+		cur.hi = off
+		cur.n++
+	}
+	return used
+}
+
+// holds reports whether a chunk in the buffer holds the record of file ino whose last line
+// starts at off.
+func (b *bufferIndex) holds(tag string, ino uint64, off int64) bool {
+	for _, c := range b.chunks {
+		if c.tag != tag {
+			continue
+		}
+		for _, r := range c.runs {
+			if r.resolved && r.ino == ino && r.lo <= off && off <= r.hi {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// chunkHead reads a chunk file's header: its tag and where its records start.
+func chunkHead(b []byte) (tag string, start int64, ok bool) {
+	if len(b) < chunkHeader || b[0] != 0xC1 || b[1] != 0x00 {
+		return "", 0, false
+	}
+	metaLen := int(binary.BigEndian.Uint16(b[22:24]))
+	if chunkHeader+metaLen > len(b) {
+		return "", 0, false
+	}
+	meta := b[chunkHeader : chunkHeader+metaLen]
+	if len(meta) >= 4 && meta[0] == chunkMetaMagic0 && meta[1] == chunkMetaMagic1 {
+		meta = meta[4:]
+	}
+	if i := bytes.IndexByte(meta, 0); i >= 0 {
+		meta = meta[:i]
+	}
+	return string(meta), int64(chunkHeader + metaLen), true
+}
+
+// trimZeros cuts the zeroed allocation after a chunk's records (the length in the header is
+// set only when the chunk is synced). A few zeros are kept: a record may end in one.
+func trimZeros(b []byte) []byte {
+	if n := len(bytes.TrimRight(b, "\x00")) + 16; n < len(b) {
+		return b[:n]
+	}
+	return b
+}
+
+func readAt(path string, b []byte, off int64) (int, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer fh.Close()
+	return fh.ReadAt(b, off)
+}
