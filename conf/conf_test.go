@@ -173,6 +173,23 @@ func TestShippedNodeSettings(t *testing.T) {
 	if c, err := strconv.Atoi(svc.Get("scheduler.cap")); err != nil || c > 300 {
 		t.Errorf("scheduler.cap %q: a chunk may wait that long for its next try after an outage", svc.Get("scheduler.cap"))
 	}
+	// Every line accounted for: tail puts the offset on each record, and each output reads the
+	// kubelet's links tail reads, the buffer the engine writes and tail's own limits.
+	if in.Get("Offset_Key") != "trailstack_offset" {
+		t.Errorf("[INPUT] Offset_Key %q: the outputs cannot account for the lines", in.Get("Offset_Key"))
+	}
+	for _, s := range secs {
+		if s.Name != "OUTPUT" {
+			continue
+		}
+		want := map[string]string{"account_logs": strings.TrimSuffix(strings.Split(in.Get("Path"), ",")[0], "/*.log"),
+			"storage_path": svc.Get("storage.path"), "account_max_line": in.Get("Buffer_Max_Size"), "account_rotate_wait": in.Get("Rotate_Wait") + "s"}
+		for k, v := range want {
+			if got := s.Keys.Get(k); got != v {
+				t.Errorf("[OUTPUT] %s: %s %q, want %q", s.Keys.Get("Alias"), k, got, v)
+			}
+		}
+	}
 	// A filesystem buffer that a node's disk holds (README: Disk): one output's queue after the
 	// other's can hold both caps.
 	for _, s := range secs {

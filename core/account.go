@@ -59,6 +59,7 @@ type Accountant struct {
 
 	// The pass's own, touched by one goroutine at a time (pass).
 	buffer  bufferIndex
+	full    fullTimes
 	bufErr  Every
 	streams map[string]*logStream
 	notes   map[string]*lossNote
@@ -70,12 +71,12 @@ type Accountant struct {
 
 type inc interface{ Add(float64) }
 
-// run is records of one file that one flush confirmed, in the file's order: the time of
-// the first (to find which file: a tag names a container, whose log the kubelet rotates)
-// and the offsets of their last lines.
+// run is records that one flush confirmed (or one chunk holds), in the chunk's order with
+// their offsets rising: the offsets of their last lines and their times (Unix nanoseconds),
+// which tell which file each is in (a tag names a container, whose log the kubelet rotates,
+// and tail may read the rotated file and the new one into one chunk).
 type run struct {
-	first int64 // Unix nanoseconds
-	offs  []int64
+	offs, times []int64
 }
 
 // stream is a container's log: its files and where the pass stands in each.
@@ -84,7 +85,8 @@ type logStream struct {
 	dir        string              // the kubelet's directory of the container's files
 	base       string              // the current file's name in dir, e.g. 0.log
 	files      map[uint64]*logFile // by inode: a rotation renames a file, it stays the same
-	unresolved []run               // confirmed runs not found in any file yet
+	unresolved []run        // confirmed runs not found in any file yet
+	drift      map[uint64]int64 // by file: how far tail's offsets fall short (see place)
 	gone       []*storedRun        // runs of chunks that left the buffer, while gaps may be theirs
 	idle       int                 // passes with nothing to do
 }
@@ -100,8 +102,9 @@ type logFile struct {
 }
 
 type lineGap struct {
-	end    int64 // where the record's last line ends
-	since  time.Time
+	end     int64 // where the record's last line ends
+	since   time.Time
+	written int64 // its last line's time
 	stored bool // seen in a stored chunk
 	long   bool
 }
@@ -142,7 +145,7 @@ func (a *Accountant) Confirmed(tag string, offs []int64, times []int64) {
 	start := 0
 	for i := 1; i <= len(offs); i++ {
 		if i == len(offs) || offs[i] <= offs[i-1] {
-			runs = append(runs, run{first: times[start], offs: slices.Clone(offs[start:i])})
+			runs = append(runs, run{offs: slices.Clone(offs[start:i]), times: slices.Clone(times[start:i])})
 			start = i
 		}
 	}
@@ -179,7 +182,8 @@ func (a *Accountant) Close() {
 func (a *Accountant) Pass() {
 	now := a.clock.Now()
 	// The buffer first: a chunk confirmed and then removed has its confirmation in arrived.
-	gone, err := a.buffer.update()
+	a.full.note(a.cfg.Storage, now)
+	gone, err := a.buffer.update(a.placeStored)
 	bufferOK := err == nil
 	if !bufferOK {
 		if ok, _ := a.bufErr.Allow(); ok {
@@ -220,12 +224,11 @@ func (a *Accountant) Pass() {
 		}
 		a.resolve(s, names)
 		for _, r := range held[tag] {
-			a.resolveStored(s, names, r)
+			a.noteStored(s, names, r)
 		}
 		for _, r := range gone[tag] {
-			if a.resolveStored(s, names, r) {
-				s.gone = append(s.gone, r)
-			}
+			a.noteStored(s, names, r)
+			s.gone = append(s.gone, r)
 		}
 		busy := len(arrived[tag]) > 0
 		for _, f := range s.files {
@@ -245,6 +248,18 @@ func (a *Accountant) Pass() {
 	a.report(now)
 }
 
+// placeStored places the records of a chunk in their files as the index reads them, while
+// the files are there to read.
+func (a *Accountant) placeStored(tag string, r run) []placed {
+	if !strings.HasPrefix(tag, a.cfg.TagPrefix) {
+		return nil
+	}
+	s := a.stream(tag)
+	a.locate(s)
+	out, _ := a.place(s, s.candidates(), r)
+	return out
+}
+
 func (a *Accountant) stream(tag string) *logStream {
 	s := a.streams[tag]
 	if s == nil {
@@ -254,22 +269,10 @@ func (a *Accountant) stream(tag string) *logStream {
 	return s
 }
 
-// resolveStored finds the file of a stored run, once, and notes how far tail read it.
-func (a *Accountant) resolveStored(s *logStream, names map[uint64]string, r *storedRun) bool {
-	if !r.resolved {
-		ino, ok := a.fileOf(s.dir, names, run{first: r.first, offs: []int64{r.lo}})
-		if !ok {
-			return false
-		}
-		r.ino, r.resolved = ino, true
-	}
-	f := s.files[r.ino]
-	if f == nil {
-		f = &logFile{name: names[r.ino], gaps: map[int64]*lineGap{}}
-		s.files[r.ino] = f
-	}
+// noteStored notes how far tail read a file, from a run the buffer holds or held.
+func (a *Accountant) noteStored(s *logStream, names map[uint64]string, r *storedRun) {
+	f := s.file(r.ino, names)
 	f.maxSeen = max(f.maxSeen, r.hi+1)
-	return true
 }
 
 // locate finds the container's directory through the kubelet's link.
@@ -306,53 +309,159 @@ func (s *logStream) candidates() map[uint64]string {
 	return names
 }
 
-// resolve finds each confirmed run's file: the one whose line at the run's first offset
-// carries the run's first time (a record joined from partial lines carries its first part's
-// time and the offset of its last, written within a moment after).
+// resolve places each confirmed run in its files.
 func (a *Accountant) resolve(s *logStream, names map[uint64]string) {
 	if len(s.unresolved) == 0 {
 		return
 	}
 	var keep []run
 	for _, r := range s.unresolved {
-		ino, ok := a.fileOf(s.dir, names, r)
-		if !ok {
-			// Not in any file (yet): the link may lag a rotation; a file deleted since
-			// holds nothing left to count.
-			if r.first > a.clock.Now().Add(-10*a.cfg.Interval).UnixNano() {
-				keep = append(keep, r)
-			}
-			continue
+		placed, rest := a.place(s, names, r)
+		for _, p := range placed {
+			f := s.file(p.ino, names)
+			f.offs = append(f.offs, p.offs...)
 		}
-		f := s.files[ino]
-		if f == nil {
-			f = &logFile{name: names[ino], gaps: map[int64]*lineGap{}}
-			s.files[ino] = f
+		// Not in any file (yet): the link may lag a rotation; a file deleted since holds
+		// nothing left to count.
+		if len(rest.offs) > 0 && rest.times[0] > a.clock.Now().Add(-10*a.cfg.Interval).UnixNano() {
+			keep = append(keep, rest)
 		}
-		f.offs = append(f.offs, r.offs...)
 	}
 	s.unresolved = keep
 }
 
+func (s *logStream) file(ino uint64, names map[uint64]string) *logFile {
+	f := s.files[ino]
+	if f == nil {
+		f = &logFile{name: names[ino], gaps: map[int64]*lineGap{}}
+		s.files[ino] = f
+	}
+	return f
+}
+
+// placed is records of a run found in one file.
+type placed struct {
+	ino  uint64
+	offs []int64
+	time int64 // the first's
+}
+
+// partialSpread is how much later than a record's time its last line may be stamped: a
+// record joined from partial lines carries its first part's time and its last part's offset.
 const partialSpread = 2 * time.Second
 
-func (a *Accountant) fileOf(dir string, names map[uint64]string, r run) (uint64, bool) {
-	var best uint64
-	bestDelta := int64(-1)
-	for ino, n := range names {
-		t, ok := lineTimeAt(filepath.Join(dir, n), r.offs[0])
+// place finds each record of r in the container's files: the file whose line at the
+// record's offset carries its time. A record is found by its first line's time within
+// partialSpread; consecutive records are checked in one read of the file. What cannot be
+// found is returned as rest.
+//
+// Fluent Bit 5.1.1's offset_key falls short after a line tail skipped as too long (by about
+// the line's length less tail's buffer): where a record is not at its offset, its line is
+// searched for by its time after it, and the difference applies to the records after it.
+func (a *Accountant) place(s *logStream, names map[uint64]string, r run) (out []placed, rest run) {
+	for i := 0; i < len(r.offs); {
+		ino, delta, ok := a.fileOf(s, names, r.times[i], r.offs[i])
 		if !ok {
-			continue
+			return out, run{offs: r.offs[i:], times: r.times[i:]}
 		}
-		d := t - r.first
-		if d < 0 || d > int64(partialSpread) {
-			continue
+		// The records that follow in the same file, read in one window (bounded: a run that
+		// long is checked in several).
+		base := r.offs[i] + delta
+		last := i
+		for last+1 < len(r.offs) && r.offs[last+1]+delta-base < 8<<20 {
+			last++
 		}
-		if bestDelta < 0 || d < bestDelta {
-			best, bestDelta = ino, d
+		window := make([]byte, r.offs[last]+delta-base+64)
+		n, _ := readAt(filepath.Join(s.dir, names[ino]), window, base)
+		window = window[:n]
+		p := placed{ino: ino, offs: []int64{base}, time: r.times[i]}
+		j := i + 1
+		for ; j <= last && timeMatches(window, r.offs[j]+delta-base, r.times[j]); j++ {
+			p.offs = append(p.offs, r.offs[j]+delta)
+		}
+		out = append(out, p)
+		i = j
+	}
+	return out, run{}
+}
+
+// timeMatches reports whether a line starts at rel in window with a CRI time at most
+// partialSpread after t.
+func timeMatches(window []byte, rel, t int64) bool {
+	if rel <= 0 || rel >= int64(len(window)) || window[rel-1] != '\n' {
+		return false
+	}
+	b := window[rel:min(int64(len(window)), rel+40)]
+	ts, ok := criTime(b)
+	d := ts - t
+	return ok && d >= 0 && d <= int64(partialSpread)
+}
+
+// fileOf is the file whose line at off (or off plus the file's drift) carries the time t,
+// the nearest after within partialSpread, and what to add to off; failing that, the file
+// where the line of time t follows off.
+func (a *Accountant) fileOf(s *logStream, names map[uint64]string, t, off int64) (ino uint64, delta int64, ok bool) {
+	bestDelta := int64(-1)
+	for i, n := range names {
+		for _, d := range []int64{s.drift[i], 0} {
+			lt, ok := lineTimeAt(filepath.Join(s.dir, n), off+d)
+			if ok {
+				if dt := lt - t; dt >= 0 && dt <= int64(partialSpread) && (bestDelta < 0 || dt < bestDelta) {
+					ino, delta, bestDelta = i, d, dt
+				}
+			}
+			if d == 0 {
+				break
+			}
 		}
 	}
-	return best, bestDelta >= 0
+	if bestDelta >= 0 {
+		return ino, delta, true
+	}
+	for i, n := range names {
+		if at, found := findLine(filepath.Join(s.dir, n), t, off); found {
+			if s.drift == nil {
+				s.drift = map[uint64]int64{}
+			}
+			s.drift[i] = at - off
+			return i, at - off, true
+		}
+	}
+	return 0, 0, false
+}
+
+// findLine looks for the line stamped t after off, as the runtime writes its time.
+func findLine(path string, t, off int64) (int64, bool) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer fh.Close()
+	needle := []byte("\n" + time.Unix(0, t).UTC().Format(time.RFC3339Nano) + " ")
+	buf := make([]byte, 1<<20)
+	for pos := max(off-1, 0); pos < off+256<<20; pos += int64(len(buf) - len(needle)) {
+		n, err := fh.ReadAt(buf, pos)
+		if i := bytes.Index(buf[:n], needle); i >= 0 {
+			return pos + int64(i) + 1, true
+		}
+		if err != nil {
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// criTime reads the time at the start of a CRI line.
+func criTime(b []byte) (int64, bool) {
+	sp := bytes.IndexByte(b, ' ')
+	if sp < 0 {
+		return 0, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(b[:sp]))
+	if err != nil {
+		return 0, false
+	}
+	return t.UnixNano(), true
 }
 
 // lineTimeAt reads the CRI time of the line that starts at off.
@@ -375,15 +484,7 @@ func lineTimeAt(path string, off int64) (int64, bool) {
 		}
 		b = b[1:]
 	}
-	sp := bytes.IndexByte(b, ' ')
-	if sp < 0 {
-		return 0, false
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(b[:sp]))
-	if err != nil {
-		return 0, false
-	}
-	return t.UnixNano(), true
+	return criTime(b)
 }
 
 // walk reads a file from where the pass stands to the last line tail is known to have
@@ -417,8 +518,8 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 	limit := f.done // records whose last line starts before limit were read by tail
 	if n := len(f.offs); n > 0 && f.offs[n-1] >= limit {
 		limit = f.offs[n-1] + 1
+		f.maxSeen = max(f.maxSeen, limit) // from what was confirmed, never what the pass walked
 	}
-	f.maxSeen = max(f.maxSeen, limit)
 	rotated := f.name != s.base
 	if rotated && !f.letGo && now.Sub(fi.ModTime()) > a.cfg.RotateWait+2*a.cfg.Interval {
 		// Tail lets a rotated file go rotate_wait after it saw the rotation: what it did not
@@ -440,14 +541,15 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 	defer fh.Close()
 	confirmed := f.offs
 	end := f.done
-	walkRecords(io.NewSectionReader(fh, f.done, fi.Size()-f.done), f.done, a.cfg.MaxLine, func(last, lineEnd int64, long bool) bool {
+	walkRecords(io.NewSectionReader(fh, f.done, fi.Size()-f.done), f.done, a.cfg.MaxLine, func(last, lineEnd int64, line []byte, long bool) bool {
 		if last >= limit {
 			return false
 		}
 		i, found := slices.BinarySearch(confirmed, last)
 		confirmed = confirmed[i:]
 		if !found && f.gaps[last] == nil {
-			f.gaps[last] = &lineGap{end: lineEnd, since: now, long: long}
+			t, _ := criTime(line[:min(len(line), 40)])
+			f.gaps[last] = &lineGap{end: lineEnd, since: now, written: t, long: long}
 		}
 		end = lineEnd
 		return true
@@ -464,7 +566,7 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 // a line's start): the offset where its last line starts, where that line ends, and whether
 // one of its lines is over maxLine. Partial lines (P) join the next full line (F) of the
 // same stream, as the cri parser joins them. A line not yet ended is left for later.
-func walkRecords(r io.Reader, base, maxLine int64, fn func(last, end int64, long bool) bool) {
+func walkRecords(r io.Reader, base, maxLine int64, fn func(last, end int64, line []byte, long bool) bool) {
 	br := newLineReader(r)
 	pos := base
 	type partial struct{ long bool }
@@ -480,7 +582,7 @@ func walkRecords(r io.Reader, base, maxLine int64, fn func(last, end int64, long
 		// time stream flag message
 		f := bytes.SplitN(line, []byte{' '}, 4)
 		if len(f) < 3 {
-			if !fn(start, pos, long) {
+			if !fn(start, pos, line, long) {
 				return
 			}
 			continue
@@ -499,7 +601,7 @@ func walkRecords(r io.Reader, base, maxLine int64, fn func(last, end int64, long
 			long = long || p.long
 			delete(open, stream)
 		}
-		if !fn(start, pos, long) {
+		if !fn(start, pos, line, long) {
 			return
 		}
 	}
@@ -566,11 +668,16 @@ func (a *Accountant) classify(tag string, s *logStream, now time.Time, bufferOK 
 				continue
 			}
 			cause := CauseNotBuffered
-			if r := s.evicted(ino, f, off); r != nil {
+			switch r := s.evicted(ino, f, off); {
+			case r != nil:
 				r.explained++
 				cause = CauseBufferCap
-			} else if f.letGo && off >= f.maxSeen {
+			case f.letGo && off >= f.maxSeen:
 				cause = CauseRotatedUnread
+			case a.full.around(time.Unix(0, g.written), a.cfg.Interval, a.cfg.Grace):
+			case s.evictedBefore(ino, f, off):
+				// The rest of an evicted chunk, written after the buffer was last read.
+				cause = CauseBufferCap
 			}
 			a.count(s, f.name, cause, off, g.end)
 			delete(f.gaps, off)
@@ -593,6 +700,46 @@ func (s *logStream) evicted(ino uint64, f *logFile, off int64) *storedRun {
 		}
 	}
 	return nil
+}
+
+// evictedBefore reports whether a chunk that left the buffer unconfirmed held records of the
+// file before off.
+func (s *logStream) evictedBefore(ino uint64, f *logFile, off int64) bool {
+	for _, r := range s.gone {
+		if r.ino == ino && r.lo < off && (r.explained > 0 || f.gaps[r.lo] != nil) {
+			return true
+		}
+	}
+	return false
+}
+
+// fullTimes is when the buffer's filesystem was seen full: a line read then had no chunk to
+// go to (not_buffered), where otherwise a gap after an evicted chunk is that chunk's rest.
+type fullTimes struct{ at []time.Time }
+
+// fullBelow is the free space under which the engine cannot grow or create a chunk (it
+// allocates in pages, a chunk's first at least 4 KiB; 1 MiB leaves room for the metadata).
+const fullBelow = 1 << 20
+
+func (ft *fullTimes) note(dir string, now time.Time) {
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil || int64(st.Bavail)*int64(st.Bsize) >= fullBelow {
+		return
+	}
+	ft.at = append(ft.at, now)
+	if len(ft.at) > 1000 {
+		ft.at = ft.at[len(ft.at)-1000:]
+	}
+}
+
+// around reports whether the filesystem was seen full from a pass before t to grace after.
+func (ft *fullTimes) around(t time.Time, interval, grace time.Duration) bool {
+	for _, at := range ft.at {
+		if !at.Before(t.Add(-2*interval)) && !at.After(t.Add(grace)) {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *logFile) gapIn(lo, hi int64) bool {

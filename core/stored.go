@@ -41,16 +41,14 @@ type storedChunk struct {
 // storedRun is a run of one file's records in a chunk: its first record's time, the first
 // and last offsets and how many there are.
 type storedRun struct {
-	first     int64
+	ino       uint64
 	lo, hi    int64
 	n         int
-	ino       uint64
-	resolved  bool
 	explained int // of its records, those counted lost (an evicted chunk)
 }
 
 // update reads new and grown chunks and returns the runs of those that left the buffer.
-func (b *bufferIndex) update() (gone map[string][]*storedRun, err error) {
+func (b *bufferIndex) update(place func(tag string, r run) []placed) (gone map[string][]*storedRun, err error) {
 	for _, c := range b.chunks {
 		c.seen = false
 	}
@@ -85,7 +83,7 @@ func (b *bufferIndex) update() (gone map[string][]*storedRun, err error) {
 		if rest := fi.Size() - c.start - int64(c.parsed); rest > 0 {
 			buf := make([]byte, rest)
 			n, _ := readAt(path, buf, c.start+int64(c.parsed))
-			c.parsed += c.read(trimZeros(buf[:n]))
+			c.parsed += c.read(trimZeros(buf[:n]), place)
 		}
 		return nil
 	})
@@ -102,28 +100,34 @@ func (b *bufferIndex) update() (gone map[string][]*storedRun, err error) {
 	return gone, nil
 }
 
-// read adds the runs of the whole records at the start of content, and returns their size.
-func (c *storedChunk) read(content []byte) int {
+// read adds the runs of the whole records at the start of content, placed in their files,
+// and returns their size.
+func (c *storedChunk) read(content []byte, place func(tag string, r run) []placed) int {
 	var dec record.Decoder
 	dec.Reset(content)
 	used := 0
+	var r run
+	flush := func() {
+		for _, p := range place(c.tag, r) {
+			c.runs = append(c.runs, &storedRun{ino: p.ino, lo: p.offs[0], hi: p.offs[len(p.offs)-1], n: len(p.offs)})
+		}
+		r = run{}
+	}
 	for dec.Next() {
 		used = dec.Consumed()
-		r := dec.Record()
-		off, ok := r.FileOffset()
+		rec := dec.Record()
+		off, ok := rec.FileOffset()
 		if !ok {
 			continue
 		}
-		var cur *storedRun
-		if n := len(c.runs); n > 0 {
-			cur = c.runs[n-1]
+		if n := len(r.offs); n > 0 && off <= r.offs[n-1] {
+			flush()
 		}
-		if cur == nil || off <= cur.hi {
-			cur = &storedRun{first: r.Sec*1e9 + r.Nsec, lo: off}
-			c.runs = append(c.runs, cur)
-		}
-		cur.hi = off
-		cur.n++
+		r.offs = append(r.offs, off)
+		r.times = append(r.times, rec.Sec*1e9+rec.Nsec)
+	}
+	if len(r.offs) > 0 {
+		flush()
 	}
 	return used
 }
@@ -136,7 +140,7 @@ func (b *bufferIndex) holds(tag string, ino uint64, off int64) bool {
 			continue
 		}
 		for _, r := range c.runs {
-			if r.resolved && r.ino == ino && r.lo <= off && off <= r.hi {
+			if r.ino == ino && r.lo <= off && off <= r.hi {
 				return true
 			}
 		}

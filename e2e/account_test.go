@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,6 +62,23 @@ func (p *pod) write(t *testing.T, n, rate int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// rotate does what the kubelet does: the file is renamed and a new one opened under its
+// name. It returns the old file, still open.
+func (p *pod) rotate(t *testing.T) *os.File {
+	t.Helper()
+	old := p.f
+	if err := os.Rename(p.file, p.file+"."+time.Now().UTC().Format("20060102-150405")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(p.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	p.f = f
+	return old
 }
 
 // lostSeries reads trailstack_records_lost_total of one sink, by cause.
@@ -254,6 +272,72 @@ func TestEngineCountsWhatTheEngineLost(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEngineCountsLinesTailNeverReads: a line longer than tail's buffer_max_size, which
+// tail skips, and lines a rotated file got after tail let it go (rotate_wait): the lines a
+// starved agent leaves behind.
+func TestEngineCountsLinesTailNeverReads(t *testing.T) {
+	bin := fluentBit(t)
+	dir := t.TempDir()
+	papertrail, ptAddr := syslogCounter(t, nil)
+	cloud, clAddr := startLoggingCounter(t)
+	cloud.up.Store(true)
+	conf := accountConf(t, dir, ptAddr, clAddr, []string{"Buffer_Chunk_Size 8k", "Buffer_Max_Size 8k", "Skip_Long_Lines On"}, []string{"account_max_line 8k"})
+	b, _ := os.ReadFile(conf)
+	b = regexp.MustCompile(`(?m)^(    account_grace 3s)$`).ReplaceAll(b, []byte("$1\n    account_max_line 8k"))
+	if err := os.WriteFile(conf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := newPod(t, dir, "app-3")
+	logPath := filepath.Join(dir, "engine.txt")
+	cmd := startEngine(t, bin, conf, logPath)
+	url := metricsURL(t, logPath)
+	long := 0
+	for i := 0; i < 20; i++ {
+		p.write(t, 100, 1000)
+		fmt.Fprintf(p.f, "%s stdout F ledger seq=%d %s\n", time.Now().UTC().Format(time.RFC3339Nano), p.seq, strings.Repeat("x", 20000))
+		p.seq, long = p.seq+1, long+1
+	}
+	old := p.rotate(t)
+	p.write(t, 1000, 1000)
+	time.Sleep(8 * time.Second) // past rotate_wait: tail let the old file go
+	unread := 0
+	for i := 0; i < 500; i++ {
+		fmt.Fprintf(old, "%s stdout F ledger seq=%d late\n", time.Now().UTC().Format(time.RFC3339Nano), p.seq)
+		p.seq, unread = p.seq+1, unread+1
+	}
+	p.write(t, 1000, 1000)
+	lines := p.seq
+	ca, cl, ct := settle(&cloud.counted, lines)
+	pa, pl, pt := settle(papertrail, lines)
+	waitLost(t, url, "syslog", pl)
+	time.Sleep(5 * time.Second)
+	clLost, ptLost := lostSeries(t, url, "stackdriver"), lostSeries(t, url, "syslog")
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	engineLog, _ := os.ReadFile(logPath)
+	t.Logf("%d lines written, %d too long, %d after tail let the rotated file go", lines, long, unread)
+	t.Logf("Cloud Logging: %d arrived, %d lost, %d twice; counted lost %v", ca, cl, ct, clLost)
+	t.Logf("Papertrail: %d arrived, %d lost, %d twice; counted lost %v", pa, pl, pt, ptLost)
+	for _, l := range regexp.MustCompile(`(?m)^.*lost \d+ lines.*$`).FindAll(engineLog, -1) {
+		t.Logf("engine: %s", l)
+	}
+	if pl != long+unread {
+		t.Fatalf("Papertrail missed %d lines, not the %d the test meant it to:\n%s", pl, long+unread, tailLines(engineLog, 30))
+	}
+	for _, c := range []struct {
+		name       string
+		lost, twic int
+		counted    map[string]int
+	}{{"Papertrail", pl, pt, ptLost}, {"Cloud Logging", cl, ct, clLost}} {
+		if c.counted["too_long"] != long || c.counted["rotated_unread"] != unread || c.counted["buffer_cap"]+c.counted["not_buffered"] != 0 {
+			t.Errorf("%s missed %d lines (%d too long, %d unread); its output counted %v", c.name, c.lost, long, unread, c.counted)
+		}
+		if c.twic != 0 {
+			t.Errorf("%s got %d lines twice", c.name, c.twic)
+		}
+	}
 }
 
 // mountable says why this process cannot mount a tmpfs, or nil.

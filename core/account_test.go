@@ -1,0 +1,132 @@
+package core
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// criLog builds a CRI log of the given lines ("F text" or "P text", stdout unless the text
+// starts with "err:") with times one microsecond apart from t0; it returns the log and each
+// line's start offset and time.
+func criLog(t0 time.Time, lines ...string) (log []byte, offs, times []int64) {
+	for i, l := range lines {
+		ts := t0.Add(time.Duration(i) * time.Microsecond)
+		stream := "stdout"
+		flag, text, _ := strings.Cut(l, " ")
+		if strings.HasPrefix(text, "err:") {
+			stream = "stderr"
+		}
+		offs = append(offs, int64(len(log)))
+		times = append(times, ts.UnixNano())
+		log = fmt.Appendf(log, "%s %s %s %s\n", ts.UTC().Format(time.RFC3339Nano), stream, flag, text)
+	}
+	return log, offs, times
+}
+
+func TestWalkRecordsJoinsPartialsPerStream(t *testing.T) {
+	log, offs, _ := criLog(time.Unix(1796000000, 0), "F a", "P b1", "F err:c", "P b2", "F b3", "F "+strings.Repeat("x", 100))
+	type rec struct {
+		last int64
+		long bool
+	}
+	var got []rec
+	walkRecords(bytes.NewReader(append(log, "2026-12-06T00:00:00Z stdout F not ended"...)), 0, 90, func(last, end int64, _ []byte, long bool) bool {
+		got = append(got, rec{last, long})
+		return true
+	})
+	want := []rec{{offs[0], false}, {offs[2], false}, {offs[4], false}, {offs[5], true}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("records %v, want %v", got, want)
+	}
+}
+
+// accountDir is a kubelet's layout: a link in containers/ to pods/<pod>/app/0.log.
+func accountDir(t *testing.T, log []byte) (dir, tag, file string) {
+	dir = t.TempDir()
+	podDir := filepath.Join(dir, "pods", "shop_app-1_uid", "app")
+	for _, d := range []string{podDir, filepath.Join(dir, "containers"), filepath.Join(dir, "storage")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file = filepath.Join(podDir, "0.log")
+	if err := os.WriteFile(file, log, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := "app-1_shop_app-0123.log"
+	if err := os.Symlink(file, filepath.Join(dir, "containers", name)); err != nil {
+		t.Fatal(err)
+	}
+	return dir, "kube.var.log.containers." + name, file
+}
+
+func TestAccountantCountsOnlyWhatNoChunkHolds(t *testing.T) {
+	start := time.Unix(1796000000, 0)
+	log, offs, times := criLog(start.Add(time.Second), "F 0", "F 1", "F 2", "F 3", "F 4", "F 5")
+	dir, tag, _ := accountDir(t, log)
+	now := start
+	clock := Clock(func() time.Time { return now })
+	var logged bytes.Buffer
+	a := NewAccountant(AccountConfig{Links: filepath.Join(dir, "containers"), Storage: filepath.Join(dir, "storage"),
+		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, RotateWait: 5 * time.Second, Grace: 30 * time.Second},
+		clock, NewLogger("test", &logged), nil)
+	defer a.Close()
+
+	// Lines 0, 1 and 5 confirmed, in two flushes out of order; 2 to 4 not.
+	now = now.Add(2 * time.Second)
+	a.Confirmed(tag, offs[5:6], times[5:6])
+	a.Confirmed(tag, offs[0:2], times[0:2])
+	a.Pass()
+	if n := total(a.Lost); n != 0 {
+		t.Fatalf("counted %v within the grace", a.Lost)
+	}
+	// Line 2 arrives late; the rest outlive the grace and no chunk holds them.
+	now = now.Add(10 * time.Second)
+	a.Confirmed(tag, offs[2:3], times[2:3])
+	a.Pass()
+	now = now.Add(31 * time.Second)
+	a.Pass()
+	if a.Lost[CauseNotBuffered] != 2 || total(a.Lost) != 2 {
+		t.Fatalf("lost %v, want 2 not_buffered", a.Lost)
+	}
+	want := fmt.Sprintf("lost 2 lines of pod shop/app-1 container app (%s bytes %d-%d)", filepath.Join(dir, "pods", "shop_app-1_uid", "app", "0.log"), offs[3], offs[5])
+	if !strings.Contains(logged.String(), want) {
+		t.Errorf("log %q lacks %q", logged.String(), want)
+	}
+	a.Pass()
+	if total(a.Lost) != 2 {
+		t.Fatalf("counted again: %v", a.Lost)
+	}
+}
+
+func TestAccountantStartsAtTheFirstConfirmedLineOfAnOlderFile(t *testing.T) {
+	start := time.Unix(1796000000, 0)
+	// The file was written before this output started: lines before the first it confirms
+	// were the previous agent's.
+	log, offs, times := criLog(start.Add(-time.Minute), "F 0", "F 1", "F 2", "F 3")
+	dir, tag, _ := accountDir(t, log)
+	now := start
+	a := NewAccountant(AccountConfig{Links: filepath.Join(dir, "containers"), Storage: filepath.Join(dir, "storage"),
+		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, RotateWait: 5 * time.Second, Grace: time.Second},
+		func() time.Time { return now }, NewLogger("test", &bytes.Buffer{}), nil)
+	defer a.Close()
+	a.Confirmed(tag, offs[2:4], times[2:4])
+	a.Pass()
+	now = now.Add(time.Minute)
+	a.Pass()
+	if total(a.Lost) != 0 {
+		t.Fatalf("counted %v before the first line this output confirmed", a.Lost)
+	}
+}
+
+func total(m map[string]int64) (n int64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
