@@ -85,8 +85,8 @@ type logStream struct {
 	dir        string              // the kubelet's directory of the container's files
 	base       string              // the current file's name in dir, e.g. 0.log
 	files      map[uint64]*logFile // by inode: a rotation renames a file, it stays the same
-	unresolved []run        // confirmed runs not found in any file yet
-	drift      map[uint64]int64 // by file: how far tail's offsets fall short (see place)
+	unresolved []run               // confirmed runs not found in any file yet
+	drift      map[uint64]int64    // by file: how far tail's offsets fall short (see place)
 	gone       []*storedRun        // runs of chunks that left the buffer, while gaps may be theirs
 	idle       int                 // passes with nothing to do
 }
@@ -105,8 +105,8 @@ type lineGap struct {
 	end     int64 // where the record's last line ends
 	since   time.Time
 	written int64 // its last line's time
-	stored bool // seen in a stored chunk
-	long   bool
+	stored  bool  // seen in a stored chunk
+	long    bool
 }
 
 // NewAccountant starts the passes.
