@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,6 +39,8 @@ var lossCauses = []string{CauseBufferCap, CauseNotBuffered, CauseRotatedUnread, 
 type AccountConfig struct {
 	Links      string        // the kubelet's links to container logs (tail's path)
 	Storage    string        // Fluent Bit's storage.path
+	RepairDir  string        // where lost lines are handed back to tail for this output; "" for none
+	RepairRate int           // lines a second at most
 	TagPrefix  string        // what the tag has before the link's name
 	MaxLine    int64         // tail's buffer_max_size
 	RotateWait time.Duration // tail's rotate_wait
@@ -58,12 +61,16 @@ type Accountant struct {
 	arrived map[string][]run
 
 	// The pass's own, touched by one goroutine at a time (pass).
-	buffer  bufferIndex
-	full    fullTimes
-	bufErr  Every
-	streams map[string]*logStream
-	notes   map[string]*lossNote
-	Lost    map[string]int64 // by cause, for tests
+	buffer    bufferIndex
+	full      fullTimes
+	repairs   repairFiles
+	budget    int // lines this pass may still repair
+	repairErr Every
+	Repairing int64 // lines handed back to tail, for tests
+	bufErr    Every
+	streams   map[string]*logStream
+	notes     map[string]*lossNote
+	Lost      map[string]int64 // by cause, for tests
 
 	stop chan struct{}
 	done chan struct{}
@@ -104,15 +111,16 @@ type logFile struct {
 type lineGap struct {
 	end     int64 // where the record's last line ends
 	since   time.Time
-	written int64 // its last line's time
-	stored  bool  // seen in a stored chunk
+	written int64      // its last line's time
+	parts   []lineSpan // its partial lines before the last
+	stored  bool       // seen in a stored chunk
 	long    bool
 }
 
 // NewAccountant starts the passes.
 func NewAccountant(cfg AccountConfig, clock Clock, log *Logger, m *metrics.Instance) *Accountant {
 	a := &Accountant{cfg: cfg, clock: clock, log: log, started: clock.Now(),
-		buffer: bufferIndex{dir: cfg.Storage, chunks: map[string]*storedChunk{}}, bufErr: Every{Interval: time.Minute, Clock: clock},
+		buffer: bufferIndex{dir: cfg.Storage, chunks: map[string]*storedChunk{}}, bufErr: Every{Interval: time.Minute, Clock: clock}, repairErr: Every{Interval: time.Minute, Clock: clock},
 		arrived: map[string][]run{}, streams: map[string]*logStream{}, notes: map[string]*lossNote{},
 		Lost: map[string]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
 	a.lost = func(cause string) inc { return nopInc{} }
@@ -154,6 +162,24 @@ func (a *Accountant) Confirmed(tag string, offs []int64, times []int64) {
 	a.mu.Unlock()
 }
 
+// repairTagPrefix starts the tag of a repair file's records: repair.<output>.<link name>
+// (the repair tail input's tag), which only that output matches.
+const repairTagPrefix = "repair."
+
+// repairedTag tells a chunk of repaired lines by its tag, and gives the tag their container's
+// lines have.
+func (a *Accountant) repairedTag(tag string) (string, bool) {
+	rest, ok := strings.CutPrefix(tag, repairTagPrefix)
+	if !ok || a.cfg.RepairDir == "" {
+		return tag, false
+	}
+	_, name, ok := strings.Cut(rest, ".")
+	if !ok {
+		return tag, false
+	}
+	return a.cfg.TagPrefix + name, true
+}
+
 func (a *Accountant) loop() {
 	defer close(a.done)
 	t := time.NewTicker(a.cfg.Interval)
@@ -183,6 +209,12 @@ func (a *Accountant) Pass() {
 	now := a.clock.Now()
 	// The buffer first: a chunk confirmed and then removed has its confirmation in arrived.
 	a.full.note(a.cfg.Storage, now)
+	a.budget = int(float64(a.cfg.RepairRate) * a.cfg.Interval.Seconds())
+	defer a.repairs.flush(a.log, func(cause string, n int) {
+		a.lost(cause).Add(float64(n))
+		a.Lost[cause] += int64(n)
+		a.Repairing -= int64(n)
+	})
 	gone, err := a.buffer.update(a.placeStored)
 	bufferOK := err == nil
 	if !bufferOK {
@@ -541,17 +573,17 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 	defer fh.Close()
 	confirmed := f.offs
 	end := f.done
-	walkRecords(io.NewSectionReader(fh, f.done, fi.Size()-f.done), f.done, a.cfg.MaxLine, func(last, lineEnd int64, line []byte, long bool) bool {
-		if last >= limit {
+	walkRecords(io.NewSectionReader(fh, f.done, fi.Size()-f.done), f.done, a.cfg.MaxLine, func(w walked) bool {
+		if w.last >= limit {
 			return false
 		}
-		i, found := slices.BinarySearch(confirmed, last)
+		i, found := slices.BinarySearch(confirmed, w.last)
 		confirmed = confirmed[i:]
-		if !found && f.gaps[last] == nil {
-			t, _ := criTime(line[:min(len(line), 40)])
-			f.gaps[last] = &lineGap{end: lineEnd, since: now, written: t, long: long}
+		if !found && f.gaps[w.last] == nil {
+			t, _ := criTime(w.line[:min(len(w.line), 40)])
+			f.gaps[w.last] = &lineGap{end: w.end, since: now, written: t, long: w.long, parts: slices.Clone(w.parts)}
 		}
-		end = lineEnd
+		end = w.end
 		return true
 	})
 	if end > f.done {
@@ -562,49 +594,76 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 	return moved
 }
 
+// lineSpan is a line's bytes in its file.
+type lineSpan struct{ from, to int64 }
+
+// walked is one whole record of a CRI log: where its last line starts and ends, that line,
+// its earlier partial lines (P), and whether one of its lines is over the limit.
+type walked struct {
+	last, end int64
+	line      []byte
+	parts     []lineSpan
+	long      bool
+}
+
 // walkRecords calls fn with each whole record of a CRI log from r (which starts at base, at
-// a line's start): the offset where its last line starts, where that line ends, and whether
-// one of its lines is over maxLine. Partial lines (P) join the next full line (F) of the
-// same stream, as the cri parser joins them. A line not yet ended is left for later.
-func walkRecords(r io.Reader, base, maxLine int64, fn func(last, end int64, line []byte, long bool) bool) {
+// a line's start). Partial lines (P) join the next full line (F) of the same stream, as the
+// cri parser joins them. A line not yet ended is left for later.
+func walkRecords(r io.Reader, base, maxLine int64, fn func(w walked) bool) {
 	br := newLineReader(r)
 	pos := base
-	type partial struct{ long bool }
+	type partial struct {
+		long  bool
+		parts []lineSpan
+	}
 	open := map[string]*partial{}
 	for {
 		line, err := br.next()
 		if err != nil {
 			return
 		}
-		start := pos
-		pos += int64(len(line))
-		long := int64(len(line)) > maxLine
+		w := walked{last: pos, end: pos + int64(len(line)), line: line, long: int64(len(line)) > maxLine}
+		pos = w.end
 		// time stream flag message
-		f := bytes.SplitN(line, []byte{' '}, 4)
-		if len(f) < 3 {
-			if !fn(start, pos, line, long) {
+		stream, flag, ok := criFields(line)
+		if !ok {
+			if !fn(w) {
 				return
 			}
 			continue
 		}
-		stream := string(f[1])
-		if string(f[2]) == "P" {
-			p := open[stream]
+		if flag == 'P' {
+			p := open[string(stream)]
 			if p == nil {
 				p = &partial{}
-				open[stream] = p
+				open[string(stream)] = p
 			}
-			p.long = p.long || long
+			p.long = p.long || w.long
+			p.parts = append(p.parts, lineSpan{w.last, w.end})
 			continue
 		}
-		if p := open[stream]; p != nil {
-			long = long || p.long
-			delete(open, stream)
+		if p := open[string(stream)]; p != nil {
+			w.long = w.long || p.long
+			w.parts = p.parts
+			delete(open, string(stream))
 		}
-		if !fn(start, pos, line, long) {
+		if !fn(w) {
 			return
 		}
 	}
+}
+
+// criFields reads a CRI line's stream and flag (P or F).
+func criFields(line []byte) (stream []byte, flag byte, ok bool) {
+	a := bytes.IndexByte(line, ' ')
+	if a < 0 {
+		return nil, 0, false
+	}
+	b := bytes.IndexByte(line[a+1:], ' ')
+	if b < 0 || a+1+b+1 >= len(line) {
+		return nil, 0, false
+	}
+	return line[a+1 : a+1+b], line[a+1+b+1], true
 }
 
 // lineReader hands out whole lines, newline included, and stops at one not yet ended.
@@ -655,8 +714,12 @@ func (a *Accountant) open(s *logStream) bool {
 // one no chunk holds is lost, with its cause. Too-long lines are counted at once.
 func (a *Accountant) classify(tag string, s *logStream, now time.Time, bufferOK bool) {
 	for ino, f := range s.files {
-		for off, g := range f.gaps {
+		// In the file's order: a repaired record goes back to tail in it.
+		offs := slices.Sorted(maps.Keys(f.gaps))
+		for _, off := range offs {
+			g := f.gaps[off]
 			if g.long {
+				// Never repaired: tail would skip it again.
 				a.count(s, f.name, CauseTooLong, off, g.end)
 				delete(f.gaps, off)
 				continue
@@ -668,9 +731,9 @@ func (a *Accountant) classify(tag string, s *logStream, now time.Time, bufferOK 
 				continue
 			}
 			cause := CauseNotBuffered
-			switch r := s.evicted(ino, f, off); {
+			r := s.evicted(ino, f, off)
+			switch {
 			case r != nil:
-				r.explained++
 				cause = CauseBufferCap
 			case f.letGo && off >= f.maxSeen:
 				cause = CauseRotatedUnread
@@ -678,6 +741,26 @@ func (a *Accountant) classify(tag string, s *logStream, now time.Time, bufferOK 
 			case s.evictedBefore(ino, f, off):
 				// The rest of an evicted chunk, written after the buffer was last read.
 				cause = CauseBufferCap
+			}
+			if a.cfg.RepairDir != "" {
+				if a.budget <= 0 {
+					continue // the next pass's share
+				}
+				if err := a.repairs.add(filepath.Join(a.cfg.RepairDir, s.name), filepath.Join(s.dir, f.name), cause, g.parts, lineSpan{off, g.end}); err == nil {
+					a.budget--
+					if r != nil {
+						r.explained++
+					}
+					a.note(s, f.name, "repair "+cause, off, g.end)
+					a.Repairing++
+					delete(f.gaps, off)
+					continue
+				} else if ok, _ := a.repairErr.Allow(); ok {
+					a.log.Warnf("account_logs: cannot repair lines of %s, counted lost: %v", f.name, err)
+				}
+			}
+			if r != nil {
+				r.explained++
 			}
 			a.count(s, f.name, cause, off, g.end)
 			delete(f.gaps, off)
@@ -762,7 +845,13 @@ type lossNote struct {
 func (a *Accountant) count(s *logStream, name, cause string, from, to int64) {
 	a.lost(cause).Add(1)
 	a.Lost[cause]++
-	key := s.name + "\x00" + cause
+	a.note(s, name, cause, from, to)
+}
+
+// note gathers a line for the container's next log line of that kind (a cause, or "repair "
+// and a cause).
+func (a *Accountant) note(s *logStream, name, kind string, from, to int64) {
+	key := s.name + "\x00" + kind
 	n := a.notes[key]
 	if n == nil {
 		pod, ns, container := podOfLink(s.name)
@@ -786,8 +875,12 @@ func (a *Accountant) report(now time.Time) {
 		if ok, _ := n.every.Allow(); !ok {
 			continue
 		}
-		cause := key[strings.IndexByte(key, 0)+1:]
-		a.log.Errorf("lost %d lines of pod %s/%s container %s (%s bytes %d-%d): %s", n.count, n.ns, n.pod, n.container, n.file, n.from, n.to, causeText(cause))
+		kind := key[strings.IndexByte(key, 0)+1:]
+		if cause, ok := strings.CutPrefix(kind, "repair "); ok {
+			a.log.Warnf("repairing %d lines of pod %s/%s container %s (%s bytes %d-%d), read back from the log for tail: %s", n.count, n.ns, n.pod, n.container, n.file, n.from, n.to, causeText(cause))
+		} else {
+			a.log.Errorf("lost %d lines of pod %s/%s container %s (%s bytes %d-%d): %s", n.count, n.ns, n.pod, n.container, n.file, n.from, n.to, causeText(kind))
+		}
 		n.count = 0
 	}
 }

@@ -35,8 +35,8 @@ func TestWalkRecordsJoinsPartialsPerStream(t *testing.T) {
 		long bool
 	}
 	var got []rec
-	walkRecords(bytes.NewReader(append(log, "2026-12-06T00:00:00Z stdout F not ended"...)), 0, 90, func(last, end int64, _ []byte, long bool) bool {
-		got = append(got, rec{last, long})
+	walkRecords(bytes.NewReader(append(log, "2026-12-06T00:00:00Z stdout F not ended"...)), 0, 90, func(w walked) bool {
+		got = append(got, rec{w.last, w.long})
 		return true
 	})
 	want := []rec{{offs[0], false}, {offs[2], false}, {offs[4], false}, {offs[5], true}}

@@ -190,6 +190,11 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 		RotateWait: p.Duration("account_rotate_wait", 30*time.Second, time.Second, time.Hour),
 		Interval:   p.Duration("account_interval", 10*time.Second, 100*time.Millisecond, 10*time.Minute),
 		Grace:      p.Duration("account_grace", 30*time.Second, 0, time.Hour),
+		RepairDir:  p.String("repair_dir", ""),
+		RepairRate: p.Int("repair_rate", 1000, 1, 1000000),
+	}
+	if c.account.RepairDir != "" && c.account.Links == "" {
+		p.Fail("repair_dir", "repairs what account_logs finds lost: set account_logs too")
 	}
 	if c.account.Links != "" && c.account.Storage == "" {
 		p.Fail("storage_path", "account_logs needs the engine's storage.path here, to tell a line still buffered from one lost")
@@ -272,6 +277,12 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		clear(bp.join.out)
 		in.batches.Put(bp)
 	}()
+	// A chunk of lines read back for this output (repair_dir) goes to the sink under the
+	// tag the container's lines have, and is counted as repaired.
+	sinkTag, repaired := tag, false
+	if in.account != nil {
+		sinkTag, repaired = in.account.repairedTag(tag)
+	}
 	var dec record.Decoder
 	dec.Reset(chunk)
 	recs := bp.recs[:0]
@@ -305,7 +316,9 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		id = chunkID(sum, len(chunk))
 		if in.ledger.Confirmed(id) {
 			in.skip(len(recs), tag)
-			in.accountFor(bp, tag)
+			if !repaired {
+				in.accountFor(bp, tag)
+			}
 			return Delivered
 		}
 	}
@@ -322,7 +335,7 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 	if in.joiner != nil {
 		recs, traces = in.joiner.join(recs, tag, &bp.join)
 	}
-	res := in.sink.Deliver(in.ctx, &Batch{Tag: tag, Records: recs, Data: chunk, Sum: sum})
+	res := in.sink.Deliver(in.ctx, &Batch{Tag: sinkTag, Records: recs, Data: chunk, Sum: sum})
 	m := in.metrics
 	m.FlushDuration.Observe(time.Since(start).Seconds())
 	m.FlushRecords.Observe(float64(lines))
@@ -348,7 +361,11 @@ func (in *Instance) Flush(chunk []byte, tag string) (st Status) {
 		if in.ledger != nil && corrupt == nil {
 			in.ledger.Confirm(id)
 		}
-		in.accountFor(bp, tag)
+		if repaired {
+			m.Repaired.Add(float64(ok))
+		} else {
+			in.accountFor(bp, tag)
+		}
 		if corrupt != nil {
 			// What could be read is delivered; what follows the corruption cannot be.
 			in.log.Errorf("delivered the %d records before the corruption, dropping the rest of the chunk (tag %s): %v", len(recs), tag, corrupt)

@@ -96,6 +96,10 @@ func lostSeries(t *testing.T, url, sink string) map[string]int {
 		n, _ := strconv.Atoi(m[2])
 		out[m[1]] += n
 	}
+	re = regexp.MustCompile(`(?m)^trailstack_records_repaired_total\{instance="[^"]*",sink="` + sink + `"\} (\d+)$`)
+	if m := re.FindStringSubmatch(string(b)); m != nil {
+		out["repaired"], _ = strconv.Atoi(m[1])
+	}
 	if len(out) == 0 {
 		t.Fatalf("no trailstack_records_lost_total for sink %s at %s:\n%s", sink, url, b)
 	}
@@ -104,8 +108,9 @@ func lostSeries(t *testing.T, url, sink string) map[string]int {
 
 // accountConf is the tail input and the two outputs of these tests, as the shipped
 // configuration has them: tail's offset_key, and each output comparing the logs with what
-// its destination confirmed.
-func accountConf(t *testing.T, dir, ptAddr, clAddr string, tailKeys, clKeys []string) string {
+// its destination confirmed. With repair, lost lines go back to the engine through a tail
+// input of their own, tagged for the one output that missed them.
+func accountConf(t *testing.T, dir, ptAddr, clAddr string, repair bool, tailKeys, clKeys []string) string {
 	t.Helper()
 	account := []string{"account_logs " + dir + "/containers", "storage_path " + dir + "/storage",
 		"account_interval 1s", "account_grace 3s", "account_rotate_wait 5s", "metrics_listen 127.0.0.1:0"}
@@ -120,6 +125,14 @@ func accountConf(t *testing.T, dir, ptAddr, clAddr string, tailKeys, clKeys []st
 		"    sink stackdriver\n    endpoint %s\n    endpoint_plaintext on\n    project_id blog-prod\n    cluster_name blog\n    cluster_location europe-west1\n", clAddr)
 	for _, k := range append(clKeys, account[:5]...) {
 		b = fmt.Appendf(b, "    %s\n", k)
+	}
+	if repair {
+		for _, out := range []string{"papertrail", "cloud-logging"} {
+			b = regexp.MustCompile(`(?m)^    Match \*\n    Alias `+out+`$|^    Alias `+out+`\n    Match \*$`).ReplaceAll(b,
+				[]byte("    Alias "+out+"\n    Match_Regex ^(kube|repair\\."+out+")\\.\n    repair_dir "+dir+"/repair/"+out))
+		}
+		b = fmt.Appendf(b, "[INPUT]\n    Name tail\n    Path %[1]s/repair/*/*.log\n    Tag repair.<out>.<file>\n    Tag_Regex (?<out>[^/]+)/(?<file>[^/]+)$\n"+
+			"    multiline.parser cri\n    Read_from_Head On\n    DB %[1]s/repair.db\n    storage.type filesystem\n    Refresh_Interval 1\n    Offset_Key trailstack_offset\n", dir)
 	}
 	if err := os.WriteFile(conf, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -163,115 +176,125 @@ func waitLost(t *testing.T, url, sink string, want int) map[string]int {
 	}
 }
 
+// checkAccount compares what a destination missed with what its output counted: every line
+// it missed counted as lost by cause, none counted that it got; with repair, nothing
+// missed and the fault shown by what was repaired.
+func checkAccount(t *testing.T, name string, missed, twice int, counted map[string]int, cause string, repair, hit bool) {
+	t.Helper()
+	if twice != 0 {
+		t.Errorf("%s got %d lines twice", name, twice)
+	}
+	lost := 0
+	for _, c := range []string{"buffer_cap", "not_buffered", "rotated_unread", "too_long"} {
+		lost += counted[c]
+	}
+	switch {
+	case repair && (missed != 0 || lost != 0):
+		t.Errorf("%s: %d lines missed with repair on; its output counted %v", name, missed, counted)
+	case repair && hit && counted["repaired"] == 0:
+		t.Errorf("%s: nothing repaired: the test did not make the loss it repairs (%v)", name, counted)
+	case repair && !hit && counted["repaired"] != 0:
+		t.Errorf("%s lost nothing, yet %d lines were repaired for it", name, counted["repaired"])
+	case !repair && hit && missed == 0:
+		t.Errorf("%s missed nothing: the test did not make the loss it counts", name)
+	case !repair && (counted[cause] != missed || lost != missed):
+		t.Errorf("%s missed %d lines (%s); its output counted %v", name, missed, cause, counted)
+	}
+}
+
 // TestEngineCountsWhatTheEngineLost makes the real engine lose lines and compares what each
-// output counts as lost with what its destination is missing, line by line.
+// output counts as lost with what its destination is missing, line by line; then again with
+// the lost lines repaired from the logs, where nothing may be missing or arrive twice.
 func TestEngineCountsWhatTheEngineLost(t *testing.T) {
 	bin := fluentBit(t)
+	for _, repair := range []bool{false, true} {
+		suffix := ""
+		if repair {
+			suffix = " repaired"
+		}
 
-	// Cloud Logging refuses every request while a pod writes; its output's queue is capped
-	// at 1M, so the engine evicts its oldest chunks. Papertrail, beside it, takes every line:
-	// it lost nothing and must say so.
-	t.Run("buffer cap", func(t *testing.T) {
-		const lines = 30000
-		dir := t.TempDir()
-		papertrail, ptAddr := syslogCounter(t, nil)
-		cloud, clAddr := startLoggingCounter(t)
-		conf := accountConf(t, dir, ptAddr, clAddr, nil, []string{"storage.total_limit_size 1M"})
-		p := newPod(t, dir, "app-1")
-		logPath := filepath.Join(dir, "engine.txt")
-		cmd := startEngine(t, bin, conf, logPath)
-		url := metricsURL(t, logPath)
-		p.write(t, lines, 3000)
-		time.Sleep(3 * time.Second)
-		cloud.up.Store(true)
-		ca, cl, ct := settle(&cloud.counted, lines)
-		pa, pl, pt := settle(papertrail, lines)
-		clLost := waitLost(t, url, "stackdriver", cl)
-		time.Sleep(5 * time.Second) // a pass or two more: nothing else may be counted
-		clLost, ptLost := lostSeries(t, url, "stackdriver"), lostSeries(t, url, "syslog")
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		engineLog, _ := os.ReadFile(logPath)
-		t.Logf("Cloud Logging: %d arrived, %d lost, %d twice; counted lost %v", ca, cl, ct, clLost)
-		t.Logf("Papertrail: %d arrived, %d lost, %d twice; counted lost %v", pa, pl, pt, ptLost)
-		if cl == 0 {
-			t.Fatalf("the cap evicted nothing: the test did not make the loss it counts\n%s", tailLines(engineLog, 20))
-		}
-		if clLost["buffer_cap"] != cl || clLost["not_buffered"]+clLost["rotated_unread"]+clLost["too_long"] != 0 {
-			t.Errorf("Cloud Logging missed %d lines; the output counted %v", cl, clLost)
-		}
-		if pl != 0 || pt != 0 || ct != 0 {
-			t.Errorf("Papertrail lost %d, twice %d; Cloud Logging twice %d", pl, pt, ct)
-		}
-		for c, n := range ptLost {
-			if n != 0 {
-				t.Errorf("Papertrail lost nothing, yet its output counted %d as %s", n, c)
+		// Cloud Logging refuses every request while a pod writes; its output's queue is
+		// capped at 1M, so the engine evicts its oldest chunks. Papertrail, beside it,
+		// takes every line: it lost nothing and must say so.
+		t.Run("buffer cap"+suffix, func(t *testing.T) {
+			const lines = 30000
+			dir := t.TempDir()
+			papertrail, ptAddr := syslogCounter(t, nil)
+			cloud, clAddr := startLoggingCounter(t)
+			conf := accountConf(t, dir, ptAddr, clAddr, repair, nil, []string{"storage.total_limit_size 1M"})
+			p := newPod(t, dir, "app-1")
+			logPath := filepath.Join(dir, "engine.txt")
+			cmd := startEngine(t, bin, conf, logPath)
+			url := metricsURL(t, logPath)
+			p.write(t, lines, 3000)
+			time.Sleep(3 * time.Second)
+			cloud.up.Store(true)
+			ca, cl, ct := settle(&cloud.counted, lines)
+			pa, pl, pt := settle(papertrail, lines)
+			waitLost(t, url, "stackdriver", cl)
+			time.Sleep(5 * time.Second) // a pass or two more: nothing else may be counted
+			clLost, ptLost := lostSeries(t, url, "stackdriver"), lostSeries(t, url, "syslog")
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+			engineLog, _ := os.ReadFile(logPath)
+			t.Logf("Cloud Logging: %d arrived, %d lost, %d twice; counted %v", ca, cl, ct, clLost)
+			t.Logf("Papertrail: %d arrived, %d lost, %d twice; counted %v", pa, pl, pt, ptLost)
+			checkAccount(t, "Cloud Logging", cl, ct, clLost, "buffer_cap", repair, true)
+			checkAccount(t, "Papertrail", pl, pt, ptLost, "", repair, false)
+			says := `lost \d+ lines of pod shop/app-1 container app \(.*0\.log bytes \d+-\d+\): the engine evicted`
+			if repair {
+				says = `repairing \d+ lines of pod shop/app-1 container app \(.*0\.log bytes \d+-\d+\), read back from the log for tail: the engine evicted`
 			}
-		}
-		if !regexp.MustCompile(`lost \d+ lines of pod shop/app-1 container app \(.*0\.log bytes \d+-\d+\): the engine evicted`).Match(engineLog) {
-			t.Errorf("no log line names the pod, file and range:\n%s", tailLines(engineLog, 30))
-		}
-	})
+			if !regexp.MustCompile(says).Match(engineLog) {
+				t.Errorf("no log line names the pod, file and range:\n%s", tailLines(engineLog, 30))
+			}
+		})
 
-	// The buffer's filesystem fills for a few seconds while a pod writes: tail reads on and
-	// no chunk can be stored. Both outputs lose the same lines, and each counts them.
-	t.Run("disk full", func(t *testing.T) {
-		if err := mountable(); err != nil {
-			fixture.Need(t, "root to mount a tmpfs: %v", err)
-		}
-		const lines = 12000
-		dir := t.TempDir()
-		storage := filepath.Join(dir, "storage")
-		if err := os.MkdirAll(storage, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if b, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", storage).CombinedOutput(); err != nil {
-			t.Fatalf("mount: %v %s", err, b)
-		}
-		t.Cleanup(func() { _ = exec.Command("umount", "-l", storage).Run() })
-		papertrail, ptAddr := syslogCounter(t, nil)
-		cloud, clAddr := startLoggingCounter(t)
-		cloud.up.Store(true)
-		conf := accountConf(t, dir, ptAddr, clAddr, nil, nil)
-		p := newPod(t, dir, "app-2")
-		logPath := filepath.Join(dir, "engine.txt")
-		cmd := startEngine(t, bin, conf, logPath)
-		url := metricsURL(t, logPath)
-		p.write(t, lines/3, 2000)
-		filler := filepath.Join(storage, "filler")
-		fill := exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k")
-		_ = fill.Run() // ends with ENOSPC
-		p.write(t, lines/3, 2000)
-		if err := os.Remove(filler); err != nil {
-			t.Fatal(err)
-		}
-		p.write(t, lines/3, 2000)
-		ca, cl, ct := settle(&cloud.counted, lines)
-		pa, pl, pt := settle(papertrail, lines)
-		waitLost(t, url, "syslog", pl)
-		time.Sleep(5 * time.Second)
-		clLost, ptLost := lostSeries(t, url, "stackdriver"), lostSeries(t, url, "syslog")
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		engineLog, _ := os.ReadFile(logPath)
-		t.Logf("Cloud Logging: %d arrived, %d lost, %d twice; counted lost %v", ca, cl, ct, clLost)
-		t.Logf("Papertrail: %d arrived, %d lost, %d twice; counted lost %v", pa, pl, pt, ptLost)
-		if pl == 0 {
-			t.Fatalf("the full disk lost nothing: the test did not make the loss it counts\n%s", tailLines(engineLog, 20))
-		}
-		for _, c := range []struct {
-			name       string
-			lost, twic int
-			counted    map[string]int
-		}{{"Papertrail", pl, pt, ptLost}, {"Cloud Logging", cl, ct, clLost}} {
-			if c.counted["not_buffered"] != c.lost || c.counted["buffer_cap"]+c.counted["rotated_unread"]+c.counted["too_long"] != 0 {
-				t.Errorf("%s missed %d lines; its output counted %v", c.name, c.lost, c.counted)
+		// The buffer's filesystem fills for a few seconds while a pod writes: tail reads on
+		// and no chunk can be stored. Both outputs lose the same lines, and each counts them.
+		t.Run("disk full"+suffix, func(t *testing.T) {
+			if err := mountable(); err != nil {
+				fixture.Need(t, "root to mount a tmpfs: %v", err)
 			}
-			if c.twic != 0 {
-				t.Errorf("%s got %d lines twice", c.name, c.twic)
+			const lines = 12000
+			dir := t.TempDir()
+			storage := filepath.Join(dir, "storage")
+			if err := os.MkdirAll(storage, 0o755); err != nil {
+				t.Fatal(err)
 			}
-		}
-	})
+			if b, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", storage).CombinedOutput(); err != nil {
+				t.Fatalf("mount: %v %s", err, b)
+			}
+			t.Cleanup(func() { _ = exec.Command("umount", "-l", storage).Run() })
+			papertrail, ptAddr := syslogCounter(t, nil)
+			cloud, clAddr := startLoggingCounter(t)
+			cloud.up.Store(true)
+			conf := accountConf(t, dir, ptAddr, clAddr, repair, nil, nil)
+			p := newPod(t, dir, "app-2")
+			logPath := filepath.Join(dir, "engine.txt")
+			cmd := startEngine(t, bin, conf, logPath)
+			url := metricsURL(t, logPath)
+			p.write(t, lines/3, 2000)
+			filler := filepath.Join(storage, "filler")
+			_ = exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run() // ends with ENOSPC
+			p.write(t, lines/3, 2000)
+			if err := os.Remove(filler); err != nil {
+				t.Fatal(err)
+			}
+			p.write(t, lines/3, 2000)
+			ca, cl, ct := settle(&cloud.counted, lines)
+			pa, pl, pt := settle(papertrail, lines)
+			waitLost(t, url, "syslog", pl)
+			time.Sleep(5 * time.Second)
+			clLost, ptLost := lostSeries(t, url, "stackdriver"), lostSeries(t, url, "syslog")
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+			t.Logf("Cloud Logging: %d arrived, %d lost, %d twice; counted %v", ca, cl, ct, clLost)
+			t.Logf("Papertrail: %d arrived, %d lost, %d twice; counted %v", pa, pl, pt, ptLost)
+			checkAccount(t, "Papertrail", pl, pt, ptLost, "not_buffered", repair, true)
+			checkAccount(t, "Cloud Logging", cl, ct, clLost, "not_buffered", repair, true)
+		})
+	}
 }
 
 // TestEngineCountsLinesTailNeverReads: a line longer than tail's buffer_max_size, which
@@ -283,7 +306,7 @@ func TestEngineCountsLinesTailNeverReads(t *testing.T) {
 	papertrail, ptAddr := syslogCounter(t, nil)
 	cloud, clAddr := startLoggingCounter(t)
 	cloud.up.Store(true)
-	conf := accountConf(t, dir, ptAddr, clAddr, []string{"Buffer_Chunk_Size 8k", "Buffer_Max_Size 8k", "Skip_Long_Lines On"}, []string{"account_max_line 8k"})
+	conf := accountConf(t, dir, ptAddr, clAddr, false, []string{"Buffer_Chunk_Size 8k", "Buffer_Max_Size 8k", "Skip_Long_Lines On"}, []string{"account_max_line 8k"})
 	b, _ := os.ReadFile(conf)
 	b = regexp.MustCompile(`(?m)^(    account_grace 3s)$`).ReplaceAll(b, []byte("$1\n    account_max_line 8k"))
 	if err := os.WriteFile(conf, b, 0o644); err != nil {

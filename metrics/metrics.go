@@ -74,6 +74,9 @@ var (
 	lost = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "trailstack_records_lost_total", Help: "Lines of container logs that the engine read or let go and that will never reach this output through it, by cause: buffer_cap (a stored chunk left the buffer unsent here: storage.total_limit_size), not_buffered (read but never stored: a full disk), rotated_unread (a rotated file let go before its end), too_long (over tail's buffer_max_size). Found by comparing the log files with what the output confirmed (account_logs).",
 	}, []string{"instance", "sink", "cause"})
+	repaired = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "trailstack_records_repaired_total", Help: "Lost lines read back from the container logs (repair_dir), made into records again by the engine and confirmed by this output's destination.",
+	}, labels)
 	ledgerEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "trailstack_ledger_entries", Help: "Chunks the output's ledger holds as confirmed by the destination (ledger_dir).",
 	}, labels)
@@ -123,13 +126,13 @@ var (
 	// perInstance are the vectors whose series an exiting instance takes with it.
 	perInstance = []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{delivered, dropped, truncated, tracesJoined, ready, skipped, lost, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
+	}{delivered, dropped, truncated, tracesJoined, ready, skipped, lost, repaired, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess, syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected}
 
 	registry = prometheus.NewRegistry()
 )
 
 func init() {
-	registry.MustRegister(delivered, dropped, truncated, tracesJoined, ready, skipped, lost, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
+	registry.MustRegister(delivered, dropped, truncated, tracesJoined, ready, skipped, lost, repaired, ledgerEntries, ledgerBytes, flushes, flushDuration, flushRecords, deliveryLag, lastSuccess,
 		syslogConnects, syslogAckWait, syslogBytes, sdRequests, sdDuration, sdRejected, buildInfo,
 		// The plugin's Go heap beside its limit (GOMEMLIMIT: go_gc_gomemlimit_bytes), which
 		// the pod's memory shares with the engine's chunks.
@@ -190,7 +193,7 @@ type Instance struct {
 	FlushOK, FlushRetry, FlushError             prometheus.Counter
 	FlushDuration, FlushRecords, DeliveryLag    prometheus.Observer
 	LastSuccess, Ready                          prometheus.Gauge
-	Skipped                                     prometheus.Counter
+	Skipped, Repaired                           prometheus.Counter
 	LedgerEntries, LedgerBytes                  prometheus.Gauge
 	SyslogConnects                              func(result string) prometheus.Counter
 	AckWait, RequestDuration                    prometheus.Observer
@@ -214,6 +217,7 @@ func NewInstance(name, sink string) *Instance {
 		LastSuccess:   lastSuccess.WithLabelValues(l...),
 		Ready:         ready.WithLabelValues(l...),
 		Skipped:       skipped.WithLabelValues(l...),
+		Repaired:      repaired.WithLabelValues(l...),
 		LedgerEntries: ledgerEntries.WithLabelValues(l...),
 		LedgerBytes:   ledgerBytes.WithLabelValues(l...),
 	}
