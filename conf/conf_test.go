@@ -76,6 +76,22 @@ func only(t *testing.T, secs []core.Section, name string) core.MapGetter {
 	return found[0]
 }
 
+// containers is the tail input of the containers' logs, or the kubernetes filter of their
+// records (the others are the repair's: their own input and filter).
+func containers(t *testing.T, secs []core.Section, name string) core.MapGetter {
+	t.Helper()
+	var found []core.MapGetter
+	for _, s := range secs {
+		if s.Name == name && (strings.HasPrefix(s.Keys.Get("Tag"), "kube.") || s.Keys.Get("Match") == "kube.*") {
+			found = append(found, s.Keys)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d [%s] sections of the containers' logs, want 1", len(found), name)
+	}
+	return found[0]
+}
+
 // Every key of every trailstack output is one the plugin reads, with a value it accepts.
 func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 	env := map[string]string{"PAPERTRAIL_ADDRESS": "logs1.papertrailapp.com:12345", "NODE_NAME": "node-1"}
@@ -130,7 +146,7 @@ func TestOutputsPassThePluginsOwnParser(t *testing.T) {
 func TestInputBuffersOnDisk(t *testing.T) {
 	secs := fluentBitConf(t)
 	svc := only(t, secs, "SERVICE")
-	in := only(t, secs, "INPUT")
+	in := containers(t, secs, "INPUT")
 	for k, want := range map[string]string{"Name": "tail", "storage.type": "filesystem",
 		"Tag": "kube.var.log.containers.<file>", "Tag_Regex": "(?<file>[^/]+)$"} {
 		if in.Get(k) != want {
@@ -157,7 +173,7 @@ func TestInputBuffersOnDisk(t *testing.T) {
 // the real engine.
 func TestShippedNodeSettings(t *testing.T) {
 	secs := fluentBitConf(t)
-	svc, in, filter := only(t, secs, "SERVICE"), only(t, secs, "INPUT"), only(t, secs, "FILTER")
+	svc, in, filter := only(t, secs, "SERVICE"), containers(t, secs, "INPUT"), containers(t, secs, "FILTER")
 	// A file with no offset in the DB at the first scan is read from its end otherwise.
 	if !on(in.Get("Read_from_Head")) {
 		t.Error("Read_from_Head is not On: a pod that logs while no agent runs loses those lines")
@@ -181,6 +197,11 @@ func TestShippedNodeSettings(t *testing.T) {
 	for _, s := range secs {
 		if s.Name != "OUTPUT" {
 			continue
+		}
+		// What an output repairs comes back to it alone, through the repair input.
+		out := filepath.Base(s.Keys.Get("repair_dir"))
+		if rx := s.Keys.Get("Match_Regex"); !strings.Contains(rx, `repair\.`+out+`)`) || filepath.Dir(s.Keys.Get("repair_dir")) != "/var/lib/trailstack/repair" {
+			t.Errorf("[OUTPUT] %s: repair_dir %q and Match_Regex %q do not meet", s.Keys.Get("Alias"), s.Keys.Get("repair_dir"), rx)
 		}
 		want := map[string]string{"account_logs": strings.TrimSuffix(strings.Split(in.Get("Path"), ",")[0], "/*.log"),
 			"storage_path": svc.Get("storage.path"), "account_max_line": in.Get("Buffer_Max_Size"), "account_rotate_wait": in.Get("Rotate_Wait") + "s"}
@@ -328,7 +349,7 @@ func checkInstall(t *testing.T, r *rendered) {
 		return corev1.VolumeMount{}, corev1.Volume{}, false
 	}
 	secs := fluentBitConf(t)
-	svc, in := only(t, secs, "SERVICE"), only(t, secs, "INPUT")
+	svc, in := only(t, secs, "SERVICE"), containers(t, secs, "INPUT")
 	// The file Fluent Bit is given is the ConfigMap's, where the pod mounts it.
 	if f := args[len(args)-1]; !slices.Contains(c.Args, f) && !slices.Contains(imageCmd(t), f) {
 		t.Errorf("Fluent Bit reads %s", f)
@@ -501,7 +522,7 @@ func TestDockerfile(t *testing.T) {
 	// The launcher runs first, on the tail input's DB, into the directory its Path reads: it
 	// is the ENTRYPOINT (the base image's is fluent-bit, which would take a CMD as its own
 	// arguments), and the CMD is Fluent Bit's arguments. The node harness runs the image.
-	in := only(t, fluentBitConf(t), "INPUT")
+	in := containers(t, fluentBitConf(t), "INPUT")
 	var entry, cmd []string
 	for name, into := range map[string]*[]string{"ENTRYPOINT": &entry, "CMD": &cmd} {
 		if m := regexp.MustCompile(`(?m)^` + name + ` (.+)$`).FindStringSubmatch(df); m == nil || json.Unmarshal([]byte(m[1]), into) != nil {

@@ -63,7 +63,7 @@ func alertExprs(t *testing.T) []string {
 			}
 		}
 	}
-	want := []string{"TrailstackDestinationStuck", "TrailstackRecordsDropped", "TrailstackDeliveryLagging", "TrailstackOutputThrottled", "TrailstackMetadataMissing", "TrailstackDiskBufferFilling", "TrailstackPodRestarting", "TrailstackOutputNotReady", "TrailstackAgentNotScraped", "TrailstackStateDiskFilling"}
+	want := []string{"TrailstackDestinationStuck", "TrailstackRecordsDropped", "TrailstackLinesLost", "TrailstackDeliveryLagging", "TrailstackOutputThrottled", "TrailstackMetadataMissing", "TrailstackDiskBufferFilling", "TrailstackPodRestarting", "TrailstackOutputNotReady", "TrailstackAgentNotScraped", "TrailstackStateDiskFilling"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("alerts %v, want %v", names, want)
 	}

@@ -274,6 +274,10 @@ func (a *Accountant) Pass() {
 		} else if s.idle++; s.idle > 360 && s.dir != "" {
 			if _, err := os.Stat(s.dir); err != nil {
 				delete(a.streams, tag) // the pod is gone, and everything of it accounted
+				if a.cfg.RepairDir != "" {
+					// Its repair file was read an hour ago at the latest.
+					_ = os.Remove(filepath.Join(a.cfg.RepairDir, s.name))
+				}
 			}
 		}
 	}
@@ -309,9 +313,13 @@ func (a *Accountant) noteStored(s *logStream, names map[uint64]string, r *stored
 
 // locate finds the container's directory through the kubelet's link.
 func (a *Accountant) locate(s *logStream) {
-	target, err := os.Readlink(filepath.Join(a.cfg.Links, s.name))
+	path := filepath.Join(a.cfg.Links, s.name)
+	target, err := os.Readlink(path)
 	if err != nil {
-		return // the link is gone with the pod: the files known stay
+		if _, statErr := os.Stat(path); statErr != nil {
+			return // the link is gone with the pod: the files known stay
+		}
+		target = path // a log file itself, not the kubelet's link
 	}
 	if !filepath.IsAbs(target) {
 		target = filepath.Join(a.cfg.Links, target)

@@ -33,6 +33,7 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
     Read_from_Head    On
     Refresh_Interval  1
     Buffer_Max_Size   512k
+    Offset_Key        trailstack_offset
 `, port, tag, logs)
 	if s.shape == "kube" || s.shape == "json" {
 		tokenFile := filepath.Join(s.dir, "token")
@@ -60,10 +61,14 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
 		resource = "k8s_node"
 	}
 	host, portStr, _ := strings.Cut(addrs["listening"], ":")
-	base, ledger := strings.CutSuffix(s.output, ledgerSuffix)
+	base, extras := outputOptions(s.output)
 	out := trailstackOutput(s.workers)
-	if ledger {
+	if extras["ledger"] {
 		out += "    ledger_dir  " + filepath.Join(s.dir, "ledger") + "\n"
+	}
+	if extras["account"] {
+		out += "    account_logs " + logs + "\n    storage_path " + filepath.Join(s.dir, "storage") + "\n    account_tag_prefix " + prefix + "\n"
+		os.MkdirAll(filepath.Join(s.dir, "storage"), 0o755)
 	}
 	switch base {
 	case "null":
@@ -108,9 +113,17 @@ func config(s runSpec, logs string, port int, addrs map[string]string) string {
 	return b.String()
 }
 
-// ledgerSuffix on a trailstack output's name gives it a ledger_dir, as the shipped
-// configuration does (syslog+ledger, stackdriver+ledger).
-const ledgerSuffix = "+ledger"
+// outputOptions splits an output's name from its options: +ledger gives a trailstack output a
+// ledger_dir, +account account_logs, as the shipped configuration does
+// (syslog+ledger+account). Tail always puts the offset on the records, as shipped.
+func outputOptions(name string) (base string, extras map[string]bool) {
+	parts := strings.Split(name, "+")
+	extras = map[string]bool{}
+	for _, p := range parts[1:] {
+		extras[p] = true
+	}
+	return parts[0], extras
+}
 
 // trailstackOutput is an [OUTPUT] of trailstack with the given workers; the sink's keys follow.
 func trailstackOutput(workers int) string {

@@ -53,7 +53,7 @@ func run(s runSpec) (result, error) {
 	// The receiver, in its own process, exits once it has counted every line.
 	var receiver *exec.Cmd
 	addrs := map[string]string{}
-	switch base, _ := strings.CutSuffix(s.output, ledgerSuffix); {
+	switch base, _ := outputOptions(s.output); {
 	case strings.HasSuffix(base, "syslog"):
 		receiver = exec.Command(filepath.Join(s.bin, "syslogdrain"), "-dir", s.dir, "-expect", strconv.Itoa(s.lines))
 	case strings.HasSuffix(base, "stackdriver"):
