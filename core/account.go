@@ -2,7 +2,6 @@ package core
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/trailstack/trailstack/metrics"
+	"github.com/trailstack/trailstack/record"
 )
 
 // The accountant finds the lines of container logs that the engine lost before they reached
@@ -66,7 +66,10 @@ type Accountant struct {
 	repairs   repairFiles
 	budget    int // lines this pass may still repair
 	repairErr Every
-	Repairing int64 // lines handed back to tail, for tests
+	noOffset  Every       // a tail input without offset_key, said once an hour
+	Repairing int64       // lines handed back to tail, for tests
+	window    []byte      // a file's lines being placed, kept from one run to the next
+	lines     *lineReader // the walk's, kept likewise
 	bufErr    Every
 	streams   map[string]*logStream
 	notes     map[string]*lossNote
@@ -99,13 +102,16 @@ type logStream struct {
 }
 
 type logFile struct {
-	name    string // in the stream's directory, as of the last pass
-	started bool
-	done    int64              // every record whose last line starts before done is accounted for
-	maxSeen int64              // the last line tail is known to have read (confirmed or stored)
-	offs    []int64            // confirmed since the last pass, at or past done
-	gaps    map[int64]*lineGap // records below what was confirmed, not confirmed yet
-	letGo   bool
+	name        string // in the stream's directory, as of the last pass
+	started     bool
+	done        int64   // every record whose last line starts before done is accounted for
+	maxSeen     int64   // the last line tail is known to have read (confirmed or stored)
+	offs        []int64 // confirmed, at or past what the walk passed; sorted up to kept
+	kept        int
+	marks       []mark // how far it was confirmed at each pass within the grace
+	confirmedTo int64
+	gaps        map[int64]*lineGap // records below what was confirmed, not confirmed yet
+	letGo       bool
 }
 
 type lineGap struct {
@@ -113,14 +119,13 @@ type lineGap struct {
 	since   time.Time
 	written int64      // its last line's time
 	parts   []lineSpan // its partial lines before the last
-	stored  bool       // seen in a stored chunk
 	long    bool
 }
 
 // NewAccountant starts the passes.
 func NewAccountant(cfg AccountConfig, clock Clock, log *Logger, m *metrics.Instance) *Accountant {
 	a := &Accountant{cfg: cfg, clock: clock, log: log, started: clock.Now(),
-		buffer: bufferIndex{dir: cfg.Storage, chunks: map[string]*storedChunk{}}, bufErr: Every{Interval: time.Minute, Clock: clock}, repairErr: Every{Interval: time.Minute, Clock: clock},
+		buffer: bufferIndex{dir: cfg.Storage, chunks: map[string]*storedChunk{}}, bufErr: Every{Interval: time.Minute, Clock: clock}, repairErr: Every{Interval: time.Minute, Clock: clock}, noOffset: Every{Interval: time.Hour, Clock: clock},
 		arrived: map[string][]run{}, streams: map[string]*logStream{}, notes: map[string]*lossNote{},
 		Lost: map[string]int64{}, stop: make(chan struct{}), done: make(chan struct{})}
 	a.lost = func(cause string) inc { return nopInc{} }
@@ -145,8 +150,14 @@ func (nopInc) Add(float64) {}
 // Confirmed takes the offsets of records a flush delivered (or found delivered in the
 // ledger), in the chunk's order, with the record times; a drop in offset starts another run
 // (the next file, after a rotation).
-func (a *Accountant) Confirmed(tag string, offs []int64, times []int64) {
-	if len(offs) == 0 || !strings.HasPrefix(tag, a.cfg.TagPrefix) {
+func (a *Accountant) Confirmed(tag string, offs []int64, times []int64, records int) {
+	if !strings.HasPrefix(tag, a.cfg.TagPrefix) {
+		return
+	}
+	if len(offs) == 0 {
+		if ok, _ := a.noOffset.Allow(); ok && records > 0 {
+			a.log.Warnf("account_logs: records of %s carry no %s: nothing of them is accounted for (set the tail input's offset_key to it)", tag, record.OffsetKey)
+		}
 		return
 	}
 	var runs []run
@@ -398,12 +409,24 @@ const partialSpread = 2 * time.Second
 // Fluent Bit 5.1.1's offset_key falls short after a line tail skipped as too long (by about
 // the line's length less tail's buffer): where a record is not at its offset, its line is
 // searched for by its time after it, and the difference applies to the records after it.
+//
+// A record found nowhere (what tail makes of the rest of a line it skipped carries no
+// runtime time) is left in rest, and the records after it are placed; after a few in a row,
+// the rest of the run waits for the next pass (a file not there yet).
 func (a *Accountant) place(s *logStream, names map[uint64]string, r run) (out []placed, rest run) {
+	misses := 0
 	for i := 0; i < len(r.offs); {
 		ino, delta, ok := a.fileOf(s, names, r.times[i], r.offs[i])
 		if !ok {
-			return out, run{offs: r.offs[i:], times: r.times[i:]}
+			if misses++; misses >= 4 {
+				rest.offs, rest.times = append(rest.offs, r.offs[i:]...), append(rest.times, r.times[i:]...)
+				return out, rest
+			}
+			rest.offs, rest.times = append(rest.offs, r.offs[i]), append(rest.times, r.times[i])
+			i++
+			continue
 		}
+		misses = 0
 		// The records that follow in the same file, read in one window (bounded: a run that
 		// long is checked in several).
 		base := r.offs[i] + delta
@@ -411,18 +434,24 @@ func (a *Accountant) place(s *logStream, names map[uint64]string, r run) (out []
 		for last+1 < len(r.offs) && r.offs[last+1]+delta-base < 8<<20 {
 			last++
 		}
-		window := make([]byte, r.offs[last]+delta-base+64)
-		n, _ := readAt(filepath.Join(s.dir, names[ino]), window, base)
-		window = window[:n]
-		p := placed{ino: ino, offs: []int64{base}, time: r.times[i]}
+		a.window = slices.Grow(a.window[:0], int(r.offs[last]+delta-base+64))[:r.offs[last]+delta-base+64]
+		n, _ := readAt(filepath.Join(s.dir, names[ino]), a.window, base)
+		window := a.window[:n]
 		j := i + 1
-		for ; j <= last && timeMatches(window, r.offs[j]+delta-base, r.times[j]); j++ {
-			p.offs = append(p.offs, r.offs[j]+delta)
+		for j <= last && timeMatches(window, r.offs[j]+delta-base, r.times[j]) {
+			j++
+		}
+		p := placed{ino: ino, offs: r.offs[i:j], time: r.times[i]}
+		if delta != 0 {
+			p.offs = slices.Clone(p.offs)
+			for k := range p.offs {
+				p.offs[k] += delta
+			}
 		}
 		out = append(out, p)
 		i = j
 	}
-	return out, run{}
+	return out, rest
 }
 
 // timeMatches reports whether a line starts at rel in window with a CRI time at most
@@ -433,8 +462,7 @@ func timeMatches(window []byte, rel, t int64) bool {
 	}
 	b := window[rel:min(int64(len(window)), rel+40)]
 	ts, ok := criTime(b)
-	d := ts - t
-	return ok && d >= 0 && d <= int64(partialSpread)
+	return ok && timeClose(ts, t)
 }
 
 // fileOf is the file whose line at off (or off plus the file's drift) carries the time t,
@@ -445,10 +473,8 @@ func (a *Accountant) fileOf(s *logStream, names map[uint64]string, t, off int64)
 	for i, n := range names {
 		for _, d := range []int64{s.drift[i], 0} {
 			lt, ok := lineTimeAt(filepath.Join(s.dir, n), off+d)
-			if ok {
-				if dt := lt - t; dt >= 0 && dt <= int64(partialSpread) && (bestDelta < 0 || dt < bestDelta) {
-					ino, delta, bestDelta = i, d, dt
-				}
+			if dt := abs(lt - t); ok && timeClose(lt, t) && (bestDelta < 0 || dt < bestDelta) {
+				ino, delta, bestDelta = i, d, dt
 			}
 			if d == 0 {
 				break
@@ -470,19 +496,27 @@ func (a *Accountant) fileOf(s *logStream, names map[uint64]string, t, off int64)
 	return 0, 0, false
 }
 
-// findLine looks for the line stamped t after off, as the runtime writes its time.
+// findLine looks for the line stamped t after off: the first line of that second whose time
+// is t's, within what the engine's reading of a time can round.
 func findLine(path string, t, off int64) (int64, bool) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return 0, false
 	}
 	defer fh.Close()
-	needle := []byte("\n" + time.Unix(0, t).UTC().Format(time.RFC3339Nano) + " ")
+	needle := []byte("\n" + time.Unix(0, t).UTC().Format("2006-01-02T15:04:05"))
 	buf := make([]byte, 1<<20)
-	for pos := max(off-1, 0); pos < off+256<<20; pos += int64(len(buf) - len(needle)) {
+	for pos := max(off-1, 0); pos < off+64<<20; pos += int64(len(buf) - 64) {
 		n, err := fh.ReadAt(buf, pos)
-		if i := bytes.Index(buf[:n], needle); i >= 0 {
-			return pos + int64(i) + 1, true
+		for b, at := buf[:n], 0; ; {
+			i := bytes.Index(b[at:], needle)
+			if i < 0 {
+				break
+			}
+			at += i + 1
+			if lt, ok := criTime(b[at:min(len(b), at+40)]); ok && timeClose(lt, t) {
+				return pos + int64(at), true
+			}
 		}
 		if err != nil {
 			return 0, false
@@ -491,17 +525,87 @@ func findLine(path string, t, off int64) (int64, bool) {
 	return 0, false
 }
 
-// criTime reads the time at the start of a CRI line.
+// timeClose reports whether a line stamped lt can be the last line of a record of time t:
+// the same time, or a moment later for a record joined from parts (partialSpread), give or
+// take a microsecond of the engine's rounding when it reads a time.
+func timeClose(lt, t int64) bool {
+	d := lt - t
+	return d >= -int64(time.Microsecond) && d <= int64(partialSpread)
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// criTime reads the time at the start of a CRI line: the runtime's RFC 3339 in UTC read
+// directly (every record is placed by it), any other form through time.Parse.
 func criTime(b []byte) (int64, bool) {
 	sp := bytes.IndexByte(b, ' ')
 	if sp < 0 {
 		return 0, false
+	}
+	if t, ok := utcTime(b[:sp]); ok {
+		return t, true
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(b[:sp]))
 	if err != nil {
 		return 0, false
 	}
 	return t.UnixNano(), true
+}
+
+// utcTime reads YYYY-MM-DDTHH:MM:SS[.fraction]Z as Unix nanoseconds.
+func utcTime(b []byte) (int64, bool) {
+	if len(b) < 20 || b[len(b)-1] != 'Z' || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return 0, false
+	}
+	num := func(p []byte) (int64, bool) {
+		var n int64
+		for _, c := range p {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int64(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(b[0:4])
+	mo, ok2 := num(b[5:7])
+	d, ok3 := num(b[8:10])
+	h, ok4 := num(b[11:13])
+	mi, ok5 := num(b[14:16])
+	sec, ok6 := num(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 {
+		return 0, false
+	}
+	var ns int64
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return 0, false
+		}
+		n, ok := num(frac[1:])
+		if !ok {
+			return 0, false
+		}
+		for i := len(frac) - 1; i < 9; i++ {
+			n *= 10
+		}
+		ns = n
+	}
+	// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+	if mo <= 2 {
+		y--
+	}
+	era := y / 400
+	yoe := y - era*400
+	m := (mo + 9) % 12
+	doy := (153*m+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	days := era*146097 + doe - 719468
+	return ((days*24+h)*60+mi)*60*1e9 + sec*1e9 + ns, true
 }
 
 // lineTimeAt reads the CRI time of the line that starts at off.
@@ -533,13 +637,13 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 	path := filepath.Join(s.dir, f.name)
 	slices.Sort(f.offs)
 	f.offs = slices.Compact(f.offs)
-	moved := len(f.offs) > 0
-	for _, o := range f.offs {
+	moved := len(f.offs) != f.kept
+	for _, o := range f.offs[f.kept:] {
 		delete(f.gaps, o)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		f.offs = f.offs[:0]
+		f.offs, f.kept = f.offs[:0], 0
 		return moved
 	}
 	if !f.started {
@@ -555,10 +659,18 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 			f.done = 0
 		}
 	}
+	if n := len(f.offs); n > 0 && f.offs[n-1] >= f.confirmedTo {
+		f.confirmedTo = f.offs[n-1] + 1
+		f.maxSeen = max(f.maxSeen, f.confirmedTo) // from what was confirmed, never what the pass walked
+	}
+	// The walk goes as far as was confirmed a grace ago, not now: flushes finish out of
+	// order, and a record below the last one confirmed has had that long to be confirmed too
+	// before it is taken for a gap.
+	f.marks = append(f.marks, mark{at: now, to: f.confirmedTo})
 	limit := f.done // records whose last line starts before limit were read by tail
-	if n := len(f.offs); n > 0 && f.offs[n-1] >= limit {
-		limit = f.offs[n-1] + 1
-		f.maxSeen = max(f.maxSeen, limit) // from what was confirmed, never what the pass walked
+	for len(f.marks) > 0 && now.Sub(f.marks[0].at) >= a.cfg.Grace {
+		limit = max(limit, f.marks[0].to)
+		f.marks = f.marks[1:]
 	}
 	rotated := f.name != s.base
 	if rotated && !f.letGo && now.Sub(fi.ModTime()) > a.cfg.RotateWait+2*a.cfg.Interval {
@@ -569,19 +681,26 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 	if f.letGo {
 		limit = fi.Size() + 1
 	}
+	defer func() {
+		// What the walk passed is done with; the rest waits for the next.
+		i, _ := slices.BinarySearch(f.offs, limit)
+		f.offs = f.offs[:copy(f.offs, f.offs[i:])]
+		f.kept = len(f.offs)
+	}()
 	if limit <= f.done {
-		f.offs = f.offs[:0]
 		return moved
 	}
 	fh, err := os.Open(path)
 	if err != nil {
-		f.offs = f.offs[:0]
 		return moved
 	}
 	defer fh.Close()
 	confirmed := f.offs
 	end := f.done
-	walkRecords(io.NewSectionReader(fh, f.done, fi.Size()-f.done), f.done, a.cfg.MaxLine, func(w walked) bool {
+	if a.lines == nil {
+		a.lines = newLineReader()
+	}
+	walkRecords(a.lines, io.NewSectionReader(fh, f.done, fi.Size()-f.done), f.done, a.cfg.MaxLine, func(w walked) bool {
 		if w.last >= limit {
 			return false
 		}
@@ -598,8 +717,13 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 		f.done = end
 		moved = true
 	}
-	f.offs = f.offs[:0]
 	return moved
+}
+
+// mark is how far a file was confirmed at a pass.
+type mark struct {
+	at time.Time
+	to int64
 }
 
 // lineSpan is a line's bytes in its file.
@@ -617,8 +741,8 @@ type walked struct {
 // walkRecords calls fn with each whole record of a CRI log from r (which starts at base, at
 // a line's start). Partial lines (P) join the next full line (F) of the same stream, as the
 // cri parser joins them. A line not yet ended is left for later.
-func walkRecords(r io.Reader, base, maxLine int64, fn func(w walked) bool) {
-	br := newLineReader(r)
+func walkRecords(br *lineReader, r io.Reader, base, maxLine int64, fn func(w walked) bool) {
+	br.reset(r)
 	pos := base
 	type partial struct {
 		long  bool
@@ -682,7 +806,11 @@ type lineReader struct {
 	eof bool
 }
 
-func newLineReader(r io.Reader) *lineReader { return &lineReader{r: r, buf: make([]byte, 0, 64<<10)} }
+func newLineReader() *lineReader { return &lineReader{buf: make([]byte, 0, 64<<10)} }
+
+func (l *lineReader) reset(r io.Reader) {
+	l.r, l.buf, l.pos, l.eof = r, l.buf[:0], 0, false
+}
 
 func (l *lineReader) next() ([]byte, error) {
 	for {
@@ -920,6 +1048,3 @@ func podOfLink(name string) (pod, ns, container string) {
 	}
 	return parts[0], parts[1], container
 }
-
-// String is for logs and tests.
-func (g *lineGap) String() string { return fmt.Sprintf("gap to %d since %v", g.end, g.since) }

@@ -35,7 +35,7 @@ func TestWalkRecordsJoinsPartialsPerStream(t *testing.T) {
 		long bool
 	}
 	var got []rec
-	walkRecords(bytes.NewReader(append(log, "2026-12-06T00:00:00Z stdout F not ended"...)), 0, 90, func(w walked) bool {
+	walkRecords(newLineReader(), bytes.NewReader(append(log, "2026-12-06T00:00:00Z stdout F not ended"...)), 0, 90, func(w walked) bool {
 		got = append(got, rec{w.last, w.long})
 		return true
 	})
@@ -79,16 +79,23 @@ func TestAccountantCountsOnlyWhatNoChunkHolds(t *testing.T) {
 
 	// Lines 0, 1 and 5 confirmed, in two flushes out of order; 2 to 4 not.
 	now = now.Add(2 * time.Second)
-	a.Confirmed(tag, offs[5:6], times[5:6])
-	a.Confirmed(tag, offs[0:2], times[0:2])
+	a.Confirmed(tag, offs[5:6], times[5:6], 1)
+	a.Confirmed(tag, offs[0:2], times[0:2], 1)
 	a.Pass()
 	if n := total(a.Lost); n != 0 {
 		t.Fatalf("counted %v within the grace", a.Lost)
 	}
 	// Line 2 arrives late; the rest outlive the grace and no chunk holds them.
 	now = now.Add(10 * time.Second)
-	a.Confirmed(tag, offs[2:3], times[2:3])
+	a.Confirmed(tag, offs[2:3], times[2:3], 1)
 	a.Pass()
+	// The walk takes the gaps a grace after the line past them was confirmed; they are
+	// counted a grace after that.
+	now = now.Add(31 * time.Second)
+	a.Pass()
+	if n := total(a.Lost); n != 0 {
+		t.Fatalf("counted %v as the gaps were found", a.Lost)
+	}
 	now = now.Add(31 * time.Second)
 	a.Pass()
 	if a.Lost[CauseNotBuffered] != 2 || total(a.Lost) != 2 {
@@ -115,7 +122,7 @@ func TestAccountantStartsAtTheFirstConfirmedLineOfAnOlderFile(t *testing.T) {
 		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, RotateWait: 5 * time.Second, Grace: time.Second},
 		func() time.Time { return now }, NewLogger("test", &bytes.Buffer{}), nil)
 	defer a.Close()
-	a.Confirmed(tag, offs[2:4], times[2:4])
+	a.Confirmed(tag, offs[2:4], times[2:4], 1)
 	a.Pass()
 	now = now.Add(time.Minute)
 	a.Pass()
@@ -129,4 +136,20 @@ func total(m map[string]int64) (n int64) {
 		n += v
 	}
 	return n
+}
+
+func TestUTCTimeAsTimeParse(t *testing.T) {
+	for _, v := range []string{"2026-12-06T13:00:00Z", "2026-12-06T13:00:00.123456789Z", "2024-02-29T23:59:59.5Z",
+		"1970-01-01T00:00:00.000000001Z", "2000-03-01T00:00:00.1Z", "2100-12-31T12:34:56.000100Z"} {
+		want, err := time.Parse(time.RFC3339Nano, v)
+		got, ok := utcTime([]byte(v))
+		if err != nil || !ok || got != want.UnixNano() {
+			t.Errorf("%s: %d %v, want %d", v, got, ok, want.UnixNano())
+		}
+	}
+	for _, v := range []string{"2026-12-06T13:00:00+01:00", "2026-13-06T13:00:00Z", "2026-12-06T13:00:00.Z", "garbage"} {
+		if _, ok := utcTime([]byte(v)); ok {
+			t.Errorf("%s read", v)
+		}
+	}
 }

@@ -396,7 +396,7 @@ func (in *Instance) accountFor(bp *batch, tag string) {
 			bp.times = append(bp.times, bp.recs[i].Sec*1e9+bp.recs[i].Nsec)
 		}
 	}
-	in.account.Confirmed(tag, bp.offs, bp.times)
+	in.account.Confirmed(tag, bp.offs, bp.times, len(bp.recs))
 }
 
 // skip counts a chunk's records that the ledger says the destination confirmed, and says so

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/trailstack/trailstack/record"
@@ -26,8 +27,9 @@ const (
 // bufferIndex is what Fluent Bit's buffer holds, by chunk file: the runs of records of each,
 // read once as the engine writes them (a chunk grows until it is full, then only leaves).
 type bufferIndex struct {
-	dir    string
-	chunks map[string]*storedChunk // by path
+	dir     string
+	chunks  map[string]*storedChunk // by path
+	scratch []byte                  // a chunk's new bytes, kept from one to the next
 }
 
 type storedChunk struct {
@@ -78,12 +80,10 @@ func (b *bufferIndex) update(place func(tag string, r run) []placed) (gone map[s
 			b.chunks[path] = c
 		}
 		c.seen = true
-		// Only what was written since: records are appended, and a full chunk has only its
-		// zeroed allocation left.
-		if rest := fi.Size() - c.start - int64(c.parsed); rest > 0 {
-			buf := make([]byte, rest)
-			n, _ := readAt(path, buf, c.start+int64(c.parsed))
-			c.parsed += c.read(trimZeros(buf[:n]), place)
+		// Only what was written since: records are appended, and what follows them is the
+		// file's zeroed allocation, where the reading stops.
+		if fi.Size() > c.start+int64(c.parsed) {
+			b.readNew(path, c, place)
 		}
 		return nil
 	})
@@ -98,6 +98,36 @@ func (b *bufferIndex) update(place func(tag string, r run) []placed) (gone map[s
 		}
 	}
 	return gone, nil
+}
+
+// readBlock is how much of a chunk file is read at a time.
+const readBlock = 256 << 10
+
+// readNew reads a chunk's records written since the last pass, a block at a time into one
+// buffer the index keeps, until the zeros after them.
+func (b *bufferIndex) readNew(path string, c *storedChunk, place func(tag string, r run) []placed) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer fh.Close()
+	data := b.scratch[:0]
+	for {
+		if cap(data)-len(data) < readBlock {
+			data = slices.Grow(data, readBlock)
+		}
+		n, err := fh.ReadAt(data[len(data):len(data)+readBlock], c.start+int64(c.parsed)+int64(len(data)))
+		data = data[:len(data)+n]
+		body := trimZeros(data)
+		used := c.read(body, place)
+		c.parsed += used
+		data = data[:copy(data, data[used:])]
+		// The end of the file, or of what was written: only zeros beyond the records.
+		if err != nil || n < readBlock || len(bytes.TrimRight(data, "\x00")) < len(data) {
+			break
+		}
+	}
+	b.scratch = data[:0]
 }
 
 // read adds the runs of the whole records at the start of content, placed in their files,

@@ -2,6 +2,7 @@ package record
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 
@@ -210,5 +211,43 @@ func TestRangeAndNonStringKeys(t *testing.T) {
 	}
 	if err := Value(m[:len(m)-1]).Range(func([]byte, Value) bool { return true }); err == nil {
 		t.Error("Range over a truncated map gave no error")
+	}
+}
+
+func TestFileOffset(t *testing.T) {
+	var chunk []byte
+	for i, withOffset := range []bool{true, false} {
+		chunk = msgp.AppendArrayHeader(chunk, 2)
+		chunk = msgp.AppendInt64(chunk, 1796000000)
+		n := uint32(2)
+		if withOffset {
+			n = 3
+		}
+		chunk = msgp.AppendMapHeader(chunk, n)
+		chunk = msgp.AppendString(chunk, "log")
+		chunk = msgp.AppendString(chunk, fmt.Sprint("line ", i))
+		if withOffset {
+			chunk = msgp.AppendString(chunk, OffsetKey)
+			chunk = msgp.AppendInt64(chunk, 4242)
+		}
+		chunk = msgp.AppendString(chunk, "kubernetes")
+		chunk = msgp.AppendMapHeader(chunk, 1)
+		chunk = msgp.AppendString(chunk, "pod_name")
+		chunk = msgp.AppendString(chunk, "api-1")
+	}
+	var d Decoder
+	d.Reset(chunk)
+	var got []string
+	for d.Next() {
+		r := d.Record()
+		off, ok := r.FileOffset()
+		// The same read from a copy of the body (no longer the one the decoder indexed).
+		c := *r
+		c.Body = append([]byte(nil), r.Body...)
+		off2, ok2 := c.FileOffset()
+		got = append(got, fmt.Sprint(off, ok, off2, ok2))
+	}
+	if want := []string{"4242 true 4242 true", "0 false 0 false"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("offsets %v, want %v", got, want)
 	}
 }

@@ -63,7 +63,7 @@ func (d *Decoder) body(b []byte, r *Record) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	r.log, r.stream = nil, nil
+	r.log, r.stream, r.offset = nil, nil, nil
 	for it.Len() > 0 {
 		k, v, ok := it.Entry()
 		if !ok {
@@ -97,6 +97,8 @@ func (d *Decoder) body(b []byte, r *Record) (int, bool) {
 			r.log = v
 		case r.stream == nil && string(k) == "stream":
 			r.stream = v
+		case r.offset == nil && len(k) == len(OffsetKey) && string(k) == OffsetKey:
+			r.offset = v
 		}
 	}
 	return it.Offset(), true

@@ -26,8 +26,8 @@ type Record struct {
 
 	// What the decoder found in Body while measuring it (see LogAndStream); indexed is the
 	// body they belong to, so that a Body replaced since is read again.
-	indexed     []byte
-	log, stream Value
+	indexed             []byte
+	log, stream, offset Value
 }
 
 // Time is the event's timestamp.
@@ -38,11 +38,16 @@ func (r *Record) Time() time.Time { return time.Unix(r.Sec, r.Nsec) }
 // starts. It describes the record, so no destination is sent it (EngineKeys).
 const OffsetKey = "trailstack_offset"
 
-// FileOffset is the record's OffsetKey. Tail appends it before any filter adds keys, so the
-// walk stops early, before the kubernetes filter's map.
+// FileOffset is the record's OffsetKey: as the decoder found it, or for a body set since (or
+// a record the slow path read), by reading it.
 func (r *Record) FileOffset() (int64, bool) {
-	v, ok := Value(r.Body).Lookup(OffsetKey)
-	if !ok {
+	v := r.offset
+	if len(r.Body) == 0 || len(r.indexed) != len(r.Body) || &r.indexed[0] != &r.Body[0] {
+		var ok bool
+		if v, ok = Value(r.Body).Lookup(OffsetKey); !ok {
+			return 0, false
+		}
+	} else if v == nil {
 		return 0, false
 	}
 	switch msgp.NextType(v) {
