@@ -663,12 +663,13 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 		f.confirmedTo = f.offs[n-1] + 1
 		f.maxSeen = max(f.maxSeen, f.confirmedTo) // from what was confirmed, never what the pass walked
 	}
-	// The walk goes as far as was confirmed a grace ago, not now: flushes finish out of
-	// order, and a record below the last one confirmed has had that long to be confirmed too
-	// before it is taken for a gap.
+	// The walk goes as far as was confirmed two passes ago (or a grace, if shorter), not
+	// now: flushes finish out of order, and a record below the last one confirmed has had
+	// that long to be confirmed too before it is taken for a gap. The offsets past it wait
+	// in memory meanwhile, 8 bytes a line.
 	f.marks = append(f.marks, mark{at: now, to: f.confirmedTo})
 	limit := f.done // records whose last line starts before limit were read by tail
-	for len(f.marks) > 0 && now.Sub(f.marks[0].at) >= a.cfg.Grace {
+	for len(f.marks) > 0 && now.Sub(f.marks[0].at) >= min(a.cfg.Grace, 2*a.cfg.Interval) {
 		limit = max(limit, f.marks[0].to)
 		f.marks = f.marks[1:]
 	}

@@ -188,7 +188,7 @@ func parseInstance(p *Parser, get Getter, kinds []Kind) (instanceConfig, error) 
 		TagPrefix:  p.String("account_tag_prefix", "kube.var.log.containers."),
 		MaxLine:    p.Size("account_max_line", 512<<10, 1<<10, 1<<30),
 		RotateWait: p.Duration("account_rotate_wait", 30*time.Second, time.Second, time.Hour),
-		Interval:   p.Duration("account_interval", 10*time.Second, 100*time.Millisecond, 10*time.Minute),
+		Interval:   p.Duration("account_interval", 5*time.Second, 100*time.Millisecond, 10*time.Minute),
 		Grace:      p.Duration("account_grace", 30*time.Second, 0, time.Hour),
 		RepairDir:  p.String("repair_dir", ""),
 		RepairRate: p.Int("repair_rate", 1000, 1, 1000000),
