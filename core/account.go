@@ -112,6 +112,7 @@ type logFile struct {
 	confirmedTo int64
 	gaps        map[int64]*lineGap // records below what was confirmed, not confirmed yet
 	letGo       bool
+	gone        bool // deleted while lines were missing
 }
 
 type lineGap struct {
@@ -220,7 +221,7 @@ func (a *Accountant) Pass() {
 	now := a.clock.Now()
 	// The buffer first: a chunk confirmed and then removed has its confirmation in arrived.
 	a.full.note(a.cfg.Storage, now)
-	a.budget = int(float64(a.cfg.RepairRate) * a.cfg.Interval.Seconds())
+	a.budget = int(float64(a.cfg.RepairRate) * max(a.cfg.Interval, time.Second).Seconds())
 	defer a.repairs.flush(a.log, func(cause string, n int) {
 		a.lost(cause).Add(float64(n))
 		a.Lost[cause] += int64(n)
@@ -261,8 +262,12 @@ func (a *Accountant) Pass() {
 		for ino, f := range s.files {
 			if n, ok := names[ino]; ok {
 				f.name = n
+			} else if len(f.gaps) == 0 {
+				delete(s.files, ino) // deleted by the kubelet, and nothing of it missing
 			} else {
-				delete(s.files, ino) // deleted by the kubelet: nothing of it can be read or sent
+				// Deleted with lines missing: no repair can read them, a chunk may still
+				// hold some; the rest are counted lost as their grace ends.
+				f.gone = true
 			}
 		}
 		a.resolve(s, names)
@@ -282,7 +287,7 @@ func (a *Accountant) Pass() {
 		a.classify(tag, s, now, bufferOK)
 		if busy || a.open(s) {
 			s.idle = 0
-		} else if s.idle++; s.idle > 360 && s.dir != "" {
+		} else if s.idle++; s.idle > int(time.Hour/max(a.cfg.Interval, time.Second)) && s.dir != "" {
 			if _, err := os.Stat(s.dir); err != nil {
 				delete(a.streams, tag) // the pod is gone, and everything of it accounted
 				if a.cfg.RepairDir != "" {
@@ -634,6 +639,9 @@ func lineTimeAt(path string, off int64) (int64, bool) {
 // walk reads a file from where the pass stands to the last line tail is known to have
 // read, and notes each record not confirmed as a gap. It reports whether anything moved.
 func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
+	if f.gone {
+		return false
+	}
 	path := filepath.Join(s.dir, f.name)
 	slices.Sort(f.offs)
 	f.offs = slices.Compact(f.offs)
@@ -879,7 +887,7 @@ func (a *Accountant) classify(tag string, s *logStream, now time.Time, bufferOK 
 				// The rest of an evicted chunk, written after the buffer was last read.
 				cause = CauseBufferCap
 			}
-			if a.cfg.RepairDir != "" {
+			if a.cfg.RepairDir != "" && !f.gone {
 				if a.budget <= 0 {
 					continue // the next pass's share
 				}

@@ -147,3 +147,27 @@ func TestUTCTimeAsTimeParse(t *testing.T) {
 		}
 	}
 }
+
+// A file the kubelet deletes while lines of it are missing: they cannot be repaired, and
+// are counted lost once their grace ends rather than forgotten with the file.
+func TestAccountantCountsTheMissingLinesOfADeletedFile(t *testing.T) {
+	start := time.Unix(1796000000, 0)
+	log, offs, times := criLog(start.Add(time.Second), "F 0", "F 1", "F 2", "F 3")
+	dir, tag, file := accountDir(t, log)
+	now := start
+	a := NewAccountant(AccountConfig{Links: filepath.Join(dir, "containers"), Storage: filepath.Join(dir, "storage"),
+		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, Grace: 30 * time.Second, RepairDir: filepath.Join(dir, "repair"), RepairRate: 1000},
+		func() time.Time { return now }, NewLogger("test", &bytes.Buffer{}), nil)
+	defer a.Close()
+	now = now.Add(2 * time.Second)
+	a.Confirmed(tag, []int64{offs[0], offs[3]}, []int64{times[0], times[3]}, 2)
+	a.Pass()
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(31 * time.Second)
+	a.Pass()
+	if a.Lost[CauseNotBuffered] != 2 || a.Repairing != 0 {
+		t.Fatalf("lost %v, repairing %d: want the 2 missing lines lost", a.Lost, a.Repairing)
+	}
+}
