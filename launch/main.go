@@ -23,6 +23,7 @@ func main() {
 	db := flag.String("db", "/var/lib/trailstack/tail.db", "Fluent Bit tail's DB (its DB key)")
 	dir := flag.String("resume", "/var/lib/trailstack/resume", "where rotated files are handed to tail (a Path of the tail input)")
 	containers := flag.String("containers", "/var/log/containers", "the kubelet's container log links")
+	repair := flag.String("repair", "/var/lib/trailstack/repair", "where the outputs write lost lines back for the repair input (its path's root)")
 	uninstall := flag.String("uninstall", "", "remove everything in this state directory, then wait (the uninstall DaemonSet)")
 	flag.Parse()
 	if *uninstall != "" {
@@ -38,6 +39,11 @@ func main() {
 	if len(argv) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: trailstack-launch [flags] -- fluent-bit ARGS...")
 		os.Exit(2)
+	}
+	// The repair input's path must exist when tail first scans it, or tail logs a read
+	// error at every start; the outputs make their own directories under it.
+	if err := os.MkdirAll(*repair, 0o755); err != nil {
+		logf("warn", "repair directory %s: %v", *repair, err)
 	}
 	r := &resumer{dir: *dir, containers: *containers, log: logf}
 	if err := r.run(*db); err != nil {

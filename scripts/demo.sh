@@ -13,7 +13,7 @@ set -euo pipefail
 build=${BUILD:-build}
 sample=testdata/containers
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${DEMO_KEEP:-}" ] && cp "$work/plugin.log" "$DEMO_KEEP"; rm -rf "$work"' EXIT
 chunks=(testdata/fluent-bit-5.1.1/kube-merged/*.msgpack)
 
 "$build/syslogdrain" -dir "$work" -sample "$sample" -print -timeout 10m >"$work/syslog.out" &
@@ -48,7 +48,7 @@ if [ -n "$fluent_bit" ]; then
 	# keys into the record as the filter's merge_log (keep_log off) does, so that both
 	# destinations read a line's severity from the same keys. The stand-in takes no token
 	# (Fluent Bit warns of an empty ${PAPERTRAIL_TOKEN}).
-	mkdir -p "$work/state"
+	mkdir -p "$work/state/repair"  # the repair input's path, there at its first scan
 	awk -v logs="$(realpath "$sample")" -v work="$work" -v logging="$logging_addr" -v so="$(realpath "$build/out_trailstack.so")" '
 		/^  filters:/ { skip = 1
 			print "  filters:"
@@ -61,9 +61,9 @@ if [ -n "$fluent_bit" ]; then
 		skip && /^  [^ ]/ { skip = 0 }
 		skip { next }
 		/^  - \/fluent-bit\/plugins\// { print "  - " so; next }
-		/^ *storage.path:/ { print "  storage.path: " work "/state/storage/"; next }
-		/^ *db:/ { print "      db: " work "/state/tail.db"; next }
-		/^ *path:/ { print "      path: " logs "/*.log"; next }
+		/^ *storage\.path:/ { print "  storage.path: " work "/state/storage/"; next }
+		/^ *path: \/var\/log\/containers\// { print "      path: " logs "/*.log"; next }
+		/^ *account_logs:/ { print "      account_logs: " logs; next }
 		/^ *exclude_path:/ { next }
 		/^ *http_server:/ { print "  http_server: off"; next }
 		/^ *metrics_listen:/ { print "      metrics_listen: 127.0.0.1:0"; next }
@@ -74,7 +74,9 @@ if [ -n "$fluent_bit" ]; then
 		/^ *ca_file:/ { print "      ca_file: " work "/ca.pem"; next }
 		/^ *sink: stackdriver/ { print; print "      endpoint: " logging; print "      endpoint_plaintext: on";
 			print "      project_id: demo-project"; print "      cluster_name: demo-cluster"; print "      cluster_location: europe-west1"; next }
-		{ print }' conf/fluent-bit.yaml >"$work/fluent-bit.yaml"
+		# Every other path of the state directory (the DBs of tail, the buffer the account
+		# reads, the repair files and their input) in the temporary folder too.
+		{ gsub("/var/lib/trailstack", work "/state"); print }' conf/fluent-bit.yaml >"$work/fluent-bit.yaml"
 	echo "== a real Fluent Bit ($fluent_bit) runs the shipped configuration on $sample/:"
 	PAPERTRAIL_ADDRESS="$syslog_addr" PAPERTRAIL_TOKEN="" NODE_NAME=demo-node "$fluent_bit" -c "$work/fluent-bit.yaml" >"$work/plugin.log" 2>&1 &
 	fb=$!
