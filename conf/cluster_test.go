@@ -819,6 +819,15 @@ func TestCluster(t *testing.T) {
 		in.apply()
 		in.rolledOut()
 		in.cloud.setDown(codes.Unavailable)
+		defer func() {
+			if t.Failed() {
+				for _, l := range regexp.MustCompile(`(?m)^.*(repairing|lost \d+ lines|cannot repair|account_logs|evicted|rotated logs).*$`).FindAllString(in.agentLog(), -1) {
+					t.Logf("agent: %s", l)
+				}
+				m, _ := filepath.Glob(in.podLogDir("shop", "over-cap") + "/*")
+				t.Logf("the pod's log directory: %v", m)
+			}
+		}()
 		in.writer("shop", "over-cap", 3000, 150)
 		in.written("shop", "over-cap")
 		time.Sleep(5 * time.Second)
