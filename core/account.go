@@ -264,10 +264,14 @@ func (a *Accountant) Pass() {
 				f.name = n
 			} else if len(f.gaps) == 0 {
 				delete(s.files, ino) // deleted by the kubelet, and nothing of it missing
-			} else {
-				// Deleted with lines missing: no repair can read them, a chunk may still
-				// hold some; the rest are counted lost as their grace ends.
+			} else if !f.gone {
+				// Gone with lines missing: compressed by the kubelet (a repair reads them
+				// from the .gz), or deleted (no repair can; a chunk may still hold some, the
+				// rest are counted lost as their grace ends).
 				f.gone = true
+				if _, err := os.Stat(filepath.Join(s.dir, f.name+".gz")); err == nil {
+					f.name += ".gz"
+				}
 			}
 		}
 		a.resolve(s, names)
@@ -887,7 +891,7 @@ func (a *Accountant) classify(tag string, s *logStream, now time.Time, bufferOK 
 				// The rest of an evicted chunk, written after the buffer was last read.
 				cause = CauseBufferCap
 			}
-			if a.cfg.RepairDir != "" && !f.gone {
+			if a.cfg.RepairDir != "" && (!f.gone || strings.HasSuffix(f.name, ".gz")) {
 				if a.budget <= 0 {
 					continue // the next pass's share
 				}

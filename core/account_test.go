@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -169,5 +170,46 @@ func TestAccountantCountsTheMissingLinesOfADeletedFile(t *testing.T) {
 	a.Pass()
 	if a.Lost[CauseNotBuffered] != 2 || a.Repairing != 0 {
 		t.Fatalf("lost %v, repairing %d: want the 2 missing lines lost", a.Lost, a.Repairing)
+	}
+}
+
+// A rotated file the kubelet compresses while lines of it are missing: they are read back
+// from the .gz.
+func TestAccountantRepairsFromACompressedFile(t *testing.T) {
+	start := time.Unix(1796000000, 0)
+	log, offs, times := criLog(start.Add(time.Second), "F 0", "F 1", "F 2", "F 3")
+	dir, tag, file := accountDir(t, log)
+	now := start
+	a := NewAccountant(AccountConfig{Links: filepath.Join(dir, "containers"), Storage: filepath.Join(dir, "storage"),
+		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, Grace: 30 * time.Second, RepairDir: filepath.Join(dir, "repair"), RepairRate: 1000},
+		func() time.Time { return now }, NewLogger("test", &bytes.Buffer{}), nil)
+	defer a.Close()
+	now = now.Add(2 * time.Second)
+	a.Confirmed(tag, []int64{offs[0], offs[3]}, []int64{times[0], times[3]}, 2)
+	a.Pass()
+	// The kubelet's rotation: the file renamed, then compressed and the plain one removed.
+	rotated := file + ".20261206-000000"
+	if err := os.Rename(file, rotated); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(log)
+	zw.Close()
+	if err := os.WriteFile(rotated+".gz", gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Pass()
+	if err := os.Remove(rotated); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(31 * time.Second)
+	a.Pass()
+	got, _ := os.ReadFile(filepath.Join(dir, "repair", "app-1_shop_app-0123.log"))
+	if want := log[offs[1]:offs[3]]; a.Repairing != 2 || total(a.Lost) != 0 || !bytes.Equal(got, want) {
+		t.Fatalf("repairing %d, lost %v, repair file %q, want %q", a.Repairing, a.Lost, got, want)
 	}
 }

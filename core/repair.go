@@ -1,9 +1,13 @@
 package core
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // repairFiles appends lost lines, as the runtime wrote them, to files that a tail input of
@@ -12,6 +16,32 @@ import (
 // them. A file is named as the container's link, so its records get the pod's metadata.
 type repairFiles struct {
 	pending map[string]*repairBatch // by repair file: what this pass adds
+	gz      map[string][]byte       // rotated logs the kubelet compressed, read once a pass
+}
+
+// unzipped is a compressed rotated log's bytes (the kubelet keeps them at 10 MiB).
+func (r *repairFiles) unzipped(path string) ([]byte, error) {
+	if b, ok := r.gz[path]; ok {
+		return b, nil
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(fh)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(zr, 1<<30))
+	if err != nil {
+		return nil, err
+	}
+	if r.gz == nil {
+		r.gz = map[string][]byte{}
+	}
+	r.gz[path] = b
+	return b, nil
 }
 
 type repairBatch struct {
@@ -21,11 +51,21 @@ type repairBatch struct {
 
 // add reads a record's lines from the log and queues them for its repair file.
 func (r *repairFiles) add(repairPath, logPath, cause string, parts []lineSpan, last lineSpan) error {
-	fh, err := os.Open(logPath)
-	if err != nil {
-		return err
+	var src io.ReaderAt
+	if strings.HasSuffix(logPath, ".gz") {
+		b, err := r.unzipped(logPath)
+		if err != nil {
+			return err
+		}
+		src = bytes.NewReader(b)
+	} else {
+		fh, err := os.Open(logPath)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		src = fh
 	}
-	defer fh.Close()
 	if r.pending == nil {
 		r.pending = map[string]*repairBatch{}
 	}
@@ -38,7 +78,7 @@ func (r *repairFiles) add(repairPath, logPath, cause string, parts []lineSpan, l
 	for _, sp := range append(parts, last) {
 		n := int(sp.to - sp.from)
 		b = append(b, make([]byte, n)...)
-		if got, err := fh.ReadAt(b[len(b)-n:], sp.from); got != n {
+		if got, err := src.ReadAt(b[len(b)-n:], sp.from); got != n {
 			return fmt.Errorf("%s bytes %d-%d: %v", logPath, sp.from, sp.to, err)
 		}
 	}
@@ -59,6 +99,7 @@ func (r *repairFiles) flush(log *Logger, lost func(cause string, n int)) {
 		}
 	}
 	clear(r.pending)
+	clear(r.gz)
 }
 
 func appendFile(path string, b []byte) error {
