@@ -403,7 +403,6 @@ func (s *logStream) file(ino uint64, names map[uint64]string) *logFile {
 type placed struct {
 	ino  uint64
 	offs []int64
-	time int64 // the first's
 }
 
 // partialSpread is how much later than a record's time its last line may be stamped: a
@@ -450,7 +449,7 @@ func (a *Accountant) place(s *logStream, names map[uint64]string, r run) (out []
 		for j <= last && timeMatches(window, r.offs[j]+delta-base, r.times[j]) {
 			j++
 		}
-		p := placed{ino: ino, offs: r.offs[i:j], time: r.times[i]}
+		p := placed{ino: ino, offs: r.offs[i:j]}
 		if delta != 0 {
 			p.offs = slices.Clone(p.offs)
 			for k := range p.offs {
@@ -604,17 +603,7 @@ func utcTime(b []byte) (int64, bool) {
 		}
 		ns = n
 	}
-	// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-	if mo <= 2 {
-		y--
-	}
-	era := y / 400
-	yoe := y - era*400
-	m := (mo + 9) % 12
-	doy := (153*m+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	days := era*146097 + doe - 719468
-	return ((days*24+h)*60+mi)*60*1e9 + sec*1e9 + ns, true
+	return time.Date(int(y), time.Month(mo), int(d), int(h), int(mi), int(sec), int(ns), time.UTC).UnixNano(), true
 }
 
 // lineTimeAt reads the CRI time of the line that starts at off.

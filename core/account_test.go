@@ -156,9 +156,7 @@ func TestAccountantCountsTheMissingLinesOfADeletedFile(t *testing.T) {
 	log, offs, times := criLog(start.Add(time.Second), "F 0", "F 1", "F 2", "F 3")
 	dir, tag, file := accountDir(t, log)
 	now := start
-	a := NewAccountant(AccountConfig{Links: filepath.Join(dir, "containers"), Storage: filepath.Join(dir, "storage"),
-		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, Grace: 30 * time.Second, RepairDir: filepath.Join(dir, "repair"), RepairRate: 1000},
-		func() time.Time { return now }, NewLogger("test", &bytes.Buffer{}), nil)
+	a := repairingAccountant(dir, &now)
 	defer a.Close()
 	now = now.Add(2 * time.Second)
 	a.Confirmed(tag, []int64{offs[0], offs[3]}, []int64{times[0], times[3]}, 2)
@@ -180,9 +178,7 @@ func TestAccountantRepairsFromACompressedFile(t *testing.T) {
 	log, offs, times := criLog(start.Add(time.Second), "F 0", "F 1", "F 2", "F 3")
 	dir, tag, file := accountDir(t, log)
 	now := start
-	a := NewAccountant(AccountConfig{Links: filepath.Join(dir, "containers"), Storage: filepath.Join(dir, "storage"),
-		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, Grace: 30 * time.Second, RepairDir: filepath.Join(dir, "repair"), RepairRate: 1000},
-		func() time.Time { return now }, NewLogger("test", &bytes.Buffer{}), nil)
+	a := repairingAccountant(dir, &now)
 	defer a.Close()
 	now = now.Add(2 * time.Second)
 	a.Confirmed(tag, []int64{offs[0], offs[3]}, []int64{times[0], times[3]}, 2)
@@ -212,4 +208,12 @@ func TestAccountantRepairsFromACompressedFile(t *testing.T) {
 	if want := log[offs[1]:offs[3]]; a.Repairing != 2 || total(a.Lost) != 0 || !bytes.Equal(got, want) {
 		t.Fatalf("repairing %d, lost %v, repair file %q, want %q", a.Repairing, a.Lost, got, want)
 	}
+}
+
+// repairingAccountant accounts for dir's logs (accountDir) with a 30 s grace and repairs
+// into dir/repair, on the clock *now.
+func repairingAccountant(dir string, now *time.Time) *Accountant {
+	return NewAccountant(AccountConfig{Links: filepath.Join(dir, "containers"), Storage: filepath.Join(dir, "storage"),
+		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, Grace: 30 * time.Second, RepairDir: filepath.Join(dir, "repair"), RepairRate: 1000},
+		func() time.Time { return *now }, NewLogger("test", &bytes.Buffer{}), nil)
 }
