@@ -797,67 +797,6 @@ func TestCluster(t *testing.T) {
 		in.nothingLostByTheEngine()
 	})
 
-	// The buffer cap on a real node: Cloud Logging refuses every request while a pod logs,
-	// and its output's storage.total_limit_size is cut to 1M, so the engine evicts its
-	// oldest chunks for it. The output reads those lines back from the pod's log through the
-	// shipped repair input and filter: every line arrives at both destinations once, with
-	// its pod's metadata, and nothing is counted lost.
-	t.Run("buffer cap repaired", func(t *testing.T) {
-		in.t = t
-		shipped := in.conf
-		in.conf = strings.Replace(in.conf, "storage.total_limit_size: 2G\n      sink: stackdriver", "storage.total_limit_size: 1M\n      sink: stackdriver", 1)
-		// Repaired lines join the same capped queue: paced below what Cloud Logging drains
-		// on a loaded machine, or the cap would evict them again (which nothing counts).
-		in.conf = strings.Replace(in.conf, "      repair_dir: /var/lib/trailstack/repair/cloud-logging\n", "      repair_dir: /var/lib/trailstack/repair/cloud-logging\n      repair_rate: 100\n", 1)
-		if in.conf == shipped || !strings.Contains(in.conf, "repair_rate: 100") {
-			t.Fatal("the Cloud Logging output's storage.total_limit_size is not where this test looks")
-		}
-		defer func() {
-			in.conf = shipped
-			in.retag()
-			in.apply()
-			in.rolledOut()
-		}()
-		in.retag()
-		in.apply()
-		in.rolledOut()
-		in.cloud.setDown(codes.Unavailable)
-		defer func() {
-			if t.Failed() {
-				for _, l := range regexp.MustCompile(`(?m)^.*(repairing|lost \d+ lines|cannot repair|account_logs|evicted|rotated logs).*$`).FindAllString(in.agentLog(), -1) {
-					t.Logf("agent: %s", l)
-				}
-				m, _ := filepath.Glob(in.podLogDir("shop", "over-cap") + "/*")
-				t.Logf("the pod's log directory: %v", m)
-			}
-		}()
-		// About 105 KB: under the kubelet's 200 KiB rotation here. A rotated file the kubelet
-		// compresses before the account's walk reaches its lost lines is not accounted yet.
-		in.writer("shop", "over-cap", 1500, 150)
-		in.written("shop", "over-cap")
-		time.Sleep(5 * time.Second)
-		in.cloud.setDown(codes.OK)
-		ds := in.waitDelivered(240*time.Second, nil)
-		onceEach(t, ds)
-		for _, d := range ds {
-			if d.anonymous != 0 {
-				t.Errorf("%v: repaired lines without their pod's metadata", d)
-			}
-		}
-		if l := in.cloud.labelsOf("over-cap"); l["k8s-pod/app"] != "over-cap" {
-			t.Errorf("over-cap's entries carry labels %v", l)
-		}
-		log := in.agentLog()
-		repairing := regexp.MustCompile(`repairing \d+ lines of pod shop/over-cap[^\n]*`).FindString(log)
-		if repairing == "" || !strings.Contains(log, "evicted from output queue") {
-			t.Errorf("the engine evicted nothing, or nothing was repaired:\n%s", tailOf(log, 30))
-		}
-		if l := regexp.MustCompile(`lost \d+ lines of pod[^\n]*`).FindString(log); l != "" {
-			t.Errorf("counted lost with repair on: %s", l)
-		}
-		report(t, in.node, "Cloud Logging down with a 1M buffer cap, the evicted lines repaired", ds, ", "+repairing)
-	})
-
 	// What containerd and the kubelet make of an application's output: a line of 40 KiB,
 	// which containerd writes as 16 KiB parts (P) and tail's cri parser joins, and Java
 	// stack traces, which the plugin joins into one message each.
