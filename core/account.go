@@ -1,9 +1,12 @@
 package core
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,9 +114,14 @@ type logFile struct {
 	marks       []mark // how far it was confirmed at each pass within the grace
 	confirmedTo int64
 	gaps        map[int64]*lineGap // records below what was confirmed, not confirmed yet
+	anchor      anchor             // a record placed in it, by which its .gz is known
 	letGo       bool
-	gone        bool // deleted while lines were missing
+	gone        bool      // compressed or deleted by the kubelet (see vanished)
+	mtime       time.Time // its last write, as of the last walk
 }
+
+// anchor is a record's last line's offset in its file and the record's time.
+type anchor struct{ off, t int64 }
 
 type lineGap struct {
 	end     int64 // where the record's last line ends
@@ -219,6 +227,12 @@ func (a *Accountant) Close() {
 // Pass accounts for what arrived since the last one. Tests call it directly.
 func (a *Accountant) Pass() {
 	now := a.clock.Now()
+	// Files the kubelet compressed or deleted since the last pass, before the buffer is
+	// read: a chunk read now places its records in what is left of them.
+	for _, s := range a.streams {
+		a.locate(s)
+		a.vanished(s, s.candidates(), now)
+	}
 	// The buffer first: a chunk confirmed and then removed has its confirmation in arrived.
 	a.full.note(a.cfg.Storage, now)
 	a.budget = int(float64(a.cfg.RepairRate) * max(a.cfg.Interval, time.Second).Seconds())
@@ -262,16 +276,6 @@ func (a *Accountant) Pass() {
 		for ino, f := range s.files {
 			if n, ok := names[ino]; ok {
 				f.name = n
-			} else if len(f.gaps) == 0 {
-				delete(s.files, ino) // deleted by the kubelet, and nothing of it missing
-			} else if !f.gone {
-				// Gone with lines missing: compressed by the kubelet (a repair reads them
-				// from the .gz), or deleted (no repair can; a chunk may still hold some, the
-				// rest are counted lost as their grace ends).
-				f.gone = true
-				if _, err := os.Stat(filepath.Join(s.dir, f.name+".gz")); err == nil {
-					f.name += ".gz"
-				}
 			}
 		}
 		a.resolve(s, names)
@@ -304,6 +308,120 @@ func (a *Accountant) Pass() {
 	a.report(now)
 }
 
+// vanished handles the files of s that left its directory: the kubelet compressed a rotated
+// one (N.log.<time>.gz, which tail never reads) or deleted it. What of a compressed file the
+// walk had not reached yet is walked now through the .gz, to its end: tail can no longer
+// find it, and reads on only what it holds open until rotate_wait. Its gaps are then found
+// by their offsets and times (fileOf) and repaired from the .gz. A deleted file's gaps are
+// counted lost as their grace ends, where no chunk holds them.
+func (a *Accountant) vanished(s *logStream, names map[uint64]string, now time.Time) {
+	for ino, f := range s.files {
+		if _, ok := names[ino]; ok {
+			continue
+		}
+		if !f.gone {
+			f.gone = true
+			if gz := s.compressed(f); gz != "" {
+				f.name = gz
+				a.walkCompressed(s, f, now)
+			}
+		}
+		if len(f.gaps) == 0 {
+			delete(s.files, ino) // nothing of it missing
+		}
+	}
+}
+
+// compressed finds the .gz the kubelet made of f: <its rotated name>.gz, or, where the pass
+// never saw it under that name (renamed and compressed between two passes), the one whose
+// line at f's anchor carries the anchor's time.
+func (s *logStream) compressed(f *logFile) string {
+	if _, err := os.Stat(filepath.Join(s.dir, f.name+".gz")); err == nil {
+		return f.name + ".gz"
+	}
+	if f.anchor.t == 0 {
+		return ""
+	}
+	entries, _ := os.ReadDir(s.dir)
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, s.base+".") || !strings.HasSuffix(n, ".gz") {
+			continue
+		}
+		fh, err := os.Open(filepath.Join(s.dir, n))
+		if err != nil {
+			continue
+		}
+		zr, err := gzip.NewReader(fh)
+		if err == nil {
+			var b [48]byte
+			start := max(f.anchor.off-1, 0)
+			if _, err := io.CopyN(io.Discard, zr, start); err == nil {
+				k, _ := io.ReadFull(zr, b[:])
+				if timeMatches(b[:k], f.anchor.off-start, f.anchor.t) || f.anchor.off == 0 && k > 0 && lineTimeOK(b[:k], f.anchor.t) {
+					fh.Close()
+					return n
+				}
+			}
+		}
+		fh.Close()
+	}
+	return ""
+}
+
+// lineTimeOK reports whether the line at the start of b can end a record of time t.
+func lineTimeOK(b []byte, t int64) bool {
+	lt, ok := criTime(b)
+	return ok && timeClose(lt, t)
+}
+
+// walkCompressed walks a rotated file the kubelet compressed from where the walk stood to
+// its end. A file nothing was confirmed from yet is walked whole if it began after this
+// output started (an output whose destination was down since), or else left: what came
+// before the first line confirmed was the previous agent's.
+func (a *Accountant) walkCompressed(s *logStream, f *logFile, now time.Time) {
+	path := filepath.Join(s.dir, f.name)
+	fh, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(fh)
+	if err != nil {
+		return
+	}
+	slices.Sort(f.offs)
+	f.offs = slices.Compact(f.offs)
+	if !f.started {
+		head := bufio.NewReader(zr)
+		line, _ := head.Peek(40)
+		if t, ok := criTime(line); !ok || t < a.started.UnixNano() {
+			return
+		}
+		f.started, f.done = true, 0
+		a.gapsFrom(f, head, math.MaxInt64, a.letGoAt(f, now), now)
+		return
+	}
+	if _, err := io.CopyN(io.Discard, zr, f.done); err != nil {
+		return
+	}
+	a.gapsFrom(f, zr, math.MaxInt64, a.letGoAt(f, now), now)
+}
+
+// letGoAt is when tail surely let a rotated file go, and a gap of it can no longer be read
+// into a chunk: its grace starts there (now, if that is later).
+func (a *Accountant) letGoAt(f *logFile, now time.Time) time.Time {
+	f.letGo = true
+	return later(now, f.mtime.Add(a.cfg.RotateWait+2*a.cfg.Interval))
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 // placeStored places the records of a chunk in their files as the index reads them, while
 // the files are there to read.
 func (a *Accountant) placeStored(tag string, r run) []placed {
@@ -312,8 +430,19 @@ func (a *Accountant) placeStored(tag string, r run) []placed {
 	}
 	s := a.stream(tag)
 	a.locate(s)
-	out, _ := a.place(s, s.candidates(), r)
+	names := s.candidates()
+	out, _ := a.place(s, names, r)
+	for _, p := range out {
+		s.file(p.ino, names).anchorAt(p)
+	}
 	return out
+}
+
+// anchorAt keeps the first record placed in f.
+func (f *logFile) anchorAt(p placed) {
+	if f.anchor.t == 0 {
+		f.anchor = anchor{p.offs[0], p.times[0]}
+	}
 }
 
 func (a *Accountant) stream(tag string) *logStream {
@@ -379,6 +508,7 @@ func (a *Accountant) resolve(s *logStream, names map[uint64]string) {
 		placed, rest := a.place(s, names, r)
 		for _, p := range placed {
 			f := s.file(p.ino, names)
+			f.anchorAt(p)
 			f.offs = append(f.offs, p.offs...)
 		}
 		// Not in any file (yet): the link may lag a rotation; a file deleted since holds
@@ -401,8 +531,9 @@ func (s *logStream) file(ino uint64, names map[uint64]string) *logFile {
 
 // placed is records of a run found in one file.
 type placed struct {
-	ino  uint64
-	offs []int64
+	ino   uint64
+	offs  []int64
+	times []int64
 }
 
 // partialSpread is how much later than a record's time its last line may be stamped: a
@@ -449,7 +580,7 @@ func (a *Accountant) place(s *logStream, names map[uint64]string, r run) (out []
 		for j <= last && timeMatches(window, r.offs[j]+delta-base, r.times[j]) {
 			j++
 		}
-		p := placed{ino: ino, offs: r.offs[i:j]}
+		p := placed{ino: ino, offs: r.offs[i:j], times: r.times[i:j]}
 		if delta != 0 {
 			p.offs = slices.Clone(p.offs)
 			for k := range p.offs {
@@ -477,6 +608,17 @@ func timeMatches(window []byte, rel, t int64) bool {
 // the nearest after within partialSpread, and what to add to off; failing that, the file
 // where the line of time t follows off.
 func (a *Accountant) fileOf(s *logStream, names map[uint64]string, t, off int64) (ino uint64, delta int64, ok bool) {
+	// A file gone from the directory is found by its gaps: where the walk saw the record.
+	for i, f := range s.files {
+		if !f.gone {
+			continue
+		}
+		for _, d := range []int64{s.drift[i], 0} {
+			if g := f.gaps[off+d]; g != nil && timeClose(g.written, t) {
+				return i, d, true
+			}
+		}
+	}
 	bestDelta := int64(-1)
 	for i, n := range names {
 		for _, d := range []int64{s.drift[i], 0} {
@@ -632,21 +774,23 @@ func lineTimeAt(path string, off int64) (int64, bool) {
 // walk reads a file from where the pass stands to the last line tail is known to have
 // read, and notes each record not confirmed as a gap. It reports whether anything moved.
 func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
-	if f.gone {
-		return false
-	}
-	path := filepath.Join(s.dir, f.name)
 	slices.Sort(f.offs)
 	f.offs = slices.Compact(f.offs)
 	moved := len(f.offs) != f.kept
 	for _, o := range f.offs[f.kept:] {
 		delete(f.gaps, o)
 	}
+	if f.gone {
+		f.offs, f.kept = f.offs[:0], 0
+		return moved
+	}
+	path := filepath.Join(s.dir, f.name)
 	fi, err := os.Stat(path)
 	if err != nil {
 		f.offs, f.kept = f.offs[:0], 0
 		return moved
 	}
+	f.mtime = fi.ModTime()
 	if !f.started {
 		if len(f.offs) == 0 {
 			return moved
@@ -697,12 +841,19 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 		return moved
 	}
 	defer fh.Close()
+	return a.gapsFrom(f, io.NewSectionReader(fh, f.done, fi.Size()-f.done), limit, now, now) || moved
+}
+
+// gapsFrom reads f's records from r (which starts at f.done) whose last lines start before
+// limit, and notes each one not confirmed as a gap whose grace starts at since. It reports
+// whether the walk moved.
+func (a *Accountant) gapsFrom(f *logFile, r io.Reader, limit int64, since, now time.Time) bool {
 	confirmed := f.offs
 	end := f.done
 	if a.lines == nil {
 		a.lines = newLineReader()
 	}
-	walkRecords(a.lines, io.NewSectionReader(fh, f.done, fi.Size()-f.done), f.done, a.cfg.MaxLine, func(w walked) bool {
+	walkRecords(a.lines, r, f.done, a.cfg.MaxLine, func(w walked) bool {
 		if w.last >= limit {
 			return false
 		}
@@ -710,16 +861,16 @@ func (a *Accountant) walk(s *logStream, f *logFile, now time.Time) bool {
 		confirmed = confirmed[i:]
 		if !found && f.gaps[w.last] == nil {
 			t, _ := criTime(w.line[:min(len(w.line), 40)])
-			f.gaps[w.last] = &lineGap{end: w.end, since: now, written: t, long: w.long, parts: slices.Clone(w.parts)}
+			f.gaps[w.last] = &lineGap{end: w.end, since: since, written: t, long: w.long, parts: slices.Clone(w.parts)}
 		}
 		end = w.end
 		return true
 	})
 	if end > f.done {
 		f.done = end
-		moved = true
+		return true
 	}
-	return moved
+	return false
 }
 
 // mark is how far a file was confirmed at a pass.

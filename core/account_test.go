@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,4 +217,110 @@ func repairingAccountant(dir string, now *time.Time) *Accountant {
 	return NewAccountant(AccountConfig{Links: filepath.Join(dir, "containers"), Storage: filepath.Join(dir, "storage"),
 		TagPrefix: "kube.var.log.containers.", MaxLine: 1 << 20, Grace: 30 * time.Second, RepairDir: filepath.Join(dir, "repair"), RepairRate: 1000},
 		func() time.Time { return *now }, NewLogger("test", &bytes.Buffer{}), nil)
+}
+
+// compress is the kubelet's second step of a rotation: the rotated file gzipped beside it,
+// the plain one removed. It returns the .gz's path.
+func compress(t *testing.T, rotated string, log []byte) string {
+	t.Helper()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(log)
+	zw.Close()
+	if err := os.WriteFile(rotated+".gz", gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(rotated); err != nil {
+		t.Fatal(err)
+	}
+	return rotated + ".gz"
+}
+
+// rotate renames the log as the kubelet does and opens a new, empty one.
+func rotate(t *testing.T, file string) string {
+	t.Helper()
+	rotated := file + ".20261206-000000"
+	if err := os.Rename(file, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return rotated
+}
+
+// A rotated file the kubelet compresses before the walk reached its end (nothing was
+// confirmed past its first line: the destination went down): the rest is walked through the
+// .gz, a flush confirmed late is found there, and the lines nothing confirmed are repaired.
+func TestAccountantWalksARotatedFileCompressedBeforeTheWalkReachedIt(t *testing.T) {
+	start := time.Unix(1796000000, 0)
+	log, offs, times := criLog(start.Add(time.Second), "F 0", "F 1", "F 2", "F 3", "F 4", "F 5")
+	dir, tag, file := accountDir(t, log)
+	now := start.Add(2 * time.Second)
+	os.Chtimes(file, now, now) // its last write, on the test's clock
+	a := repairingAccountant(dir, &now)
+	defer a.Close()
+	a.Confirmed(tag, offs[:1], times[:1], 1)
+	a.Pass()
+	compress(t, rotate(t, file), log)
+	// A flush of line 2, in flight at the rotation, is confirmed after it.
+	a.Confirmed(tag, offs[2:3], times[2:3], 1)
+	a.Pass()
+	if a.Repairing != 0 || total(a.Lost) != 0 {
+		t.Fatalf("repairing %d, lost %v within the grace", a.Repairing, a.Lost)
+	}
+	now = now.Add(31 * time.Second)
+	a.Pass()
+	got, _ := os.ReadFile(filepath.Join(dir, "repair", "app-1_shop_app-0123.log"))
+	want := append(slices.Clone(log[offs[1]:offs[2]]), log[offs[3]:]...)
+	if a.Repairing != 4 || total(a.Lost) != 0 || !bytes.Equal(got, want) {
+		t.Fatalf("repairing %d, lost %v, repair file %q, want %q", a.Repairing, a.Lost, got, want)
+	}
+	a.Pass()
+	if a.Repairing != 4 || len(a.streams[tag].files) != 0 {
+		t.Fatalf("after the repair: repairing %d, files %v", a.Repairing, a.streams[tag].files)
+	}
+}
+
+// The buffer cap while the destination is down from the output's start, across a rotation
+// and compression: nothing of the file was confirmed before the kubelet compressed it. The
+// chunk the engine evicted is repaired from the .gz; the chunk delivered after is not.
+func TestAccountantRepairsAnEvictedChunkOfAFileCompressedBeforeAnythingWasConfirmed(t *testing.T) {
+	start := time.Unix(1796000000, 0)
+	// Whole seconds: a chunk's records carry integer times.
+	var lines []string
+	for i := 0; i < 6; i++ {
+		lines = append(lines, fmt.Sprintf("F %d", i))
+	}
+	var log []byte
+	var offs, times []int64
+	for i, l := range lines {
+		ts := start.Add(time.Duration(i+1) * time.Second)
+		offs, times = append(offs, int64(len(log))), append(times, ts.UnixNano())
+		log = fmt.Appendf(log, "%s stdout %s\n", ts.UTC().Format(time.RFC3339Nano), l)
+	}
+	dir, tag, file := accountDir(t, log)
+	now := start
+	a := repairingAccountant(dir, &now)
+	defer a.Close()
+	now = now.Add(7 * time.Second)
+	os.Chtimes(file, now, now)
+	evicted := filepath.Join(dir, "storage", "tail.0", "1-1.flb")
+	delivered := filepath.Join(dir, "storage", "tail.0", "1-2.flb")
+	chunkFile(t, evicted, tag, times[:3], offs[:3])
+	chunkFile(t, delivered, tag, times[3:], offs[3:])
+	a.Pass()
+	compress(t, rotate(t, file), log)
+	os.Remove(evicted)
+	a.Pass()
+	now = now.Add(5 * time.Second)
+	a.Confirmed(tag, offs[3:], times[3:], 1)
+	os.Remove(delivered)
+	a.Pass()
+	now = now.Add(31 * time.Second)
+	a.Pass()
+	got, _ := os.ReadFile(filepath.Join(dir, "repair", "app-1_shop_app-0123.log"))
+	if a.Repairing != 3 || total(a.Lost) != 0 || !bytes.Equal(got, log[:offs[3]]) {
+		t.Fatalf("repairing %d, lost %v, repair file %q, want %q", a.Repairing, a.Lost, got, log[:offs[3]])
+	}
 }
