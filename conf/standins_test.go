@@ -150,6 +150,30 @@ func (t *tally) count(want []string) (arrived, lost, dups int) {
 	return
 }
 
+// missing is how many of ids have not arrived.
+func (t *tally) missing(ids []string) (n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		if t.got[id] == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// twice is how many of ids arrived more than once.
+func (t *tally) twice(ids []string) (n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		if t.got[id] > 1 {
+			n++
+		}
+	}
+	return n
+}
+
 // lagQuantiles returns the lines' lag at each quantile q (0 to 1) and the largest.
 func (t *tally) lagQuantiles(qs ...float64) (at []time.Duration, most time.Duration) {
 	t.mu.Lock()
