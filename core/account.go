@@ -566,19 +566,26 @@ func (a *Accountant) place(s *logStream, names map[uint64]string, r run) (out []
 			continue
 		}
 		misses = 0
-		// The records that follow in the same file, read in one window (bounded: a run that
-		// long is checked in several).
-		base := r.offs[i] + delta
-		last := i
-		for last+1 < len(r.offs) && r.offs[last+1]+delta-base < 8<<20 {
-			last++
-		}
-		a.window = slices.Grow(a.window[:0], int(r.offs[last]+delta-base+64))[:r.offs[last]+delta-base+64]
-		n, _ := readAt(filepath.Join(s.dir, names[ino]), a.window, base)
-		window := a.window[:n]
 		j := i + 1
-		for j <= last && timeMatches(window, r.offs[j]+delta-base, r.times[j]) {
-			j++
+		if f := s.files[ino]; f != nil && f.gone {
+			// A file gone from the directory: the records that follow among its gaps.
+			for j < len(r.offs) && f.gapAt(r.offs[j]+delta, r.times[j]) {
+				j++
+			}
+		} else {
+			// The records that follow in the same file, read in one window (bounded: a run
+			// that long is checked in several).
+			base := r.offs[i] + delta
+			last := i
+			for last+1 < len(r.offs) && r.offs[last+1]+delta-base < 8<<20 {
+				last++
+			}
+			a.window = slices.Grow(a.window[:0], int(r.offs[last]+delta-base+64))[:r.offs[last]+delta-base+64]
+			n, _ := readAt(filepath.Join(s.dir, names[ino]), a.window, base)
+			window := a.window[:n]
+			for j <= last && timeMatches(window, r.offs[j]+delta-base, r.times[j]) {
+				j++
+			}
 		}
 		p := placed{ino: ino, offs: r.offs[i:j], times: r.times[i:j]}
 		if delta != 0 {
@@ -614,7 +621,7 @@ func (a *Accountant) fileOf(s *logStream, names map[uint64]string, t, off int64)
 			continue
 		}
 		for _, d := range []int64{s.drift[i], 0} {
-			if g := f.gaps[off+d]; g != nil && timeClose(g.written, t) {
+			if f.gapAt(off+d, t) {
 				return i, d, true
 			}
 		}
@@ -1112,6 +1119,12 @@ func (ft *fullTimes) around(t time.Time, interval, grace time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// gapAt reports whether f has a gap for a record of time t whose last line starts at off.
+func (f *logFile) gapAt(off, t int64) bool {
+	g := f.gaps[off]
+	return g != nil && timeClose(g.written, t)
 }
 
 func (f *logFile) gapIn(lo, hi int64) bool {
