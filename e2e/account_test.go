@@ -64,6 +64,34 @@ func (p *pod) write(t *testing.T, n, rate int) {
 	}
 }
 
+// live writes rate lines a second, each carrying its write time (liveAt), until stop is
+// closed; it returns when it stopped.
+func (p *pod) live(t *testing.T, rate int, stop <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			var b []byte
+			for k := 0; k < rate/10; k++ {
+				now := time.Now()
+				b = fmt.Appendf(b, "%s stdout F live at=%d GET /api/v1/items 200\n", now.UTC().Format(time.RFC3339Nano), now.UnixNano())
+			}
+			if _, err := p.f.Write(b); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	return done
+}
+
 // rotate does what the kubelet does: the file is renamed and a new one opened under its
 // name. It returns the old file, still open.
 func (p *pod) rotate(t *testing.T) *os.File {
@@ -228,9 +256,16 @@ func TestEngineCountsWhatTheEngineLost(t *testing.T) {
 			url := metricsURL(t, logPath)
 			p.write(t, lines, 3000)
 			time.Sleep(3 * time.Second)
+			// Another pod logs on while Cloud Logging drains (and, with repair, while the
+			// evicted lines are repaired): how late its lines arrive is what the repair
+			// costs live lines.
+			stopLive := make(chan struct{})
+			lived := newPod(t, dir, "live-1").live(t, 300, stopLive)
 			cloud.up.Store(true)
 			ca, cl, ct := settle(&cloud.counted, lines)
 			pa, pl, pt := settle(papertrail, lines)
+			close(stopLive)
+			<-lived
 			waitLost(t, url, "stackdriver", cl)
 			time.Sleep(5 * time.Second) // a pass or two more: nothing else may be counted
 			clLost, ptLost := lostSeries(t, url, "stackdriver"), lostSeries(t, url, "syslog")
@@ -239,6 +274,8 @@ func TestEngineCountsWhatTheEngineLost(t *testing.T) {
 			engineLog, _ := os.ReadFile(logPath)
 			t.Logf("Cloud Logging: %d arrived, %d lost, %d twice; counted %v", ca, cl, ct, clLost)
 			t.Logf("Papertrail: %d arrived, %d lost, %d twice; counted %v", pa, pl, pt, ptLost)
+			p50, p99, most, n := cloud.lagQuantiles()
+			t.Logf("Cloud Logging: a live pod's %d lines meanwhile, lag p50 %v, p99 %v, most %v", n, p50, p99, most)
 			checkAccount(t, "Cloud Logging", cl, ct, clLost, "buffer_cap", repair, true)
 			checkAccount(t, "Papertrail", pl, pt, ptLost, "", repair, false)
 			says := `lost \d+ lines of pod shop/app-1 container app \(.*0\.log bytes \d+-\d+\): the engine evicted`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,10 +26,15 @@ import (
 
 var seqOf = regexp.MustCompile(`ledger seq=(\d+) `)
 
-// counted is what one destination got of the lines seq=0..n-1, by sequence number.
+// liveAt marks a line written to measure lag: its write time, in Unix nanoseconds.
+var liveAt = regexp.MustCompile(`live at=(\d+) `)
+
+// counted is what one destination got of the lines seq=0..n-1, by sequence number, and how
+// late each live line (liveAt) arrived.
 type counted struct {
-	mu  sync.Mutex // guards got
-	got map[int]int
+	mu   sync.Mutex // guards got and lags
+	got  map[int]int
+	lags []time.Duration
 }
 
 func (c *counted) add(text string) {
@@ -37,7 +43,25 @@ func (c *counted) add(text string) {
 		c.mu.Lock()
 		c.got[n]++
 		c.mu.Unlock()
+	} else if m := liveAt.FindStringSubmatch(text); m != nil {
+		at, _ := strconv.ParseInt(m[1], 10, 64)
+		c.mu.Lock()
+		c.lags = append(c.lags, time.Since(time.Unix(0, at)))
+		c.mu.Unlock()
 	}
+}
+
+// lagQuantiles is the live lines' lag at the median, the 99th percentile and the most, and
+// how many arrived.
+func (c *counted) lagQuantiles() (p50, p99, most time.Duration, n int) {
+	c.mu.Lock()
+	lags := slices.Clone(c.lags)
+	c.mu.Unlock()
+	if len(lags) == 0 {
+		return 0, 0, 0, 0
+	}
+	slices.Sort(lags)
+	return lags[len(lags)/2], lags[len(lags)*99/100], lags[len(lags)-1], len(lags)
 }
 
 // of is how many of lines 0..n-1 arrived, were lost, and arrived more than once (counting
