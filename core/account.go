@@ -229,9 +229,11 @@ func (a *Accountant) Pass() {
 	now := a.clock.Now()
 	// Files the kubelet compressed or deleted since the last pass, before the buffer is
 	// read: a chunk read now places its records in what is left of them.
+	named := make(map[*logStream]map[uint64]string, len(a.streams))
 	for _, s := range a.streams {
 		a.locate(s)
-		a.vanished(s, s.candidates(), now)
+		named[s] = s.candidates()
+		a.vanished(s, named[s], now)
 	}
 	// The buffer first: a chunk confirmed and then removed has its confirmation in arrived.
 	a.full.note(a.cfg.Storage, now)
@@ -271,12 +273,10 @@ func (a *Accountant) Pass() {
 		}
 	}
 	for tag, s := range a.streams {
-		a.locate(s)
-		names := s.candidates()
-		for ino, f := range s.files {
-			if n, ok := names[ino]; ok {
-				f.name = n
-			}
+		names, ok := named[s]
+		if !ok { // a stream the buffer's chunks named first
+			a.locate(s)
+			names = s.candidates()
 		}
 		a.resolve(s, names)
 		for _, r := range held[tag] {
@@ -308,7 +308,7 @@ func (a *Accountant) Pass() {
 	a.report(now)
 }
 
-// vanished handles the files of s that left its directory: the kubelet compressed a rotated
+// vanished names the files of s as they are now, and handles those that left its directory: the kubelet compressed a rotated
 // one (N.log.<time>.gz, which tail never reads) or deleted it. What of a compressed file the
 // walk had not reached yet is walked now through the .gz, to its end: tail can no longer
 // find it, and reads on only what it holds open until rotate_wait. Its gaps are then found
@@ -316,7 +316,8 @@ func (a *Accountant) Pass() {
 // counted lost as their grace ends, where no chunk holds them.
 func (a *Accountant) vanished(s *logStream, names map[uint64]string, now time.Time) {
 	for ino, f := range s.files {
-		if _, ok := names[ino]; ok {
+		if n, ok := names[ino]; ok {
+			f.name = n // renamed by a rotation
 			continue
 		}
 		if !f.gone {
@@ -355,10 +356,9 @@ func (s *logStream) compressed(f *logFile) string {
 		zr, err := gzip.NewReader(fh)
 		if err == nil {
 			var b [48]byte
-			start := max(f.anchor.off-1, 0)
-			if _, err := io.CopyN(io.Discard, zr, start); err == nil {
+			if _, err := io.CopyN(io.Discard, zr, max(f.anchor.off-1, 0)); err == nil {
 				k, _ := io.ReadFull(zr, b[:])
-				if timeMatches(b[:k], f.anchor.off-start, f.anchor.t) || f.anchor.off == 0 && k > 0 && lineTimeOK(b[:k], f.anchor.t) {
+				if lt, ok := lineTimeIn(b[:k], f.anchor.off); ok && timeClose(lt, f.anchor.t) {
 					fh.Close()
 					return n
 				}
@@ -367,12 +367,6 @@ func (s *logStream) compressed(f *logFile) string {
 		fh.Close()
 	}
 	return ""
-}
-
-// lineTimeOK reports whether the line at the start of b can end a record of time t.
-func lineTimeOK(b []byte, t int64) bool {
-	lt, ok := criTime(b)
-	return ok && timeClose(lt, t)
 }
 
 // walkCompressed walks a rotated file the kubelet compressed from where the walk stood to
@@ -763,12 +757,13 @@ func lineTimeAt(path string, off int64) (int64, bool) {
 	}
 	defer fh.Close()
 	var buf [48]byte
-	start := off
-	if off > 0 {
-		start = off - 1
-	}
-	n, _ := fh.ReadAt(buf[:], start)
-	b := buf[:n]
+	n, _ := fh.ReadAt(buf[:], max(off-1, 0))
+	return lineTimeIn(buf[:n], off)
+}
+
+// lineTimeIn reads the CRI time of the line that starts at off, from b read from the byte
+// before it (from 0 for a line at 0).
+func lineTimeIn(b []byte, off int64) (int64, bool) {
 	if off > 0 {
 		if len(b) == 0 || b[0] != '\n' {
 			return 0, false

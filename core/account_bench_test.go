@@ -2,7 +2,6 @@ package core
 
 import (
 	"bytes"
-	"compress/gzip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -51,14 +50,7 @@ func BenchmarkAccountCompressed(b *testing.B) {
 	log, offs, times := criLog(start.Add(time.Second), lines...)
 	t := &testing.T{}
 	dir, tag, file := accountDir(t, log)
-	rotated := file + ".20261206-000000"
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(log)
-	zw.Close()
-	if err := os.WriteFile(rotated+".gz", gz.Bytes(), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	writeGz(b, file+".20261206-000000.gz", log)
 	b.SetBytes(int64(len(log)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

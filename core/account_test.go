@@ -185,20 +185,8 @@ func TestAccountantRepairsFromACompressedFile(t *testing.T) {
 	a.Confirmed(tag, []int64{offs[0], offs[3]}, []int64{times[0], times[3]}, 2)
 	a.Pass()
 	// The kubelet's rotation: the file renamed, then compressed and the plain one removed.
-	rotated := file + ".20261206-000000"
-	if err := os.Rename(file, rotated); err != nil {
-		t.Fatal(err)
-	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(log)
-	zw.Close()
-	if err := os.WriteFile(rotated+".gz", gz.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rotated := rotate(t, file)
+	writeGz(t, rotated+".gz", log)
 	a.Pass()
 	if err := os.Remove(rotated); err != nil {
 		t.Fatal(err)
@@ -223,17 +211,23 @@ func repairingAccountant(dir string, now *time.Time) *Accountant {
 // the plain one removed. It returns the .gz's path.
 func compress(t *testing.T, rotated string, log []byte) string {
 	t.Helper()
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(log)
-	zw.Close()
-	if err := os.WriteFile(rotated+".gz", gz.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeGz(t, rotated+".gz", log)
 	if err := os.Remove(rotated); err != nil {
 		t.Fatal(err)
 	}
 	return rotated + ".gz"
+}
+
+// writeGz writes data gzipped to path.
+func writeGz(tb testing.TB, path string, data []byte) {
+	tb.Helper()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(data)
+	zw.Close()
+	if err := os.WriteFile(path, gz.Bytes(), 0o644); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // rotate renames the log as the kubelet does and opens a new, empty one.
